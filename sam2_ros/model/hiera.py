@@ -1,0 +1,210 @@
+"""Hiera image trunk (Ryali et al., arXiv:2306.00989) as SAM 2 uses it, and the FPN neck.
+
+Tokens stay in (B, H, W, C) layout through the trunk. Most blocks attend inside
+non-overlapping windows; a few "global" blocks attend over the whole map. The first block of
+stages 2-4 max-pools its queries by 2x2, halving the resolution and doubling the width.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .common import MLP
+from .config import HieraConfig
+from .position_encoding import SineEncoding2d
+
+
+def _pool(x: Tensor, stride: Tuple[int, int]) -> Tensor:
+    """2x2 max-pool of a (B, H, W, C) map."""
+    return F.max_pool2d(x.permute(0, 3, 1, 2), stride, stride).permute(0, 2, 3, 1)
+
+
+def window_partition(x: Tensor, ws: int) -> Tuple[Tensor, Tuple[int, int]]:
+    """(B, H, W, C) -> (B * nWin, ws, ws, C), zero-padding H and W up to multiples of ws."""
+    b, h, w, c = x.shape
+    ph, pw = (-h) % ws, (-w) % ws
+    if ph or pw:
+        x = F.pad(x, (0, 0, 0, pw, 0, ph))
+    hp, wp = h + ph, w + pw
+    x = x.view(b, hp // ws, ws, wp // ws, ws, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, ws, ws, c), (hp, wp)
+
+
+def window_unpartition(x: Tensor, ws: int, padded: Tuple[int, int], size: Tuple[int, int]) -> Tensor:
+    """Inverse of :func:`window_partition`: (B * nWin, ws, ws, C) -> (B, H, W, C)."""
+    hp, wp = padded
+    b = x.shape[0] // ((hp // ws) * (wp // ws))
+    x = x.view(b, hp // ws, wp // ws, ws, ws, -1).permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, -1)
+    return x[:, : size[0], : size[1]]
+
+
+class MultiScaleAttention(nn.Module):
+    """Self-attention whose queries may be pooled (so the output is coarser than the input)."""
+
+    def __init__(self, dim: int, dim_out: int, num_heads: int, q_stride: Optional[Tuple[int, int]]) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.q_stride = q_stride
+        self.qkv = nn.Linear(dim, dim_out * 3)
+        self.proj = nn.Linear(dim_out, dim_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, h, w, _ = x.shape
+        qkv = self.qkv(x).view(b, h * w, 3, self.num_heads, -1)  # (B, HW, 3, heads, d)
+        q, k, v = qkv.unbind(2)  # (B, HW, heads, d) each
+        if self.q_stride:
+            q = _pool(q.reshape(b, h, w, -1), self.q_stride)  # (B, H/2, W/2, heads*d)
+            h, w = q.shape[1:3]
+            q = q.reshape(b, h * w, self.num_heads, -1)
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return self.proj(out.transpose(1, 2).reshape(b, h, w, -1))  # (B, H', W', dim_out)
+
+
+class MultiScaleBlock(nn.Module):
+    """Pre-norm transformer block; with ``q_stride`` it also downsamples (pooled shortcut)."""
+
+    def __init__(
+        self,
+        dim: int,
+        dim_out: int,
+        num_heads: int,
+        window_size: int,
+        q_stride: Optional[Tuple[int, int]],
+        mlp_ratio: float,
+    ) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.q_stride = q_stride
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = MultiScaleAttention(dim, dim_out, num_heads, q_stride)
+        self.norm2 = nn.LayerNorm(dim_out, eps=1e-6)
+        self.mlp = MLP(dim_out, int(dim_out * mlp_ratio), dim_out, 2, activation=nn.GELU)
+        if dim != dim_out:
+            self.proj = nn.Linear(dim, dim_out)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, H, W, C)
+        shortcut = x
+        x = self.norm1(x)
+        if hasattr(self, "proj"):
+            # The width changes here: the residual is projected from the normed input.
+            shortcut = self.proj(x)
+            if self.q_stride:
+                shortcut = _pool(shortcut, self.q_stride)
+        ws = self.window_size
+        if ws > 0:
+            h, w = x.shape[1:3]
+            x, padded = window_partition(x, ws)  # (B*nWin, ws, ws, C)
+        x = self.attn(x)
+        if ws > 0:
+            if self.q_stride:
+                # Queries were pooled inside each window: windows shrank with them.
+                ws = ws // self.q_stride[0]
+                h, w = shortcut.shape[1:3]
+                padded = (h + (-h) % ws, w + (-w) % ws)
+            x = window_unpartition(x, ws, padded, (h, w))  # (B, H', W', C')
+        x = shortcut + x
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchEmbed(nn.Module):
+    """7x7 stride-4 convolution from pixels to tokens."""
+
+    def __init__(self, embed_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(3, embed_dim, kernel_size=7, stride=4, padding=3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x).permute(0, 2, 3, 1)  # (B, S/4, S/4, C)
+
+
+class Hiera(nn.Module):
+    """The trunk: returns the last block of each stage, finest first, as (B, C, H, W) maps."""
+
+    def __init__(self, cfg: HieraConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.patch_embed = PatchEmbed(cfg.embed_dim)
+        # A coarse background embedding, resized to the grid, plus one window-sized pattern
+        # tiled over it ("absolute-win" position embedding of Hiera / SAM 2).
+        self.pos_embed = nn.Parameter(torch.zeros(1, cfg.embed_dim, *cfg.window_pos_embed_bkg_spatial_size))
+        self.pos_embed_window = nn.Parameter(torch.zeros(1, cfg.embed_dim, cfg.window_spec[0], cfg.window_spec[0]))
+        ends = [sum(cfg.stages[: i + 1]) - 1 for i in range(len(cfg.stages))]
+        self.stage_ends = ends
+        pool_blocks = [e + 1 for e in ends[:-1]][: cfg.q_pool]
+        dim, heads, stage = cfg.embed_dim, cfg.num_heads, 0
+        self.blocks = nn.ModuleList()
+        for i in range(sum(cfg.stages)):
+            # A downsampling block still uses the previous stage's window on its input.
+            window = 0 if i in cfg.global_att_blocks else cfg.window_spec[stage]
+            dim_out = dim
+            if i - 1 in ends:
+                dim_out, heads, stage = dim * 2, heads * 2, stage + 1
+            self.blocks.append(
+                MultiScaleBlock(dim, dim_out, heads, window, cfg.q_stride if i in pool_blocks else None, cfg.mlp_ratio)
+            )
+            dim = dim_out
+
+    def _pos_embed(self, h: int, w: int) -> Tensor:
+        pos = F.interpolate(self.pos_embed, size=(h, w), mode="bicubic")  # (1, C, h, w)
+        win = self.pos_embed_window
+        pos = pos + win.tile(1, 1, h // win.shape[-2], w // win.shape[-1])
+        return pos.permute(0, 2, 3, 1)  # (1, h, w, C)
+
+    def forward(self, x: Tensor) -> List[Tensor]:  # x: (B, 3, S, S)
+        x = self.patch_embed(x)  # (B, S/4, S/4, C)
+        x = x + self._pos_embed(x.shape[1], x.shape[2])
+        outs = []
+        for i, blk in enumerate(self.blocks):
+            x = blk(x)
+            if i in self.stage_ends:
+                outs.append(x.permute(0, 3, 1, 2))  # (B, C_i, S/4/2^i, ...)
+        return outs
+
+
+class FpnNeck(nn.Module):
+    """Project every stage to d_model; the two coarsest levels also receive the
+    nearest-upsampled coarser level (top-down), the two finest are plain projections."""
+
+    def __init__(self, d_model: int, channel_list: Tuple[int, ...], top_down_levels: Tuple[int, ...] = (2, 3)) -> None:
+        super().__init__()
+        # convs[0] projects the deepest stage, as in the released checkpoints.
+        self.convs = nn.ModuleList()
+        for c in channel_list:
+            seq = nn.Sequential()
+            seq.add_module("conv", nn.Conv2d(c, d_model, kernel_size=1))
+            self.convs.append(seq)
+        self.top_down_levels = top_down_levels
+
+    def forward(self, xs: List[Tensor]) -> List[Tensor]:
+        """Stage maps finest first -> d_model maps finest first (same resolutions)."""
+        n = len(xs) - 1
+        out: List[Optional[Tensor]] = [None] * len(xs)
+        prev = None
+        for i in range(n, -1, -1):
+            lateral = self.convs[n - i](xs[i])
+            if i in self.top_down_levels and prev is not None:
+                up = F.interpolate(prev.float(), scale_factor=2.0, mode="nearest")
+                prev = lateral + up.to(lateral.dtype)
+            else:
+                prev = lateral
+            out[i] = prev
+        return out  # type: ignore[return-value]
+
+
+class ImageEncoder(nn.Module):
+    """Hiera trunk + FPN neck. Returns the stride 4, 8 and 16 maps (the stride-32 level only
+    feeds the top-down path and is dropped, as SAM 2 does) and the stride-16 position encoding."""
+
+    def __init__(self, cfg: HieraConfig, d_model: int) -> None:
+        super().__init__()
+        self.trunk = Hiera(cfg)
+        self.neck = FpnNeck(d_model, cfg.channel_list)
+        self.position_encoding = SineEncoding2d(d_model)
+
+    def forward(self, x: Tensor) -> Tuple[List[Tensor], Tensor]:
+        feats = self.neck(self.trunk(x))[:-1]  # strides 4, 8, 16: (B, C, S/4..S/16, ...)
+        return feats, self.position_encoding(feats[-1])  # pos: (B, C, S/16, S/16)
