@@ -1,0 +1,91 @@
+"""Build a ready-to-run SAM 2 model from a checkpoint (or random weights, for tests and demos)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Optional, Union
+
+import torch
+
+from .checkpoint import detect_checkpoint_variant, load_checkpoint_file, load_state_dict_strict, resolve_checkpoint
+from .config import normalize_model_name, sam2_config
+from .sam2 import SAM2
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+
+
+def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU; an unavailable CUDA is a clear error."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} was asked for but this torch ({torch.__version__}) sees no CUDA device; "
+                         "use device='cpu' or 'auto'")
+    return dev
+
+
+def resolve_dtype(dtype: Union[str, torch.dtype, None], device: torch.device) -> torch.dtype:
+    """Compute dtype: ``auto`` is bfloat16 on GPUs that support it, float16 on older ones, float32 on CPU."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None or dtype == "auto":
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose auto, {', '.join(sorted(DTYPES))}")
+    if device.type == "cpu" and DTYPES[dtype] != torch.float32:
+        raise ValueError(f"dtype={dtype!r} is for CUDA; on the CPU sam2_ros runs in float32")
+    return DTYPES[dtype]
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """Mixed precision on CUDA (weights stay float32; LayerNorm/softmax run in float32 under
+    autocast); a no-op for float32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def build_model(
+    checkpoint: Optional[str],
+    model: str = "tiny",
+    image_size: int = 1024,
+    device: Union[str, torch.device, None] = "auto",
+    version: Optional[str] = None,
+) -> SAM2:
+    """Load Meta's checkpoint (downloaded once when ``checkpoint`` is None) into a SAM 2 model.
+
+    The SAM 2.0 / 2.1 variant is read from the checkpoint's keys unless ``version`` is given.
+    Loading is strict; a checkpoint of another size or family raises a
+    :class:`~sam2_ros.model.checkpoint.CheckpointMismatchError` that names the fix.
+    """
+    name = normalize_model_name(model)
+    path = resolve_checkpoint(checkpoint, name)
+    state = load_checkpoint_file(path)
+    if version is None:
+        _, detected = detect_checkpoint_variant(state)
+        version = detected if detected in ("2.0", "2.1") else "2.1"
+    net = SAM2(sam2_config(name, image_size, version))
+    load_state_dict_strict(net, state, model_name=name)
+    log.info("loaded SAM %s %s from %s", version, name, path)
+    return net.to(resolve_device(device)).eval()
+
+
+def build_random_model(
+    model: str = "tiny", image_size: int = 1024, device: Union[str, torch.device, None] = "auto",
+    version: str = "2.1", seed: int = 0,
+) -> SAM2:
+    """A model with random weights: runs the whole pipeline, but its masks mean nothing."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = SAM2(sam2_config(model, image_size, version))
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p) * 0.02)
+    return net.to(resolve_device(device)).eval()
