@@ -569,6 +569,49 @@ class _FileLock:
             self.handle.close()
 
 
+def _download_locked(
+    url: str, dest: Path, expected_size: Optional[int], sha256: Optional[str], progress: bool,
+    timeout: float, attempts: int,
+) -> None:
+    """The body of :func:`download_file`, run while holding the lock of ``dest``."""
+    part = dest.with_name(dest.name + ".part")
+    if dest.is_file() and (expected_size is None or dest.stat().st_size == expected_size):
+        return  # another process finished it while we waited
+    reason = "no attempt made"
+    delay = _RETRY_DELAY_S
+    for attempt in range(max(1, attempts)):
+        try:
+            _download_once(url, part, dest.name, expected_size, timeout, progress)
+            break
+        except _Fatal as error:
+            raise CheckpointDownloadError(str(error), reason=str(error)) from error
+        except _Retry as error:
+            reason = str(error)
+            if attempt + 1 < attempts:
+                _say(f"sam2_ros: {reason}; retrying", sys.stderr if progress else None)
+                time.sleep(delay)
+                delay *= 2
+    else:
+        raise CheckpointDownloadError(f"{reason} (gave up after {attempts} attempts)",
+                                      reason=f"{reason}, after {attempts} attempts")
+
+    size = part.stat().st_size
+    if expected_size is not None and size != expected_size:
+        part.unlink()
+        raise CheckpointDownloadError(
+            f"size mismatch: got {size} bytes, expected {expected_size}; the file was deleted",
+        )
+    if sha256 is not None:
+        actual = _sha256_of(part)
+        if actual.lower() != sha256.lower():
+            part.unlink()
+            raise CheckpointDownloadError(
+                f"SHA-256 mismatch: got {actual}, expected {sha256.lower()}; the file was "
+                f"deleted (corrupted in transit, or not the official file)",
+            )
+    os.replace(part, dest)
+
+
 def download_file(
     url: str,
     dest: PathLike,
@@ -596,44 +639,13 @@ def download_file(
         CheckpointDownloadError: with ``.reason`` saying what failed.
     """
     dest = Path(dest)
-    part = dest.with_name(dest.name + ".part")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with _FileLock(dest.with_name(dest.name + ".lock")):
-        if dest.is_file() and (expected_size is None or dest.stat().st_size == expected_size):
-            return dest  # another process finished it while we waited
-        reason = "no attempt made"
-        delay = _RETRY_DELAY_S
-        for attempt in range(max(1, attempts)):
-            try:
-                _download_once(url, part, dest.name, expected_size, timeout, progress)
-                break
-            except _Fatal as error:
-                raise CheckpointDownloadError(str(error), reason=str(error)) from error
-            except _Retry as error:
-                reason = str(error)
-                if attempt + 1 < attempts:
-                    _say(f"sam2_ros: {reason}; retrying", sys.stderr if progress else None)
-                    time.sleep(delay)
-                    delay *= 2
-        else:
-            raise CheckpointDownloadError(f"{reason} (gave up after {attempts} attempts)",
-                                          reason=f"{reason}, after {attempts} attempts")
-
-        size = part.stat().st_size
-        if expected_size is not None and size != expected_size:
-            part.unlink()
-            raise CheckpointDownloadError(
-                f"size mismatch: got {size} bytes, expected {expected_size}; the file was deleted",
-            )
-        if sha256 is not None:
-            actual = _sha256_of(part)
-            if actual.lower() != sha256.lower():
-                part.unlink()
-                raise CheckpointDownloadError(
-                    f"SHA-256 mismatch: got {actual}, expected {sha256.lower()}; the file was "
-                    f"deleted (corrupted in transit, or not the official file)",
-                )
-        os.replace(part, dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with _FileLock(dest.with_name(dest.name + ".lock")):
+            _download_locked(url, dest, expected_size, sha256, progress, timeout, attempts)
+    except OSError as error:  # network errors are mapped inside: these are local files
+        reason = f"cannot write {str(dest.parent)!r}: {error.strerror or error}"
+        raise CheckpointDownloadError(reason, reason=reason) from error
     return dest
 
 
@@ -964,10 +976,10 @@ def diagnose_state_dict_mismatch(
         details.append(f"{len(mismatched)} key(s) of different shape: {_preview(shown, 3)}")
 
     head = f"checkpoint does not fit the SAM 2 model (model={model_name!r})"
-    message = head + (": " + "; ".join(causes) if causes else "") + ". " + ". ".join(details)
+    message = head + (": " + "; ".join(causes) if causes else "") + ". " + ". ".join(details) + "."
     if not causes:
-        message += (". Loading is strict (every key used, none missing, shapes equal): use an "
-                    "official SAM 2 / 2.1 checkpoint of the requested size")
+        message += (" Loading is strict (every key used, none missing, shapes equal): use an "
+                    "official SAM 2 / 2.1 checkpoint of the requested size.")
     return CheckpointMismatchError(message, missing, unexpected, mismatched)
 
 

@@ -52,7 +52,7 @@ class LayerNorm2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         mean = x.mean(1, keepdim=True)
         var = (x - mean).pow(2).mean(1, keepdim=True)
-        x = (x - mean) * torch.rsqrt(var + self.eps)
+        x = (x - mean) / torch.sqrt(var + self.eps)
         return x * self.weight[:, None, None] + self.bias[:, None, None]
 
 

@@ -109,7 +109,11 @@ def axial_rope_tables(head_dim: int, h: int, w: int, theta: float = 10000.0, dev
     col = (t % w).float()
     row = torch.div(t, w, rounding_mode="floor").float()
     angles = torch.cat((torch.outer(col, freqs), torch.outer(row, freqs)), dim=-1)  # (h*w, d/2)
-    return angles.cos(), angles.sin()
+    # torch.polar's cos/sin kernels round differently from Tensor.cos/sin in the last bit;
+    # using them keeps the tables bit-identical to upstream's complex ones. Built once, so
+    # the exported graph only sees constant real tables.
+    rot = torch.view_as_real(torch.polar(torch.ones_like(angles), angles))  # (h*w, d/2, 2)
+    return rot[..., 0].contiguous(), rot[..., 1].contiguous()
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:

@@ -42,6 +42,13 @@ class ImageFeatures:
             index = slice(index, index + 1)
         return ImageFeatures(self.feat[index], self.pos[index], [x[index] for x in self.high_res])
 
+    def expand(self, batch: int) -> "ImageFeatures":
+        """A view of a single frame's features repeated for ``batch`` objects (no copy)."""
+        return ImageFeatures(
+            self.feat.expand(batch, -1, -1, -1), self.pos.expand(batch, -1, -1, -1),
+            [x.expand(batch, -1, -1, -1) for x in self.high_res],
+        )
+
     def to(self, device: torch.device | str) -> "ImageFeatures":
         return ImageFeatures(self.feat.to(device), self.pos.to(device), [x.to(device) for x in self.high_res])
 
@@ -221,9 +228,11 @@ class SAM2(nn.Module):
             mem = mem + absent[:, :, None, None] * self.no_obj_embed_spatial[:, :, None, None]
         return mem, pos
 
-    def memory_tpos(self, t_pos: int) -> Tensor:
-        """Temporal encoding (1, 1, C_mem) of a memory ``t_pos`` slots back (0 = conditioning frame)."""
-        return self.maskmem_tpos_enc[self.cfg.num_maskmem - t_pos - 1].view(1, 1, -1)
+    def memory_tpos(self, frames_back: int) -> Tensor:
+        """Temporal encoding (1, 1, C_mem) of a memory from ``frames_back`` frames ago;
+        0 means a conditioning (prompted) frame, whatever its age."""
+        index = self.cfg.num_maskmem - 1 if frames_back == 0 else frames_back - 1
+        return self.maskmem_tpos_enc[index].view(1, 1, -1)
 
     def pointer_tokens(self, ptrs: Tensor, t_diffs: Tensor, max_ptrs: int) -> tuple[Tensor, Tensor]:
         """Object pointers (B, P, C) with their frame offsets (B, P) -> memory tokens.
