@@ -134,7 +134,11 @@ class MemoryEncoder(nn.Module):
         self.position_encoding = SineEncoding2d(out_dim)
 
     def forward(self, pix_feat: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:
-        """pix_feat (B, C, h, w), mask (B, 1, 16h, 16w) -> memory (B, C_mem, h, w) and its position encoding."""
-        x = self.pix_feat_proj(pix_feat) + self.mask_downsampler(mask)
+        """pix_feat (B|1, C, h, w), mask (B, 1, 16h, 16w) -> memory (B, C_mem, h, w) and its position encoding.
+
+        Objects on one frame share its features: pass them once (batch 1) and the projection
+        runs once, broadcast over the objects' masks.
+        """
+        x = self.pix_feat_proj(pix_feat) + self.mask_downsampler(mask)  # (B, C, h, w)
         x = self.out_proj(self.fuser(x))
         return x, self.position_encoding(x)

@@ -208,7 +208,7 @@ class SAM2(nn.Module):
     def encode_memory(
         self, feat: Tensor, high_res_masks: Tensor, object_score_logits: Tensor, binarize: Union[bool, Tensor] = False
     ) -> tuple[Tensor, Tensor]:
-        """Memory of a frame: features (B, C, h, w) fused with its mask (B, 1, S, S).
+        """Memory of a frame: features (B|1, C, h, w) fused with each object's mask (B, 1, S, S).
 
         ``binarize`` (per object) thresholds masks that came from clicks, so the memory holds
         exactly what the user saw; otherwise the logits are squashed by a sigmoid. Absent
@@ -216,6 +216,11 @@ class SAM2(nn.Module):
         Returns memory features and their position encoding, both (B, C_mem, h, w).
         """
         cfg = self.cfg
+        # Upstream gives the memory encoder a view of its sequence-first (hw, B, C) features.
+        # oneDNN picks its 1x1-conv kernel by strides (even a unit batch's), and memories are
+        # stored in bfloat16, which turns a last-bit difference into a visible one: the same
+        # view gives the same bits.
+        feat = feat.flatten(2).permute(2, 0, 1).permute(1, 2, 0).view(feat.shape)
         soft = torch.sigmoid(high_res_masks)
         if isinstance(binarize, Tensor):
             mask = torch.where(binarize.view(-1, 1, 1, 1), (high_res_masks > 0).to(soft.dtype), soft)
@@ -247,9 +252,11 @@ class SAM2(nn.Module):
         if cfg.add_tpos_enc_to_obj_ptrs:
             # Offsets are normalized by the largest one the bank can hold.
             pos = sine_encoding_1d(t_diffs.flatten() / (max_ptrs - 1), c if cfg.proj_tpos_enc_in_obj_ptrs else m)
+            pos = pos.view(b, p, -1).to(ptrs.dtype)
             if cfg.proj_tpos_enc_in_obj_ptrs:
-                pos = self.obj_ptr_tpos_proj(pos.to(ptrs.dtype))
-            pos = pos.view(b, p, m)
+                # One small matmul per object, as upstream runs it: BLAS rounds a (P, C)
+                # product differently from a (B*P, C) one, and the memory is bf16-rounded later.
+                pos = torch.stack([self.obj_ptr_tpos_proj(row) for row in pos])  # (B, P, C_mem)
         else:
             pos = ptrs.new_zeros(b, p, m)
         split = c // m
