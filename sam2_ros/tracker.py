@@ -139,6 +139,7 @@ class _Memory:
 @dataclass
 class _Object:
     cond: "OrderedDict[int, _Memory]" = field(default_factory=OrderedDict)  # prompted frames
+    cond_seen: int = 0  # conditioning frames ever stored (more than are kept, once over the cap)
     recent: Dict[int, _Memory] = field(default_factory=dict)  # tracked frames in the window
     low_res: Optional[Tensor] = None  # (1, 1, S/4, S/4) latest logits (previous mask for corrections)
     score: Optional[Tensor] = None  # (1, 1) latest object-score logit
@@ -360,12 +361,18 @@ class Tracker:
         Returns spatial memories [(features, frames_back)] (conditioning frames first, then
         recent frames oldest first) and pointers [(ptr, signed frame offset)].
         """
-        spatial = [(m.features, 0) for m in obj.cond.values()]
+        cond = list(obj.cond.items())
+        if obj.cond_seen > self.max_cond_frames:
+            # Upstream, once it holds more conditioning frames than it attends to, lists the
+            # selected ones nearest first; the order only changes float rounding, but memories
+            # are bf16-rounded, so it is kept.
+            cond.reverse()
+        spatial = [(m.features, 0) for _, m in cond]
         for back in range(self.num_maskmem - 1, 0, -1):
             m = obj.recent.get(t - back)
             if m is not None and m.features is not None:
                 spatial.append((m.features, back))
-        ptrs = [(m.ptr, t - f) for f, m in obj.cond.items() if f <= t]
+        ptrs = [(m.ptr, t - f) for f, m in cond if f <= t]
         for back in range(1, self.max_ptrs):
             m = obj.recent.get(t - back)
             if m is not None:
@@ -415,8 +422,7 @@ class Tracker:
                 masks.append(st.pred.high_res_masks)
         binarize = torch.tensor([steps[o].from_prompt for o in ids], device=self.device)
         scores = torch.cat([steps[o].pred.object_score_logits for o in ids])  # (B, 1)
-        batch = feats.feat.expand(len(ids), -1, -1, -1)
-        mem, pos = self.model.encode_memory(batch, torch.cat(masks), scores, binarize)
+        mem, pos = self.model.encode_memory(feats.feat, torch.cat(masks), scores, binarize)
         if self._mem_pos is None:
             self._mem_pos = pos[:1].flatten(2).transpose(1, 2).float()  # (1, hw, C_mem)
         # Upstream keeps memories in bfloat16: the same rounding, half the bytes.
@@ -427,6 +433,7 @@ class Tracker:
             if st.cond:
                 obj.recent.pop(t, None)
                 obj.cond[t] = entry
+                obj.cond_seen += 1
                 while len(obj.cond) > self.max_cond_frames:
                     # The oldest conditioning frame leaves the attention set but, while it is
                     # recent, still counts as a recent frame (as upstream's unselected ones).

@@ -40,6 +40,20 @@ class MLP(nn.Module):
         return torch.sigmoid(x) if self.sigmoid_output else x
 
 
+def per_row(fn, x: Tensor) -> Tensor:
+    """Apply ``fn`` to each row of a (B, ...) batch separately on the CPU.
+
+    CPU BLAS rounds a one-row product (a GEMV) differently from a B-row one, and SAM 2's
+    memory is later rounded to bfloat16, which turns such last-bit differences into visible
+    ones. Running the decoder's tiny per-object heads row by row keeps batched objects
+    bit-identical to one-object runs (and to upstream, which runs objects one by one), for
+    the price of a few 256-wide matmuls. On CUDA the batch runs as one.
+    """
+    if x.device.type == "cuda" or x.shape[0] == 1:
+        return fn(x)
+    return torch.cat([fn(x[i : i + 1]) for i in range(x.shape[0])])
+
+
 class LayerNorm2d(nn.Module):
     """LayerNorm over the channel axis of a (B, C, H, W) map."""
 

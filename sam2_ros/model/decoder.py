@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .common import MLP, Attention, LayerNorm2d
+from .common import MLP, Attention, LayerNorm2d, per_row
 from .position_encoding import RandomFourierEncoding
 
 # Point labels understood by the prompt encoder.
@@ -189,12 +189,19 @@ class MaskDecoder(nn.Module):
         src = src.transpose(1, 2).reshape(b, c, h, w)
         feat_s0, feat_s1 = high_res
         up1, ln1, act1, up2, act2 = self.output_upscaling
-        x = act1(ln1(up1(src) + feat_s1))  # (B, C/4, 2h, 2w)
+        # Plain NCHW whatever the batch (a batch of one comes out of the transposed conv that
+        # way, a larger batch channels-last): the LayerNorm's channel reduction then rounds the
+        # same for one object as for many.
+        x = (up1(src) + feat_s1).contiguous()
+        x = act1(ln1(x))  # (B, C/4, 2h, 2w)
         x = act2(up2(x) + feat_s0)  # (B, C/8, 4h, 4w)
 
-        hyper = torch.stack([mlp(mask_tokens[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1)  # (B, 4, C/8)
+        hyper = torch.stack(
+            [per_row(mlp, mask_tokens[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
+        )  # (B, 4, C/8)
         masks = (hyper @ x.flatten(2)).view(b, self.num_mask_tokens, 4 * h, 4 * w)  # (B, 4, 4h, 4w)
-        return DecoderOutput(masks, self.iou_prediction_head(iou_token), mask_tokens, self.pred_obj_score_head(obj_token))
+        iou = per_row(self.iou_prediction_head, iou_token)  # (B, 4)
+        return DecoderOutput(masks, iou, mask_tokens, per_row(self.pred_obj_score_head, obj_token))
 
 
 def stability_score(mask_logits: Tensor, delta: float) -> Tensor:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .common import MLP
+from .common import MLP, per_row
 from .config import SAM2Config
 from .decoder import MaskDecoder, PromptEncoder, select_masks
 from .hiera import ImageEncoder
@@ -171,7 +171,7 @@ class SAM2(nn.Module):
             low, token = masks, tokens[:, 0]
         s = self.cfg.image_size
         high = F.interpolate(low, size=(s, s), mode="bilinear", align_corners=False)  # (B, 1, S, S)
-        return MaskPrediction(masks, ious, low, high, self._object_pointer(self.obj_ptr_proj(token), present), obj_logits)
+        return MaskPrediction(masks, ious, low, high, self._object_pointer(per_row(self.obj_ptr_proj, token), present), obj_logits)
 
     def _object_pointer(self, ptr: Tensor, present: Tensor) -> Tensor:
         """Absent objects get the learned no-object pointer instead of their own."""
@@ -254,9 +254,8 @@ class SAM2(nn.Module):
             pos = sine_encoding_1d(t_diffs.flatten() / (max_ptrs - 1), c if cfg.proj_tpos_enc_in_obj_ptrs else m)
             pos = pos.view(b, p, -1).to(ptrs.dtype)
             if cfg.proj_tpos_enc_in_obj_ptrs:
-                # One small matmul per object, as upstream runs it: BLAS rounds a (P, C)
-                # product differently from a (B*P, C) one, and the memory is bf16-rounded later.
-                pos = torch.stack([self.obj_ptr_tpos_proj(row) for row in pos])  # (B, P, C_mem)
+                # Per object, as upstream: see per_row.
+                pos = per_row(lambda row: self.obj_ptr_tpos_proj(row[0])[None], pos)  # (B, P, C_mem)
         else:
             pos = ptrs.new_zeros(b, p, m)
         split = c // m

@@ -1,0 +1,147 @@
+"""Side-by-side: our streaming tracker against Meta's SAM2VideoPredictor driven frame by frame.
+
+Same process, same CPU, same checkpoint (official format, random weights), same real frames
+and prompts; the two run interleaved frame by frame so machine noise hits both alike.
+Reports the median milliseconds per frame and their ratio, and (``--memory-frames``) the bytes
+each holds as the stream goes on.
+
+    .venv/bin/python benchmarks/bench_tracker.py --sizes 256 512 --objects 1 4 --frames 30
+    .venv/bin/python benchmarks/bench_tracker.py --memory-frames 2000 --sizes 256 --objects 1
+
+Needs the test dependencies (the official ``sam2`` package): ``bash scripts/setup.sh --test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "test")]
+
+from oracle import OfficialStreamingOracle, make_official_checkpoint, sample_frames  # noqa: E402
+
+from sam2_ros import Prompt, Tracker  # noqa: E402
+from sam2_ros.model.build import build_model  # noqa: E402
+
+
+def prompts_for(n_objects: int, h: int, w: int):
+    """n objects spread over the frame: clicks and boxes."""
+    out = []
+    for i in range(n_objects):
+        cx, cy = w * (0.2 + 0.6 * (i % 2)), h * (0.3 + 0.4 * (i // 2 % 2))
+        if i % 2:
+            out.append(Prompt(i + 1, box=[cx - w * 0.15, cy - h * 0.15, cx + w * 0.15, cy + h * 0.15]))
+        else:
+            out.append(Prompt(i + 1, points=[[cx, cy]], labels=[1]))
+    return out
+
+
+def official_held_bytes(oracle: OfficialStreamingOracle) -> int:
+    """Bytes of the tensors the official inference state keeps per object and frame."""
+    seen, total = set(), 0
+
+    def walk(x):
+        nonlocal total
+        if isinstance(x, torch.Tensor):
+            if x.data_ptr() not in seen:
+                seen.add(x.data_ptr())
+                total += x.numel() * x.element_size()
+        elif isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v)
+
+    st = oracle.state
+    for key in ("output_dict_per_obj", "temp_output_dict_per_obj", "point_inputs_per_obj", "mask_inputs_per_obj"):
+        walk(st[key])
+    return total
+
+
+def run_speed(size: str, image_size: int, n_objects: int, n_frames: int, ckpt: Path) -> dict:
+    frames = sample_frames(n_frames, 640, 360)
+    h, w = frames[0].shape[:2]
+    prompts = prompts_for(n_objects, h, w)
+    oracle = OfficialStreamingOracle(ckpt, size, image_size, frames)
+    tracker = Tracker(build_model(str(ckpt), size, image_size, "cpu"))
+    ours_ms, theirs_ms = [], []
+    for t, frame in enumerate(frames):
+        t0 = time.perf_counter()
+        if t == 0:
+            for p in prompts:
+                oracle.add_prompt(0, p.obj_id, points=p.points, labels=p.labels, box=p.box)
+        oracle.track(t)
+        t1 = time.perf_counter()
+        tracker.track(frame, prompts if t == 0 else ())
+        t2 = time.perf_counter()
+        if t >= 3:  # skip warm-up frames (allocator, first prompts)
+            theirs_ms.append((t1 - t0) * 1e3)
+            ours_ms.append((t2 - t1) * 1e3)
+    ours, theirs = statistics.median(ours_ms), statistics.median(theirs_ms)
+    return {"model": size, "image_size": image_size, "objects": n_objects, "frames": len(ours_ms),
+            "ours_ms": round(ours, 1), "official_ms": round(theirs, 1), "speedup": round(theirs / ours, 2)}
+
+
+def run_memory(size: str, image_size: int, n_objects: int, n_frames: int, ckpt: Path, every: int) -> dict:
+    base = sample_frames(40, 320, 180)
+    h, w = base[0].shape[:2]
+    prompts = prompts_for(n_objects, h, w)
+    oracle = OfficialStreamingOracle(ckpt, size, image_size, base[:1])
+    tracker = Tracker(build_model(str(ckpt), size, image_size, "cpu"))
+    series = []
+    for t in range(n_frames):
+        frame = base[t % len(base)]
+        if t > 0:
+            oracle.append_frame(frame)
+        if t == 0:
+            for p in prompts:
+                oracle.add_prompt(0, p.obj_id, points=p.points, labels=p.labels, box=p.box)
+        oracle.track(t)
+        tracker.track(frame, prompts if t == 0 else ())
+        if t % every == 0 or t == n_frames - 1:
+            series.append((t, tracker.state_bytes(), official_held_bytes(oracle)))
+    return {"model": size, "image_size": image_size, "objects": n_objects, "series": series}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="tiny")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    ap.add_argument("--objects", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--frames", type=int, default=30)
+    ap.add_argument("--memory-frames", type=int, default=0, help="also track held bytes over this many frames")
+    ap.add_argument("--json", type=Path, help="write the results here")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    out = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "
+           f"{torch.get_num_threads()} torch threads, torch {torch.__version__}", "speed": [], "memory": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = make_official_checkpoint(args.model, 256, Path(tmp) / "ckpt.pt", seed=0)
+        for s in args.sizes:
+            for n in args.objects:
+                if args.frames:
+                    r = run_speed(args.model, s, n, args.frames, ckpt)
+                    out["speed"].append(r)
+                    print(json.dumps(r), flush=True)
+                if args.memory_frames:
+                    r = run_memory(args.model, s, n, args.memory_frames, ckpt, every=max(1, args.memory_frames // 20))
+                    out["memory"].append(r)
+                    first, last = r["series"][1], r["series"][-1]
+                    print(f"memory {args.model}@{s} {n} obj: ours {first[1]} -> {last[1]} B, "
+                          f"official {first[2]} -> {last[2]} B over frames {first[0]}..{last[0]}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

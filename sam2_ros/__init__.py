@@ -1,0 +1,47 @@
+"""sam2_ros: real-time object tracking in camera streams with SAM 2, in plain PyTorch.
+
+Public API (see README.md)::
+
+    from sam2_ros import Tracker, Prompt
+    tracker = Tracker.from_pretrained(checkpoint, model="tiny", image_size=1024, device="auto")
+    result = tracker.track(frame, prompts=[Prompt(obj_id=1, points=[[320, 240]], labels=[1])])
+
+The names are imported lazily, so that ``import sam2_ros.visualization`` (or the ROS glue's
+message conversions) does not pay for importing torch and the model.
+"""
+import importlib
+
+__version__ = '0.1.0'
+
+# public name -> modules (relative to this package) that may define it, first match wins
+_LAZY = {
+    'Tracker': ('.tracker',),
+    'Prompt': ('.tracker',),
+    'TrackResult': ('.tracker',),
+    'ImagePredictor': ('.image_predictor',),
+    'AutomaticMaskGenerator': ('.automatic_mask_generator', '.image_predictor'),
+}
+
+__all__ = ['__version__', *_LAZY]
+
+
+def __getattr__(name):
+    modules = _LAZY.get(name)
+    if modules is None:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    for module_name in modules:
+        try:
+            module = importlib.import_module(module_name, __name__)
+        except ModuleNotFoundError as error:
+            if error.name != __name__ + module_name:  # a real missing dependency: report it
+                raise
+            continue
+        if hasattr(module, name):
+            value = getattr(module, name)
+            globals()[name] = value
+            return value
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r} (looked in {modules})')
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

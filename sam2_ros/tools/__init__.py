@@ -1,0 +1,1 @@
+"""Command-line tools: the quick-start demo, rosbag evaluation, video-to-bag, benchmarks."""
