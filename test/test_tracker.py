@@ -60,7 +60,7 @@ def test_state_is_constant_on_a_long_stream(official_checkpoint, bunny_frames):
         prompts = []
         if t == 0:
             prompts = [Prompt(1, points=[[w / 2, h / 2]], labels=[1]), Prompt(2, box=[5, 5, w / 2, h / 2])]
-        elif t in (300, 600, 900):  # corrections: conditioning frames beyond max_cond_frames
+        elif t in (3, 6, 300, 600, 900):  # corrections: more conditioning frames than kept
             prompts = [Prompt(1, points=[[w / 3, h / 2]], labels=[1])]
         tracker.track(clip[t % len(clip)], prompts)
         if t in (30, 1030):

@@ -153,7 +153,6 @@ def _load_tracker(checkpoint: str, args):
 
 
 def _random_tracker(args):
-    # TODO(lead): Tracker.from_config (a model with random weights) is planned, not yet written.
     from sam2_ros import Tracker
 
     return Tracker.from_config(model=args.model, image_size=args.image_size, device=args.device)
@@ -165,8 +164,6 @@ def _build_tracker(args):
     Only a missing default checkpoint (None: the download failed) may fall back to random
     weights, and only with --random-weights; an explicit --checkpoint that fails is an error.
     """
-    from sam2_ros import Tracker
-    del Tracker  # imported only to fail early, before any download, if it is missing
     from sam2_ros.model.checkpoint import CheckpointError
 
     try:
