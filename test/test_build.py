@@ -1,0 +1,64 @@
+"""Building a model from checkpoints: the user-facing path (Tracker / ImagePredictor.from_pretrained)."""
+
+import urllib.error
+
+import pytest
+import torch
+
+from sam2_ros import ImagePredictor, Tracker
+from sam2_ros.model import checkpoint as ckpt_mod
+from sam2_ros.model.build import build_model, resolve_dtype
+from sam2_ros.model.checkpoint import CheckpointError, CheckpointMismatchError
+
+
+def test_version_is_detected_from_the_keys(official_checkpoint):
+    assert build_model(str(official_checkpoint("tiny", 256, version="2.0")), "tiny", 256, "cpu").cfg.version == "2.0"
+    assert build_model(str(official_checkpoint("tiny", 256, version="2.1")), "tiny", 256, "cpu").cfg.version == "2.1"
+
+
+def test_wrong_model_size_names_the_fix(official_checkpoint):
+    with pytest.raises(CheckpointMismatchError, match="model:=small"):
+        Tracker.from_pretrained(str(official_checkpoint("small", 256)), model="tiny", image_size=256, device="cpu")
+
+
+def test_sam1_checkpoint_is_recognised(tmp_path):
+    sd = {"image_encoder.blocks.0.attn.qkv.weight": torch.zeros(3, 3), "image_encoder.neck.0.weight": torch.zeros(1),
+          "image_encoder.pos_embed": torch.zeros(1, 64, 64, 768), "mask_decoder.iou_token.weight": torch.zeros(1, 256)}
+    path = tmp_path / "sam_vit_b.pth"
+    torch.save(sd, path)
+    with pytest.raises(CheckpointMismatchError, match="SAM \\(v1\\)"):
+        build_model(str(path), "tiny", 256, "cpu")
+
+
+def test_truncated_and_corrupt_files(official_checkpoint, tmp_path):
+    data = official_checkpoint("tiny", 256).read_bytes()
+    (tmp_path / "half.pt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "junk.pt").write_bytes(b"\x00\x01garbage" * 100)
+    with pytest.raises(CheckpointError, match="truncated"):
+        ImagePredictor.from_pretrained(str(tmp_path / "half.pt"), image_size=256, device="cpu")
+    with pytest.raises(CheckpointError):
+        build_model(str(tmp_path / "junk.pt"), "tiny", 256, "cpu")
+    with pytest.raises(CheckpointError, match="not found"):
+        build_model(str(tmp_path / "missing.pt"), "tiny", 256, "cpu")
+
+
+def test_no_checkpoint_downloads_and_offline_says_what_to_do(monkeypatch, tmp_path):
+    def offline(url, headers, timeout):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setenv("SAM2_ROS_CACHE", str(tmp_path))
+    monkeypatch.setattr(ckpt_mod, "_open_url", offline)
+    monkeypatch.setattr(ckpt_mod, "_RETRY_DELAY_S", 0.0)
+    with pytest.raises(CheckpointError, match="checkpoint:=/path/to/sam2.1_hiera_tiny.pt"):
+        Tracker.from_pretrained(None, model="tiny", image_size=256, device="cpu")
+
+
+def test_bad_settings():
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model(None, "huge", 256, "cpu")
+    with pytest.raises(ValueError, match="multiple of 32"):
+        Tracker.from_config(image_size=300, device="cpu")
+    with pytest.raises(ValueError, match="unknown dtype"):
+        resolve_dtype("int8", torch.device("cpu"))
+    with pytest.raises(ValueError, match="float32"):
+        resolve_dtype("float16", torch.device("cpu"))
