@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -170,6 +170,10 @@ class Tracker:
             ``add_all_frames_to_correct_as_cond``); False keeps it a plain recent frame.
         dtype: compute dtype on CUDA (``auto``: bfloat16); float32 on the CPU.
         compile: ``torch.compile`` the image encoder (CUDA; first frames are slow).
+        encoder: another image-encoder backend: a callable taking normalized images
+            (B, 3, S, S) on the model's device and returning their
+            :class:`~sam2_ros.model.sam2.ImageFeatures` (e.g. ONNX Runtime or TensorRT, see
+            ``sam2_ros.backends``); default: the model's own ``encode_image``.
     """
 
     def __init__(
@@ -183,6 +187,7 @@ class Tracker:
         corrections_as_cond: bool = True,
         dtype: str = "auto",
         compile: bool = False,
+        encoder: Optional[Callable[[Tensor], ImageFeatures]] = None,
     ) -> None:
         cfg = model.cfg
         if not 1 <= max_objects:
@@ -204,7 +209,9 @@ class Tracker:
         self.mask_threshold = float(mask_threshold)
         self.fill_hole_area = int(fill_hole_area)
         self.corrections_as_cond = corrections_as_cond
-        self._encode = torch.compile(model.encode_image, dynamic=False) if compile else model.encode_image
+        self._encode = encoder or model.encode_image
+        if compile:
+            self._encode = torch.compile(self._encode, dynamic=False)
         self._objects: "OrderedDict[int, _Object]" = OrderedDict()
         self._frame_index = -1
         self._frame_hw: Optional[Tuple[int, int]] = None
