@@ -169,7 +169,8 @@ class Tracker:
         corrections_as_cond: a corrected frame becomes a conditioning frame (upstream's
             ``add_all_frames_to_correct_as_cond``); False keeps it a plain recent frame.
         dtype: compute dtype on CUDA (``auto``: bfloat16); float32 on the CPU.
-        compile: ``torch.compile`` the image encoder (CUDA; first frames are slow).
+        compile: ``torch.compile`` the image encoder (first frames are slow); a string is
+            the compile mode, e.g. ``"reduce-overhead"`` (CUDA graphs on GPUs).
         encoder: another image-encoder backend: a callable taking normalized images
             (B, 3, S, S) on the model's device and returning their
             :class:`~sam2_ros.model.sam2.ImageFeatures` (e.g. ONNX Runtime or TensorRT, see
@@ -186,7 +187,7 @@ class Tracker:
         fill_hole_area: int = 0,
         corrections_as_cond: bool = True,
         dtype: str = "auto",
-        compile: bool = False,
+        compile: Union[bool, str] = False,
         encoder: Optional[Callable[[Tensor], ImageFeatures]] = None,
     ) -> None:
         cfg = model.cfg
@@ -211,7 +212,8 @@ class Tracker:
         self.corrections_as_cond = corrections_as_cond
         self._encode = encoder or model.encode_image
         if compile:
-            self._encode = torch.compile(self._encode, dynamic=False)
+            mode = compile if isinstance(compile, str) else None
+            self._encode = torch.compile(self._encode, mode=mode, dynamic=False)
         self._objects: "OrderedDict[int, _Object]" = OrderedDict()
         self._frame_index = -1
         self._frame_hw: Optional[Tuple[int, int]] = None
