@@ -280,7 +280,7 @@ class Tracker:
         :class:`PromptError` and leaves the tracker as it was.
         """
         hw = check_image(frame, "frame")
-        if self._frame_hw is not None and hw != self._frame_hw:
+        if self._objects and hw != self._frame_hw:
             raise ValueError(
                 f"frame size changed from {self._frame_hw[1]}x{self._frame_hw[0]} to {hw[1]}x{hw[0]}; "
                 "call reset() to start a new stream (objects' memories are tied to the old view)"
