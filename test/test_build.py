@@ -62,3 +62,14 @@ def test_bad_settings():
         resolve_dtype("int8", torch.device("cpu"))
     with pytest.raises(ValueError, match="float32"):
         resolve_dtype("float16", torch.device("cpu"))
+
+
+def test_model_and_tracker_import_no_ros_no_torchvision_no_hydra():
+    import subprocess
+    import sys
+
+    code = ("import sys, sam2_ros.tracker, sam2_ros.image_predictor, sam2_ros.model; "
+            "bad = [m for m in ('rclpy', 'torchvision', 'hydra', 'sam2') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
