@@ -203,9 +203,7 @@ def test_demo_help_runs():
     assert exit_info.value.code == 0
 
 
-def test_demo_random_weights_runs_a_few_frames_by_default(tmp_path, fake_api, monkeypatch):
-    _fake_checkpoint_module(monkeypatch, fail=True)
-    monkeypatch.setattr(demo, '_random_tracker', lambda args: fake_api)
-    assert demo.main(['--out', str(tmp_path), '--random-weights']) == 0
-    assert len(fake_api.calls) == demo.RANDOM_WEIGHTS_FRAMES
+def test_demo_random_weights_runs_a_few_frames_by_default(tmp_path, offline):
+    assert demo.main(['--out', str(tmp_path), '--random-weights', '--image-size', '128',
+                      '--device', 'cpu']) == 0
     assert _count_frames(tmp_path / 'overlay.mp4') == demo.RANDOM_WEIGHTS_FRAMES

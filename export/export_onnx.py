@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Export a part of SAM 2 to ONNX (static shapes) for onnxruntime or TensorRT.
+
+    python export/export_onnx.py --checkpoint sam2.1_hiera_tiny.pt --model tiny --image-size 1024 \
+        --part encoder --output sam2.1_tiny_1024_encoder.onnx [--fp16] [--opset 18]
+
+Parts: encoder (what the tracker's encoder backends run), memory_attention
+(--num-mem-frames, --num-ptrs fix the memory length), decoder (prompt encoder + mask decoder +
+object-pointer head, --num-points fixes the point count) and memory_encoder. Graph inputs and
+outputs are documented in sam2_ros/backends/onnx_export.py and export/README.md.
+
+--fp16: float16 weights and activations, with every LayerNorm and attention softmax computed in
+float32 (inputs and outputs stay float32). --opset 18 (default) uses torch's torch.export-based
+exporter (needs onnxscript); --opset 17 uses the legacy TorchScript exporter.
+The file's metadata_props record model, image size, opset, part, precision, sam2_ros version,
+the checkpoint's SHA-256 and a fingerprint of the exported weights, which the backends check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+
+from sam2_ros.backends.metadata import PARTS, file_sha256  # noqa: E402
+from sam2_ros.backends.onnx_export import DEFAULT_OPSET, export_part, verify  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True, help="Meta's official checkpoint (.pt); 'random' for random weights (tests)")
+    ap.add_argument("--model", default="tiny", help="tiny, small, base_plus or large")
+    ap.add_argument("--image-size", type=int, default=1024)
+    ap.add_argument("--part", default="encoder", choices=PARTS)
+    ap.add_argument("--output", required=True, help="the .onnx file to write")
+    ap.add_argument("--fp16", action="store_true", help="float16 graph, LayerNorm and softmax in float32")
+    ap.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, >= 17 (default {DEFAULT_OPSET})")
+    ap.add_argument("--exporter", default="auto", choices=("auto", "dynamo", "torchscript"),
+                    help="auto: dynamo for opset >= 18, torchscript for 17")
+    ap.add_argument("--num-mem-frames", type=int, default=7, help="memory_attention: spatial memories (frames)")
+    ap.add_argument("--num-ptrs", type=int, default=16, help="memory_attention: object pointers (4 tokens each)")
+    ap.add_argument("--num-points", type=int, default=2, help="decoder: prompt points (pad with label -1)")
+    ap.add_argument("--verify", action="store_true", help="compare onnxruntime CPU with PyTorch on random inputs")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from sam2_ros.model.build import build_model, build_random_model
+
+    t0 = time.perf_counter()
+    if args.checkpoint == "random":
+        print("[export] random weights (for tests only)", file=sys.stderr)
+        model, digest = build_random_model(args.model, args.image_size, "cpu"), ""
+    else:
+        if not os.path.isfile(args.checkpoint):
+            ap.error(f"checkpoint {args.checkpoint} does not exist")
+        print(f"[export] hashing and loading {args.checkpoint}", file=sys.stderr)
+        digest = file_sha256(args.checkpoint)
+        model = build_model(args.checkpoint, args.model, args.image_size, "cpu")
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    shape_kw = dict(num_mem_frames=args.num_mem_frames, num_ptrs=args.num_ptrs, num_points=args.num_points)
+    meta = export_part(model, args.part, args.output, opset=args.opset, fp16=args.fp16, exporter=args.exporter,
+                       checkpoint_sha256=digest, **shape_kw)
+    if args.verify:
+        errs = verify(model, args.part, args.output, **shape_kw)
+        print("[export] onnxruntime CPU vs PyTorch, max |diff| / max |ref| per output: "
+              + ", ".join(f"{e:.2e}" for e in errs), file=sys.stderr)
+    size = os.path.getsize(args.output) / 2**20
+    print(f"[export] done in {time.perf_counter() - t0:.1f} s: {args.output} ({size:.1f} MiB; "
+          f"{meta['part']}, {meta['model']}, {meta['image_size']} px, {meta['precision']}, opset {meta['opset']})",
+          file=sys.stderr)
+    del torch
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""sensor_msgs/Image and CompressedImage <-> numpy, without cv_bridge.
+
+Input images become H x W x 3 uint8 RGB arrays, the tracker's frame format:
+
+* ``rgb8`` (and ``8UC3``) is a zero-copy view of the message buffer (rows may carry padding:
+  the view then has the row stride ``step``); ``rgba8`` (``8UC4``) is a zero-copy view of its
+  first three channels;
+* ``bgr8``, ``bgra8``, ``mono8``, ``mono16``, ``rgb16``, ``bgr16``, ``rgba16``, ``bgra16``,
+  ``yuv422`` / ``uyvy`` / ``yuv422_yuy2`` / ``yuyv`` and every ``bayer_*8`` / ``bayer_*16`` are
+  converted with one OpenCV call (16-bit values are scaled to 8 bits by their high byte, as
+  cv_bridge does);
+* anything else raises :class:`ConversionError` saying what is supported.
+
+Outputs (label images, masks, overlays) are written straight into the message's buffer.
+No rclpy import here: the functions work on any object with the message's fields, so they are
+unit-tested without ROS and usable from tools.
+"""
+from __future__ import annotations
+
+import array
+import sys
+from typing import Optional, Tuple
+
+import cv2
+import numpy as np
+
+__all__ = [
+    'ConversionError', 'SUPPORTED_ENCODINGS', 'image_to_rgb', 'compressed_to_rgb', 'image_to_labels',
+    'numpy_to_image', 'rgb_to_bgr8_image', 'label_to_image', 'mask_to_image', 'image_to_numpy',
+]
+
+_LITTLE = sys.byteorder == 'little'
+
+
+class ConversionError(ValueError):
+    """A message that cannot be converted; the text says why and what is accepted."""
+
+
+# encoding -> (channels, bytes per channel, OpenCV code to RGB or None for a direct view)
+_BAYER = {
+    # ROS names the 2x2 pattern from the top-left pixel; OpenCV from the second row's second
+    # and third pixels, hence the apparent swap (as in cv_bridge).
+    'bayer_rggb': cv2.COLOR_BayerBG2RGB,
+    'bayer_bggr': cv2.COLOR_BayerRG2RGB,
+    'bayer_gbrg': cv2.COLOR_BayerGR2RGB,
+    'bayer_grbg': cv2.COLOR_BayerGB2RGB,
+}
+_ENCODINGS = {
+    'rgb8': (3, 1, None), '8UC3': (3, 1, None),
+    'rgba8': (4, 1, None), '8UC4': (4, 1, None),
+    'bgr8': (3, 1, cv2.COLOR_BGR2RGB),
+    'bgra8': (4, 1, cv2.COLOR_BGRA2RGB),
+    'mono8': (1, 1, cv2.COLOR_GRAY2RGB), '8UC1': (1, 1, cv2.COLOR_GRAY2RGB),
+    'mono16': (1, 2, cv2.COLOR_GRAY2RGB), '16UC1': (1, 2, cv2.COLOR_GRAY2RGB),
+    'rgb16': (3, 2, None), 'bgr16': (3, 2, cv2.COLOR_BGR2RGB),
+    'rgba16': (4, 2, cv2.COLOR_RGBA2RGB), 'bgra16': (4, 2, cv2.COLOR_BGRA2RGB),
+    # packed 4:2:2, 2 bytes a pixel: ROS `yuv422` is UYVY; `yuv422_yuy2` is YUYV
+    'yuv422': (2, 1, cv2.COLOR_YUV2RGB_UYVY), 'uyvy': (2, 1, cv2.COLOR_YUV2RGB_UYVY),
+    'yuv422_yuy2': (2, 1, cv2.COLOR_YUV2RGB_YUY2), 'yuyv': (2, 1, cv2.COLOR_YUV2RGB_YUY2),
+}
+for _name, _code in _BAYER.items():
+    _ENCODINGS[_name + '8'] = (1, 1, _code)
+    _ENCODINGS[_name + '16'] = (1, 2, _code)
+
+SUPPORTED_ENCODINGS = tuple(sorted(_ENCODINGS))
+
+
+def _pixels(msg, channels: int, depth: int, what: str = 'image') -> np.ndarray:
+    """(H, W, C) view of the message buffer (uint8 or native-order uint16), padding skipped."""
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h <= 0 or w <= 0:
+        raise ConversionError(f'{what} is empty ({w}x{h})')
+    row = w * channels * depth
+    if step < row:
+        raise ConversionError(f'{what} {msg.encoding!r} {w}x{h}: step {step} is smaller than a row '
+                              f'({w} px x {channels * depth} bytes = {row})')
+    buf = np.frombuffer(msg.data, np.uint8)  # zero-copy on the message's array.array / bytes
+    if buf.size < step * (h - 1) + row:
+        raise ConversionError(f'{what} {msg.encoding!r} {w}x{h} (step {step}) needs '
+                              f'{step * (h - 1) + row} bytes of data, got {buf.size}')
+    if buf.size >= step * h:
+        rows = buf[:step * h].reshape(h, step)
+    else:  # a last row without its padding
+        rows = np.lib.stride_tricks.as_strided(buf, (h, step), (step, 1))
+    px = rows[:, :row]
+    if depth == 2:
+        big = bool(getattr(msg, 'is_bigendian', 0))
+        if step % 2:  # rows not 2-byte aligned: one copy to reinterpret
+            px = np.ascontiguousarray(px)
+        px = px.view('>u2' if big else '<u2')
+        if big == _LITTLE:  # not the native order
+            px = px.astype(np.uint16)
+    return px.reshape(h, w, channels)
+
+
+def _to8(px: np.ndarray) -> np.ndarray:
+    """16 -> 8 bits by the high byte (cv_bridge's scaling)."""
+    return (px >> 8).astype(np.uint8)
+
+
+def image_to_rgb(msg) -> np.ndarray:
+    """sensor_msgs/Image -> H x W x 3 uint8 RGB (a view of ``msg.data`` for rgb8/rgba8)."""
+    enc = msg.encoding
+    spec = _ENCODINGS.get(enc)
+    if spec is None:
+        raise ConversionError(f'unsupported image encoding {enc!r}; '
+                              f'supported: {", ".join(SUPPORTED_ENCODINGS)}')
+    channels, depth, code = spec
+    if enc.startswith(('yuv422', 'uyvy', 'yuyv')) and int(msg.width) % 2:
+        raise ConversionError(f'{enc} needs an even width, got {msg.width}')
+    px = _pixels(msg, channels, depth)
+    if depth == 2:
+        px = _to8(px)
+    if code is None:
+        return px[..., :3]
+    if channels == 1:
+        px = px[..., 0]
+    elif enc.startswith(('yuv422', 'uyvy', 'yuyv')):
+        px = np.ascontiguousarray(px)
+    return cv2.cvtColor(px, code)
+
+
+def compressed_to_rgb(msg) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg, png, ...) -> H x W x 3 uint8 RGB."""
+    fmt = str(getattr(msg, 'format', '')).lower()
+    if 'compresseddepth' in fmt:
+        raise ConversionError(f'compressed depth images ({msg.format!r}) cannot be tracked; '
+                              'send a color or mono image')
+    data = np.frombuffer(msg.data, np.uint8)
+    if data.size == 0:
+        raise ConversionError('compressed image has no data')
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ConversionError(f'OpenCV could not decode the compressed image (format {msg.format!r}, '
+                              f'{data.size} bytes)')
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def image_to_labels(msg) -> np.ndarray:
+    """A mono8 / mono16 (8UC1 / 16UC1) label image -> H x W uint16 (a view where possible)."""
+    enc = msg.encoding
+    if enc in ('mono8', '8UC1'):
+        return _pixels(msg, 1, 1, 'label image')[..., 0].astype(np.uint16)
+    if enc in ('mono16', '16UC1'):
+        return _pixels(msg, 1, 2, 'label image')[..., 0]
+    raise ConversionError(f'a label image must be mono8 or mono16 (pixel = object id), got {enc!r}')
+
+
+def image_to_numpy(msg) -> np.ndarray:
+    """Any supported Image as its raw H x W x C array (no color conversion; for tests and tools)."""
+    spec = _ENCODINGS.get(msg.encoding)
+    if spec is None:
+        raise ConversionError(f'unsupported image encoding {msg.encoding!r}')
+    return _pixels(msg, spec[0], spec[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# outputs
+
+def _new_image(header, height: int, width: int, encoding: str, channels: int, depth: int,
+               msg_type=None, reuse=None):
+    """An Image message and a writable (H, W, C) numpy view of its buffer.
+
+    ``reuse``: a message made here before; when its size and encoding match, it and its buffer
+    are used again (rclpy serializes in ``publish()``, so a published message may be refilled;
+    this saves allocating and faulting in a fresh buffer every frame).
+    """
+    height, width = int(height), int(width)
+    step = width * channels * depth
+    if (reuse is not None and reuse.height == height and reuse.width == width
+            and reuse.encoding == encoding and len(reuse.data) == step * height):
+        msg = reuse
+    else:
+        if msg_type is None:
+            from sensor_msgs.msg import Image as msg_type  # noqa: N813
+        msg = msg_type()
+        msg.height, msg.width, msg.encoding = height, width, encoding
+        msg.is_bigendian = 0 if _LITTLE else 1
+        msg.step = step
+        msg.data = array.array('B', bytes(step * height))
+    if header is not None:
+        msg.header = header
+    view = np.frombuffer(msg.data, np.uint8)
+    if depth == 2:
+        view = view.view(np.uint16)
+    return msg, view.reshape(int(height), int(width), channels)
+
+
+def numpy_to_image(array_: np.ndarray, encoding: str, header=None, step: Optional[int] = None,
+                   bigendian: Optional[bool] = None, msg_type=None):
+    """H x W (x C) array -> Image of ``encoding`` as is (no color conversion).
+
+    ``step`` larger than a row adds padding; ``bigendian`` (16-bit encodings) picks the byte
+    order. Used by tests, tools and clients.
+    """
+    spec = _ENCODINGS.get(encoding)
+    if spec is None:
+        raise ConversionError(f'unsupported image encoding {encoding!r}')
+    channels, depth, _ = spec
+    a = np.asarray(array_)
+    if a.ndim == 2:
+        a = a[..., None]
+    h, w = a.shape[:2]
+    if a.shape[2] != channels:
+        raise ConversionError(f'{encoding} has {channels} channel(s), the array has shape {a.shape}')
+    a = a.astype(np.uint16 if depth == 2 else np.uint8, copy=False)
+    row = w * channels * depth
+    step = row if step is None else int(step)
+    if step < row:
+        raise ConversionError(f'step {step} < row size {row}')
+    big = (not _LITTLE) if bigendian is None else bool(bigendian)
+    if depth == 2:
+        a = a.astype('>u2' if big else '<u2')
+    buf = np.zeros((h, step), np.uint8)
+    buf[:, :row] = a.reshape(h, -1).view(np.uint8)
+    if msg_type is None:
+        from sensor_msgs.msg import Image as msg_type  # noqa: N813
+    msg = msg_type()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width, msg.encoding, msg.step = h, w, encoding, step
+    msg.is_bigendian = 1 if big else 0
+    msg.data = array.array('B', buf.tobytes())
+    return msg
+
+
+def label_to_image(labels: np.ndarray, header=None, msg_type=None, reuse=None):
+    """H x W uint16 label image -> mono16 Image (one copy, into the message)."""
+    h, w = labels.shape
+    msg, view = _new_image(header, h, w, 'mono16', 1, 2, msg_type, reuse)
+    view[..., 0] = labels
+    return msg
+
+
+def mask_to_image(mask: np.ndarray, header=None, msg_type=None, reuse=None):
+    """H x W bool mask -> mono8 Image, 255 inside the mask, 0 outside."""
+    h, w = mask.shape
+    msg, view = _new_image(header, h, w, 'mono8', 1, 1, msg_type, reuse)
+    np.multiply(mask, 255, out=view[..., 0], casting='unsafe')
+    return msg
+
+
+def rgb_to_bgr8_image(rgb: np.ndarray, header=None, msg_type=None, reuse=None):
+    """H x W x 3 uint8 RGB -> bgr8 Image (converted straight into the message's buffer)."""
+    h, w = rgb.shape[:2]
+    msg, view = _new_image(header, h, w, 'bgr8', 3, 1, msg_type, reuse)
+    cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR, dst=view)
+    return msg
+
+
+def frame_size(msg) -> Tuple[int, int]:
+    """(height, width) of an Image message."""
+    return int(msg.height), int(msg.width)

@@ -1,0 +1,135 @@
+"""Run-time statistics of the node and their diagnostic_msgs/DiagnosticArray form.
+
+:class:`Stats` is filled by the node's threads (lock-protected) and summarized once a period:
+frame rate, end-to-end latency inside the node (image received -> masks published) p50 / p95 /
+max, the time of each stage, frames received / tracked / dropped / refused, objects and device
+memory. :func:`to_diagnostic_array` builds the message (no rclpy needed: message classes are
+passed in or imported lazily).
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from typing import Deque, Dict, List, Optional, Tuple
+
+import numpy as np
+
+WINDOW = 300  # latencies kept for the percentiles (the most recent frames)
+RATE_WINDOW_S = 5.0
+
+
+class Stats:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.received = 0
+            self.tracked = 0
+            self.dropped = 0
+            self.refused = 0  # frames that could not be converted
+            self.prompt_errors = 0
+            self.objects = 0
+            self.last_received: Optional[float] = None
+            self._latency: Deque[float] = deque(maxlen=WINDOW)
+            self._stages: Dict[str, Deque[float]] = {}
+            self._done: Deque[float] = deque(maxlen=1000)
+
+    def count(self, what: str, n: int = 1) -> None:
+        with self._lock:
+            setattr(self, what, getattr(self, what) + n)
+            if what == 'received':
+                self.last_received = time.monotonic()
+
+    def frame_done(self, latency_s: float, stages: Dict[str, float], objects: int) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self.tracked += 1
+            self.objects = objects
+            self._latency.append(latency_s)
+            self._done.append(now)
+            for name, seconds in stages.items():
+                self._stages.setdefault(name, deque(maxlen=WINDOW)).append(seconds)
+
+    def snapshot(self) -> Dict[str, float]:
+        """Numbers for the diagnostics (latencies in ms, rate in Hz)."""
+        with self._lock:
+            now = time.monotonic()
+            recent = [t for t in self._done if now - t <= RATE_WINDOW_S]
+            if len(recent) >= 2:
+                rate = (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
+            else:
+                rate = 0.0
+            out = {'rate_hz': rate, 'frames_received': self.received, 'frames_tracked': self.tracked,
+                   'frames_dropped': self.dropped, 'frames_refused': self.refused,
+                   'prompt_errors': self.prompt_errors, 'objects': self.objects,
+                   'seconds_since_last_image': (now - self.last_received) if self.last_received else -1.0}
+            lat = np.asarray(self._latency) * 1000.0
+            if lat.size:
+                out.update(latency_p50_ms=float(np.percentile(lat, 50)),
+                           latency_p95_ms=float(np.percentile(lat, 95)),
+                           latency_max_ms=float(lat.max()))
+            for name, values in self._stages.items():
+                out[f'{name}_p50_ms'] = float(np.median(np.asarray(values))) * 1000.0
+            return out
+
+
+def device_memory(device) -> Dict[str, float]:
+    """Memory in MiB: CUDA allocated / reserved / peak on a GPU; the process's resident set
+    size on the CPU."""
+    out: Dict[str, float] = {}
+    if device is not None and getattr(device, 'type', None) == 'cuda':
+        import torch
+
+        mib = 1024.0 ** 2
+        out['cuda_allocated_mib'] = torch.cuda.memory_allocated(device) / mib
+        out['cuda_reserved_mib'] = torch.cuda.memory_reserved(device) / mib
+        out['cuda_peak_allocated_mib'] = torch.cuda.max_memory_allocated(device) / mib
+    try:
+        with open('/proc/self/statm') as f:
+            pages = int(f.read().split()[1])
+        out['process_rss_mib'] = pages * os.sysconf('SC_PAGE_SIZE') / 1024.0 ** 2
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        out['process_peak_rss_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return out
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return f'{value:.2f}'
+    return str(value)
+
+
+def status_level(state: str, snap: Dict[str, float], stale_after_s: float = 5.0) -> Tuple[int, str]:
+    """(level, message): OK while tracking; WARN when inactive, without images or refusing them."""
+    if state != 'active':
+        return 1, f'node is {state}'
+    since = snap.get('seconds_since_last_image', -1.0)
+    if since < 0:
+        return 1, 'active, no image received yet'
+    if since > stale_after_s:
+        return 1, f'no image for {since:.0f} s'
+    if snap.get('frames_refused', 0) and not snap.get('frames_tracked', 0):
+        return 1, 'images received but refused (see the log)'
+    return 0, f'tracking {int(snap.get("objects", 0))} object(s) at {snap.get("rate_hz", 0.0):.1f} Hz'
+
+
+def to_diagnostic_array(name: str, hardware_id: str, state: str, snap: Dict[str, float],
+                        extra: Dict[str, object], stamp=None):
+    """DiagnosticArray with one status ``name`` holding every number of ``snap`` and ``extra``."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+    level, message = status_level(state, snap)
+    status = DiagnosticStatus(level=bytes([level]), name=name, message=message,
+                              hardware_id=hardware_id)
+    items: List[Tuple[str, object]] = [('state', state), *snap.items(), *extra.items()]
+    status.values = [KeyValue(key=k, value=_format(v)) for k, v in items]
+    array = DiagnosticArray(status=[status])
+    if stamp is not None:
+        array.header.stamp = stamp
+    return array

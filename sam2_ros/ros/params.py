@@ -1,0 +1,256 @@
+"""The node's parameters: declarations (descriptions, ranges), validation and change rules.
+
+Every parameter is declared with a :class:`ParameterDescriptor` (description, allowed values,
+integer or floating-point range). A set-parameters callback refuses invalid values with the
+reason, and refuses changes that cannot take effect in the node's current lifecycle state:
+
+* ``configure``: the model and how it is built (model, checkpoint, device, dtype, image_size,
+  encoder_backend, encoder_engine, num_maskmem, max_cond_frames) are read-only once the node is
+  configured; `cleanup` the node to change them;
+* ``activate``: the image subscription (image_transport, image_qos, qos_depth) cannot change while
+  the node is active; `deactivate` it first;
+* ``live``: applied on the next frame (mask_threshold, max_objects, frame_policy, prompt_buffer,
+  publish_overlay, publish_object_masks);
+* ``start``: read once at start-up (autostart; declared read-only).
+
+This module needs rclpy's message types only in :func:`declare` and :func:`make_callback`; the
+validation itself is plain Python (unit-tested without ROS).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
+
+MODELS = ('tiny', 'small', 'base_plus', 'large')
+DTYPES = ('auto', 'float32', 'float16', 'bfloat16')
+BACKENDS = ('torch', 'onnxruntime', 'tensorrt')
+FRAME_POLICIES = ('latest', 'all')
+IMAGE_QOS = ('sensor_data', 'reliable', 'system_default')
+TRANSPORTS = ('raw', 'compressed')
+
+
+class ParameterError(ValueError):
+    """A parameter value the node cannot start with; the text says which and why."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    default: Any
+    description: str
+    when: str  # configure | activate | live | start
+    choices: Optional[Tuple[str, ...]] = None
+    int_range: Optional[Tuple[int, int, int]] = None  # from, to, step
+    float_range: Optional[Tuple[float, float]] = None
+
+
+SPECS: Tuple[Spec, ...] = (
+    # --- model (read-only once configured) ---
+    Spec('model', 'tiny', 'SAM 2 model size (aliases t, s, b+, l accepted)', 'configure', MODELS),
+    Spec('checkpoint', '', "path to Meta's official SAM 2 / 2.1 checkpoint (.pt); empty: download "
+         'the official SAM 2.1 checkpoint of `model` once into ~/.cache/sam2_ros', 'configure'),
+    Spec('device', 'auto', 'auto (CUDA when available, else CPU) | cpu | cuda | cuda:N', 'configure'),
+    Spec('dtype', 'auto', 'compute dtype on CUDA (auto: bfloat16 where supported, else float16); '
+         'float32 on the CPU', 'configure', DTYPES),
+    Spec('image_size', 1024, 'model input side in pixels, a multiple of 32 (1024: as trained; '
+         '512: about 4x faster)', 'configure', int_range=(64, 4096, 32)),
+    Spec('encoder_backend', 'torch', 'image-encoder backend; one that cannot be used (package missing, '
+         'encoder_engine missing or made for another model, size or GPU) falls back to torch with a '
+         'warning', 'configure', BACKENDS),
+    Spec('encoder_engine', '', '.onnx / .engine file for the onnxruntime / tensorrt encoder backends',
+         'configure'),
+    Spec('num_maskmem', 7, 'memory frames attended to per object (1 conditioning + recent ones)',
+         'configure', int_range=(1, 7, 1)),
+    Spec('max_cond_frames', 4, 'prompted (conditioning) frames kept per object; the oldest is dropped',
+         'configure', int_range=(2, 64, 1)),
+    # --- tracking (live) ---
+    Spec('max_objects', 16, 'most objects tracked at once; prompts for more are refused', 'live',
+         int_range=(1, 1024, 1)),
+    Spec('mask_threshold', 0.0, 'a pixel is in a mask where its logit is > mask_threshold', 'live',
+         float_range=(-32.0, 32.0)),
+    Spec('frame_policy', 'latest', 'latest: track only the newest frame (stale frames are dropped '
+         'and counted; bounded latency) | all: track every frame in order (evaluation)', 'live',
+         FRAME_POLICIES),
+    Spec('prompt_buffer', 8, 'stamps of the last N frames are remembered; a prompt stamped with one '
+         'of them applies on the next tracked frame; a prompt stamped ahead of every received frame '
+         'waits for its frame at most N frames', 'live', int_range=(0, 10000, 1)),
+    Spec('autostart', True, 'configure and activate at start-up (false: wait for lifecycle '
+         'transitions)', 'start'),
+    # --- input (fixed while active) ---
+    Spec('image_transport', 'raw', 'raw: sensor_msgs/Image on `image` | compressed: '
+         'sensor_msgs/CompressedImage on `image/compressed`', 'activate', TRANSPORTS),
+    Spec('image_qos', 'sensor_data', 'QoS of the image subscription: sensor_data (best effort) | '
+         'reliable | system_default', 'activate', IMAGE_QOS),
+    Spec('qos_depth', 1, 'history depth of the image subscription', 'activate',
+         int_range=(1, 1000, 1)),
+    # --- output (live) ---
+    Spec('publish_overlay', True, '~/overlay: the frame with colored masks and ids (bgr8), drawn '
+         'only while someone subscribes', 'live'),
+    Spec('publish_object_masks', False, '~/object_<id>/mask: one mono8 0/255 mask topic per object',
+         'live'),
+)
+SPEC_BY_NAME: Dict[str, Spec] = {s.name: s for s in SPECS}
+
+_DEVICE_RE = re.compile(r'^(auto|cpu|cuda(:\d+)?|mps)$')
+
+
+def validate(name: str, value: Any, check_cuda: bool = True) -> Optional[str]:
+    """Why ``value`` is not valid for parameter ``name`` (None if it is). Types and ranges are
+    also checked here, so this works without the descriptors' enforcement."""
+    spec = SPEC_BY_NAME.get(name)
+    if spec is None:
+        return None
+    default = spec.default
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            return f'{name} must be true or false, got {value!r}'
+        return None
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f'{name} must be an integer, got {value!r}'
+        lo, hi, step = spec.int_range
+        if not lo <= value <= hi or (value - lo) % step:
+            extra = f' and a multiple of {step}' if step > 1 else ''
+            return f'{name} must be in [{lo}, {hi}]{extra}, got {value}'
+        return None
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f'{name} must be a number, got {value!r}'
+        lo, hi = spec.float_range
+        if not lo <= value <= hi:
+            return f'{name} must be in [{lo}, {hi}], got {value}'
+        return None
+    if not isinstance(value, str):
+        return f'{name} must be a string, got {value!r}'
+    if name == 'model':
+        try:
+            from sam2_ros.model.config import normalize_model_name
+
+            normalize_model_name(value)
+        except ValueError as error:
+            return str(error)
+        except ImportError:  # pragma: no cover - the model package is part of sam2_ros
+            if value not in MODELS:
+                return f'model must be one of {", ".join(MODELS)}, got {value!r}'
+        return None
+    if spec.choices is not None and value not in spec.choices:
+        return f'{name} must be one of {", ".join(spec.choices)}, got {value!r}'
+    if name == 'device':
+        if not _DEVICE_RE.match(value):
+            return f"device must be auto, cpu, cuda or cuda:N, got {value!r}"
+        if check_cuda and value.startswith('cuda'):
+            import torch
+
+            if not torch.cuda.is_available():
+                return (f'device {value!r}: this torch ({torch.__version__}) sees no CUDA device; '
+                        'use cpu or auto')
+            index = int(value.split(':')[1]) if ':' in value else 0
+            if index >= torch.cuda.device_count():
+                return f'device {value!r}: only {torch.cuda.device_count()} CUDA device(s)'
+    return None
+
+
+def validate_all(values: Dict[str, Any]) -> None:
+    """Check every value and the combinations; raise :class:`ParameterError` with all reasons."""
+    errors = [r for r in (validate(n, v) for n, v in values.items()) if r]
+    if errors:
+        raise ParameterError('; '.join(errors))
+
+
+def change_refusal(name: str, value: Any, state: str) -> Optional[str]:
+    """Why a change of ``name`` to ``value`` is refused in lifecycle ``state`` (unconfigured,
+    inactive, active, finalized), or None."""
+    reason = validate(name, value)
+    if reason:
+        return reason
+    spec = SPEC_BY_NAME.get(name)
+    if spec is None:
+        return None
+    if spec.when == 'configure' and state in ('inactive', 'active'):
+        return (f'{name} is read-only once the node is configured (it is {state}); '
+                'deactivate and clean up the node to change it')
+    if spec.when == 'activate' and state == 'active':
+        return f'{name} cannot change while the node is active; deactivate it first'
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# rclpy side
+
+def descriptor(spec: Spec):
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+    types = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+             float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
+    text = spec.description
+    if spec.choices:
+        text += f' [{" | ".join(spec.choices)}]'
+    text += {'configure': ' (read-only once configured)',
+             'activate': ' (fixed while active)',
+             'start': ' (read at start-up)',
+             'live': ''}[spec.when]
+    d = ParameterDescriptor(name=spec.name, type=types[type(spec.default)], description=text,
+                            read_only=spec.when == 'start')
+    if spec.choices:
+        d.additional_constraints = 'one of: ' + ', '.join(spec.choices)
+    if spec.int_range:
+        lo, hi, step = spec.int_range
+        d.integer_range = [IntegerRange(from_value=lo, to_value=hi, step=step)]
+    if spec.float_range:
+        lo, hi = spec.float_range
+        d.floating_point_range = [FloatingPointRange(from_value=lo, to_value=hi, step=0.0)]
+    return d
+
+
+def declare(node, specs: Iterable[Spec] = SPECS) -> Dict[str, Any]:
+    """Declare every parameter (values from overrides, e.g. --ros-args -p or a params file);
+    returns their values. Raises :class:`ParameterError` naming each bad override."""
+    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+
+    errors = []
+    for spec in specs:
+        try:
+            node.declare_parameter(spec.name, spec.default, descriptor(spec))
+        except InvalidParameterTypeException as error:
+            errors.append(f'{spec.name}: wrong type ({error}); expected '
+                          f'{type(spec.default).__name__}, default {spec.default!r}')
+            node.declare_parameter(spec.name, spec.default, descriptor(spec),
+                                   ignore_override=True)
+        except InvalidParameterValueException as error:
+            errors.append(f'{spec.name}: {error}')
+            node.declare_parameter(spec.name, spec.default, descriptor(spec),
+                                   ignore_override=True)
+    values = current(node)
+    for name, value in values.items():
+        reason = validate(name, value, check_cuda=False)  # CUDA is checked when configuring
+        if reason:
+            errors.append(reason)
+    if errors:
+        raise ParameterError('invalid parameter(s): ' + '; '.join(errors))
+    return values
+
+
+def current(node, names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    names = [s.name for s in SPECS] if names is None else names
+    return {n: node.get_parameter(n).value for n in names}
+
+
+def make_callback(state_of: Callable[[], str], apply_live: Callable[[Dict[str, Any]], None]):
+    """A set-parameters callback: refuses invalid or untimely values with the reason, and passes
+    accepted values of live parameters to ``apply_live``."""
+    from rcl_interfaces.msg import SetParametersResult
+
+    def callback(parameters) -> 'SetParametersResult':
+        state = state_of()
+        for p in parameters:
+            reason = change_refusal(p.name, p.value, state)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        live = {p.name: p.value for p in parameters
+                if p.name in SPEC_BY_NAME and SPEC_BY_NAME[p.name].when == 'live'}
+        if live:
+            apply_live(live)
+        return SetParametersResult(successful=True)
+
+    return callback
