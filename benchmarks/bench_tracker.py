@@ -110,6 +110,7 @@ def run_memory(size: str, image_size: int, n_objects: int, n_frames: int, ckpt: 
         tracker.track(frame, prompts if t == 0 else ())
         if t % every == 0 or t == n_frames - 1:
             series.append((t, tracker.state_bytes(), official_held_bytes(oracle)))
+            print(f"  frame {t}: ours {series[-1][1]} B, official {series[-1][2]} B", flush=True)
     return {"model": size, "image_size": image_size, "objects": n_objects, "series": series}
 
 

@@ -171,6 +171,9 @@ class Tracker:
         dtype: compute dtype on CUDA (``auto``: bfloat16); float32 on the CPU.
         compile: ``torch.compile`` the image encoder (first frames are slow); a string is
             the compile mode, e.g. ``"reduce-overhead"`` (CUDA graphs on GPUs).
+        batch_objects: run the objects of a frame as one batch (``None``: on CUDA, where it
+            pays; on a CPU a batch is no faster than a loop and needs a larger working set).
+            Results are bit-identical either way.
         encoder: another image-encoder backend: a callable taking normalized images
             (B, 3, S, S) on the model's device and returning their
             :class:`~sam2_ros.model.sam2.ImageFeatures` (e.g. ONNX Runtime or TensorRT, see
@@ -188,6 +191,7 @@ class Tracker:
         corrections_as_cond: bool = True,
         dtype: str = "auto",
         compile: Union[bool, str] = False,
+        batch_objects: Optional[bool] = None,
         encoder: Optional[Callable[[Tensor], ImageFeatures]] = None,
     ) -> None:
         cfg = model.cfg
@@ -210,6 +214,7 @@ class Tracker:
         self.mask_threshold = float(mask_threshold)
         self.fill_hole_area = int(fill_hole_area)
         self.corrections_as_cond = corrections_as_cond
+        self.batch_objects = self.device.type == "cuda" if batch_objects is None else bool(batch_objects)
         self._encode = encoder or model.encode_image
         if compile:
             mode = compile if isinstance(compile, str) else None
@@ -351,9 +356,13 @@ class Tracker:
             spatial, ptrs = self._memory_of(self._objects[oid], t)
             groups.setdefault((len(spatial), len(ptrs)), []).append((oid, spatial, ptrs))
         conditioned = {}
+        batches = []
         for (_, n_ptrs), members in groups.items():
             # Objects whose banks have the same layout attend together: same token count,
             # so the batch is exact (no padding, no masking).
+            step = len(members) if self.batch_objects else 1
+            batches += [(n_ptrs, members[i : i + step]) for i in range(0, len(members), step)]
+        for n_ptrs, members in batches:
             b = len(members)
             memory, memory_pos, ptr_tokens = self._assemble(members, n_ptrs)
             batch = feats.expand(b)

@@ -41,7 +41,10 @@ def _run(tracker, frames, plan, only=None):
 def test_batched_objects_equal_single_object_runs(model, frames):
     h, w = frames[0].shape[:2]
     plan = _prompts(h, w)
-    together = _run(Tracker(model), frames, plan)
+    together = _run(Tracker(model, batch_objects=True), frames, plan)
+    looped = _run(Tracker(model, batch_objects=False), frames, plan)
+    for a, b in zip(together, looped):  # batched or one after another: the same bits
+        assert all(torch.equal(a[k][0], b[k][0]) for k in a)
     for oid in (1, 2, 3):
         alone = _run(Tracker(model), frames, plan, only=oid)
         mine = [{k: v for k, v in f.items() if k == oid} for f in together]

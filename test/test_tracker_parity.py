@@ -121,8 +121,9 @@ def test_tracker_matches_official_video_predictor(tmp_path, size, image_size, co
         overrides.append("++model.add_all_frames_to_correct_as_cond=true")
     oracle = OfficialStreamingOracle(ckpt, size, image_size, frames, hydra_overrides_extra=overrides)
     theirs = run_oracle(oracle, frames, plan)
+    # batch_objects=True: the batched path (the default on GPUs) is the one compared.
     tracker = Tracker(build_model(str(ckpt), size, image_size, "cpu"), max_cond_frames=2,
-                      corrections_as_cond=corrections_as_cond)
+                      corrections_as_cond=corrections_as_cond, batch_objects=True)
     ours = run_ours(tracker, frames, plan)
     # The scenario must not be degenerate: objects are present and masks non-trivial.
     present = [oid for oid, (lg, s) in ours[-1].items() if (lg > 0).any()]
