@@ -626,9 +626,16 @@ def test_lifecycle_and_all_policy_answers_every_frame(fresh, frames):
 
 
 def test_play_clip_tool_saves_what_the_node_published(fresh, tmp_path):
-    """The quick start's player: the bundled clip (640x360) and its click prompt, in lockstep."""
+    """The quick start's player: the bundled clip (640x360) and its click prompt, in lockstep,
+    with reliable image QoS as scripts/demo.sh runs the node (best-effort 640x360 frames can be
+    lost by Fast DDS over UDP on a loaded machine)."""
     import json
 
+    c = fresh
+    assert c.transition(Transition.TRANSITION_DEACTIVATE)
+    assert all(x.successful for x in c.set_params(image_qos='reliable', qos_depth=10))
+    assert c.transition(Transition.TRANSITION_ACTIVATE)
+    c.wait_ready()
     out = tmp_path / 'play'
     r = subprocess.run(
         [sys.executable, '-m', 'sam2_ros.tools.play_clip', '--max-frames', '3', '--out', str(out),
@@ -643,6 +650,10 @@ def test_play_clip_tool_saves_what_the_node_published(fresh, tmp_path):
     labels = cv2.imread(str(out / 'masks_00000.png'), cv2.IMREAD_UNCHANGED)
     assert labels.dtype == np.uint16 and labels.shape == (360, 640)
     assert set(np.unique(labels)) <= {0, 1}  # the click started object 1
+    assert c.transition(Transition.TRANSITION_DEACTIVATE)
+    assert all(x.successful for x in c.set_params(image_qos='sensor_data', qos_depth=1))
+    assert c.transition(Transition.TRANSITION_ACTIVATE)
+    c.wait_ready()
 
 
 # --------------------------------------------------------------------------------------------
