@@ -171,9 +171,10 @@ class Tracker:
         dtype: compute dtype on CUDA (``auto``: bfloat16); float32 on the CPU.
         compile: ``torch.compile`` the image encoder (first frames are slow); a string is
             the compile mode, e.g. ``"reduce-overhead"`` (CUDA graphs on GPUs).
-        batch_objects: run the objects of a frame as one batch (``None``: on CUDA, where it
-            pays; on a CPU a batch is no faster than a loop and needs a larger working set).
-            Results are bit-identical either way.
+        batch_objects: run the objects of a frame as one batch. ``None``: on CUDA, and on a
+            CPU up to 256 px, where it was measured faster (benchmarks/RESULTS.md); at larger
+            sizes a CPU batch outgrows the caches and a loop is faster. Results are
+            bit-identical either way.
         encoder: another image-encoder backend: a callable taking normalized images
             (B, 3, S, S) on the model's device and returning their
             :class:`~sam2_ros.model.sam2.ImageFeatures` (e.g. ONNX Runtime or TensorRT, see
@@ -214,7 +215,9 @@ class Tracker:
         self.mask_threshold = float(mask_threshold)
         self.fill_hole_area = int(fill_hole_area)
         self.corrections_as_cond = corrections_as_cond
-        self.batch_objects = self.device.type == "cuda" if batch_objects is None else bool(batch_objects)
+        if batch_objects is None:
+            batch_objects = self.device.type == "cuda" or cfg.feat_size**2 <= 256
+        self.batch_objects = bool(batch_objects)
         self._encode = encoder or model.encode_image
         if compile:
             mode = compile if isinstance(compile, str) else None
