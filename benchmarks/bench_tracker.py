@@ -68,12 +68,27 @@ def official_held_bytes(oracle: OfficialStreamingOracle) -> int:
     return total
 
 
-def run_speed(size: str, image_size: int, n_objects: int, n_frames: int, ckpt: Path) -> dict:
+def make_tracker(ckpt: Path, size: str, image_size: int, encoder: str) -> Tracker:
+    """Our tracker; ``encoder="onnxruntime"`` exports the image encoder to ONNX first (the
+    fast CPU path: not bit-identical to the official numbers, see test_backends.py)."""
+    model = build_model(str(ckpt), size, image_size, "cpu")
+    if encoder == "torch":
+        return Tracker(model)
+    from sam2_ros.backends import make_encoder
+    from sam2_ros.backends.onnx_export import export_part
+
+    path = ckpt.parent / f"encoder_{size}_{image_size}.onnx"
+    if not path.exists():
+        export_part(model, "encoder", str(path), quiet=True)
+    return Tracker(model, encoder=make_encoder(encoder, model, str(path)))
+
+
+def run_speed(size: str, image_size: int, n_objects: int, n_frames: int, ckpt: Path, encoder: str = "torch") -> dict:
     frames = sample_frames(n_frames, 640, 360)
     h, w = frames[0].shape[:2]
     prompts = prompts_for(n_objects, h, w)
     oracle = OfficialStreamingOracle(ckpt, size, image_size, frames)
-    tracker = Tracker(build_model(str(ckpt), size, image_size, "cpu"))
+    tracker = make_tracker(ckpt, size, image_size, encoder)
     ours_ms, theirs_ms = [], []
     for t, frame in enumerate(frames):
         t0 = time.perf_counter()
@@ -88,7 +103,7 @@ def run_speed(size: str, image_size: int, n_objects: int, n_frames: int, ckpt: P
             theirs_ms.append((t1 - t0) * 1e3)
             ours_ms.append((t2 - t1) * 1e3)
     ours, theirs = statistics.median(ours_ms), statistics.median(theirs_ms)
-    return {"model": size, "image_size": image_size, "objects": n_objects, "frames": len(ours_ms),
+    return {"model": size, "image_size": image_size, "objects": n_objects, "encoder": encoder, "frames": len(ours_ms),
             "ours_ms": round(ours, 1), "official_ms": round(theirs, 1), "speedup": round(theirs / ours, 2)}
 
 
@@ -121,6 +136,7 @@ def main() -> None:
     ap.add_argument("--objects", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--frames", type=int, default=30)
     ap.add_argument("--memory-frames", type=int, default=0, help="also track held bytes over this many frames")
+    ap.add_argument("--encoder", default="torch", choices=["torch", "onnxruntime"], help="our image encoder")
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -131,7 +147,7 @@ def main() -> None:
         for s in args.sizes:
             for n in args.objects:
                 if args.frames:
-                    r = run_speed(args.model, s, n, args.frames, ckpt)
+                    r = run_speed(args.model, s, n, args.frames, ckpt, args.encoder)
                     out["speed"].append(r)
                     print(json.dumps(r), flush=True)
                 if args.memory_frames:
