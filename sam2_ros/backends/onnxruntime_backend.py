@@ -58,6 +58,10 @@ class OnnxRuntimeEncoder:
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # onnxruntime's idle threads spin by default; here they would steal the cores from
+        # torch, which runs the rest of every frame right after the encoder.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self.providers = choose_providers(providers, ort.get_available_providers(), self.device)
         try:
             self.session = ort.InferenceSession(self.path, opts, providers=self.providers)
