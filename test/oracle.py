@@ -450,6 +450,20 @@ def _fix_feat_sizes(predictor, image_size: int) -> None:
     predictor._bb_feat_sizes = [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]
 
 
+def _official_sam2(ckpt_path, size: str, image_size: int, version: str):
+    """Meta's SAM2Base built with ``build_sam2`` (its inference overrides) at ``image_size``."""
+    from sam2.build_sam import build_sam2
+
+    with _quiet():
+        model = build_sam2(
+            official_config_name(size, version),
+            str(ckpt_path),
+            device="cpu",
+            hydra_overrides_extra=_size_override(image_size),
+        )
+    return model
+
+
 def official_image_predictor(ckpt_path, size: str, image_size: int, version: str = "2.1", **predictor_kwargs):
     """Meta's ``SAM2ImagePredictor`` on the official model built by ``build_sam2`` (CPU, eval,
     ``++model.image_size=S``; build_sam2 adds its default ``apply_postprocessing`` overrides:
@@ -460,16 +474,10 @@ def official_image_predictor(ckpt_path, size: str, image_size: int, version: str
     ``SAM2ImagePredictor`` (mask_threshold, max_hole_area, max_sprinkle_area; the hole /
     sprinkle filters need sam2's CUDA extension and are skipped on CPU).
     """
-    from sam2.build_sam import build_sam2
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
+    model = _official_sam2(ckpt_path, size, image_size, version)
     with _quiet():
-        model = build_sam2(
-            official_config_name(size, version),
-            str(ckpt_path),
-            device="cpu",
-            hydra_overrides_extra=_size_override(image_size),
-        )
         predictor = SAM2ImagePredictor(model, **predictor_kwargs)
     _fix_feat_sizes(predictor, image_size)
     return predictor
@@ -482,15 +490,9 @@ def official_mask_generator(ckpt_path, size: str, image_size: int, version: str 
     ``postprocess_masks``, which is skipped on CPU (CUDA extension), but the cv2-based
     ``remove_small_regions`` post-processing still runs."""
     from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
-    from sam2.build_sam import build_sam2
 
+    model = _official_sam2(ckpt_path, size, image_size, version)
     with _quiet():
-        model = build_sam2(
-            official_config_name(size, version),
-            str(ckpt_path),
-            device="cpu",
-            hydra_overrides_extra=_size_override(image_size),
-        )
         amg = SAM2AutomaticMaskGenerator(model, **amg_kwargs)
     _fix_feat_sizes(amg.predictor, image_size)
     return amg
