@@ -23,12 +23,17 @@ def _pool(x: Tensor, stride: Tuple[int, int]) -> Tensor:
     return F.max_pool2d(x.permute(0, 3, 1, 2), stride, stride).permute(0, 2, 3, 1)
 
 
-def window_partition(x: Tensor, ws: int) -> Tuple[Tensor, Tuple[int, int]]:
-    """(B, H, W, C) -> (B * nWin, ws, ws, C), zero-padding H and W up to multiples of ws."""
+def window_partition(x: Tensor, ws: int, fill: Optional[Tensor] = None) -> Tuple[Tensor, Tuple[int, int]]:
+    """(B, H, W, C) -> (B * nWin, ws, ws, C), padding H and W up to multiples of ws with
+    ``fill`` (C,) (zeros by default)."""
     b, h, w, c = x.shape
     ph, pw = (-h) % ws, (-w) % ws
     if ph or pw:
-        x = F.pad(x, (0, 0, 0, pw, 0, ph))
+        fill = x.new_zeros(c) if fill is None else fill.to(x.dtype)
+        if pw:
+            x = torch.cat([x, fill.expand(b, h, pw, c)], dim=2)
+        if ph:
+            x = torch.cat([x, fill.expand(b, ph, w + pw, c)], dim=1)
     hp, wp = h + ph, w + pw
     x = x.view(b, hp // ws, ws, wp // ws, ws, c).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(-1, ws, ws, c), (hp, wp)
@@ -43,7 +48,8 @@ def window_unpartition(x: Tensor, ws: int, padded: Tuple[int, int], size: Tuple[
 
 
 class MultiScaleAttention(nn.Module):
-    """Self-attention whose queries may be pooled (so the output is coarser than the input)."""
+    """Self-attention, inside windows or global, whose queries may be pooled (so the output
+    is coarser than the input)."""
 
     def __init__(self, dim: int, dim_out: int, num_heads: int, q_stride: Optional[Tuple[int, int]]) -> None:
         super().__init__()
@@ -52,16 +58,31 @@ class MultiScaleAttention(nn.Module):
         self.qkv = nn.Linear(dim, dim_out * 3)
         self.proj = nn.Linear(dim_out, dim_out)
 
-    def forward(self, x: Tensor) -> Tensor:
-        b, h, w, _ = x.shape
-        qkv = self.qkv(x).view(b, h * w, 3, self.num_heads, -1)  # (B, HW, 3, heads, d)
-        q, k, v = qkv.unbind(2)  # (B, HW, heads, d) each
+    def forward(self, x: Tensor, ws: int) -> Tensor:  # x: (B, H, W, C), ws: window (0: global)
+        h, w = x.shape[1:3]
+        # Projections run on the real tokens only. SAM 2 zero-pads the normed input up to whole
+        # windows and projects the padding too, whose q, k and v are then exactly the bias: so
+        # the windows are padded with the bias after the projection instead. At 256 px this
+        # skips 2/3 of the work of the stride-16 and stride-32 windowed blocks, bit for bit.
+        qkv = self.qkv(x)  # (B, H, W, 3 * C_out)
+        if ws > 0:
+            qkv, padded = window_partition(qkv, ws, fill=self.qkv.bias)  # (B*nWin, ws, ws, 3*C_out)
+        n, hw_h, hw_w = qkv.shape[:3]
+        q, k, v = qkv.view(n, hw_h * hw_w, 3, self.num_heads, -1).unbind(2)  # (n, L, heads, d) each
         if self.q_stride:
-            q = _pool(q.reshape(b, h, w, -1), self.q_stride)  # (B, H/2, W/2, heads*d)
-            h, w = q.shape[1:3]
-            q = q.reshape(b, h * w, self.num_heads, -1)
+            q = _pool(q.reshape(n, hw_h, hw_w, -1), self.q_stride)  # (n, h/2, w/2, heads*d)
+            hw_h, hw_w = q.shape[1:3]
+            q = q.reshape(n, hw_h * hw_w, self.num_heads, -1)
         out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        return self.proj(out.transpose(1, 2).reshape(b, h, w, -1))  # (B, H', W', dim_out)
+        out = out.transpose(1, 2).reshape(n, hw_h, hw_w, -1)  # (n, h', w', C_out)
+        if ws > 0:
+            if self.q_stride:
+                # Queries were pooled inside each window: windows shrank with them.
+                ws, h, w = ws // self.q_stride[0], h // self.q_stride[0], w // self.q_stride[1]
+                padded = (h + (-h) % ws, w + (-w) % ws)
+            out = window_unpartition(out, ws, padded, (h, w))  # (B, H', W', C_out)
+        # contiguous: a strided input takes another GEMM path that rounds differently.
+        return self.proj(out.contiguous())
 
 
 class MultiScaleBlock(nn.Module):
@@ -94,19 +115,7 @@ class MultiScaleBlock(nn.Module):
             shortcut = self.proj(x)
             if self.q_stride:
                 shortcut = _pool(shortcut, self.q_stride)
-        ws = self.window_size
-        if ws > 0:
-            h, w = x.shape[1:3]
-            x, padded = window_partition(x, ws)  # (B*nWin, ws, ws, C)
-        x = self.attn(x)
-        if ws > 0:
-            if self.q_stride:
-                # Queries were pooled inside each window: windows shrank with them.
-                ws = ws // self.q_stride[0]
-                h, w = shortcut.shape[1:3]
-                padded = (h + (-h) % ws, w + (-w) % ws)
-            x = window_unpartition(x, ws, padded, (h, w))  # (B, H', W', C')
-        x = shortcut + x
+        x = shortcut + self.attn(x, self.window_size)
         return x + self.mlp(self.norm2(x))
 
 
