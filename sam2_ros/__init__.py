@@ -19,7 +19,7 @@ _LAZY = {
     'Prompt': ('.tracker',),
     'TrackResult': ('.tracker',),
     'ImagePredictor': ('.image_predictor',),
-    'AutomaticMaskGenerator': ('.automatic_mask_generator', '.image_predictor'),
+    'AutomaticMaskGenerator': ('.automatic',),
 }
 
 __all__ = ['__version__', *_LAZY]

@@ -1,4 +1,5 @@
-"""Mask post-processing that SAM 2's official video predictor applies on GPU builds."""
+"""Mask post-processing that SAM 2's official predictors apply on GPU builds (small holes
+and islands), done with OpenCV so that it runs everywhere."""
 
 from __future__ import annotations
 
@@ -21,12 +22,17 @@ def fill_small_holes(logits: Tensor, max_area: int) -> Tensor:
     """
     if max_area <= 0:
         return logits
-    background = (logits <= 0).squeeze(1).cpu().numpy().astype(np.uint8)  # (B, h, w)
-    holes = np.zeros_like(background, dtype=bool)
-    for i, bg in enumerate(background):
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(bg, connectivity=8)
-        small = np.zeros(n, dtype=bool)
-        small[1:] = stats[1:, cv2.CC_STAT_AREA] <= max_area
-        holes[i] = small[labels]
-    holes_t = torch.from_numpy(holes).to(logits.device)[:, None]
-    return torch.where(holes_t, torch.full_like(logits, HOLE_FILL_LOGIT), logits)
+    holes = torch.from_numpy(small_regions((logits <= 0).squeeze(1).cpu().numpy(), max_area))  # (B, h, w)
+    return torch.where(holes.to(logits.device)[:, None], torch.full_like(logits, HOLE_FILL_LOGIT), logits)
+
+
+def small_regions(binary: np.ndarray, max_area: int) -> np.ndarray:
+    """(N, h, w) bool -> (N, h, w) bool: the pixels of 8-connected regions of at most
+    ``max_area`` pixels (the semantics of SAM 2's CUDA connected-components kernel)."""
+    out = np.zeros_like(binary, dtype=bool)
+    for i, image in enumerate(binary.astype(np.uint8)):
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(image, connectivity=8)
+        small = stats[:, cv2.CC_STAT_AREA] <= max_area  # per label; label 0 is the other side
+        small[0] = False
+        out[i] = small[labels]
+    return out

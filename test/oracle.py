@@ -483,18 +483,50 @@ def official_image_predictor(ckpt_path, size: str, image_size: int, version: str
     return predictor
 
 
+def _cv2_connected_components(mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """CPU stand-in for sam2's CUDA ``get_connected_components`` (same documented contract):
+    (N, 1, H, W) binary masks -> 8-connected component labels (0 on background pixels) and,
+    per pixel, the area of its component (0 on background pixels)."""
+    import cv2
+
+    binary = mask.to(torch.uint8).cpu().numpy()
+    labels = np.zeros(binary.shape, dtype=np.int32)
+    counts = np.zeros(binary.shape, dtype=np.int32)
+    for i in range(binary.shape[0]):
+        _, lab, stats, _ = cv2.connectedComponentsWithStats(binary[i, 0], connectivity=8)
+        area = stats[:, cv2.CC_STAT_AREA].astype(np.int32)
+        area[0] = 0
+        labels[i, 0], counts[i, 0] = lab, area[lab]
+    return torch.from_numpy(labels).to(mask.device), torch.from_numpy(counts).to(mask.device)
+
+
 def official_mask_generator(ckpt_path, size: str, image_size: int, version: str = "2.1", **amg_kwargs):
     """Meta's ``SAM2AutomaticMaskGenerator`` (same model build as official_image_predictor;
     its inner predictor's ``_bb_feat_sizes`` fixed for S). NMS and box_area come from the
-    torchvision shim. ``min_mask_region_area > 0`` also runs hole/sprinkle filling in
-    ``postprocess_masks``, which is skipped on CPU (CUDA extension), but the cv2-based
-    ``remove_small_regions`` post-processing still runs."""
+    torchvision shim.
+
+    In sam2 1.1.0, ``min_mask_region_area > 0`` only sets the inner predictor's
+    ``max_hole_area`` / ``max_sprinkle_area`` (low-res hole and island filling; SAM 1's cv2
+    ``postprocess_small_regions`` is never called). That filling needs sam2's CUDA extension
+    and is skipped on CPU; so that it runs here, the generator's ``generate`` runs with
+    :func:`_cv2_connected_components` in place of ``sam2.utils.misc.get_connected_components``
+    (only during its own calls: the video oracle keeps skipping its hole filling)."""
+    from unittest import mock
+
+    import sam2.utils.misc
     from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 
     model = _official_sam2(ckpt_path, size, image_size, version)
     with _quiet():
         amg = SAM2AutomaticMaskGenerator(model, **amg_kwargs)
     _fix_feat_sizes(amg.predictor, image_size)
+    generate = amg.generate
+
+    def generate_with_cpu_components(image):
+        with mock.patch.object(sam2.utils.misc, "get_connected_components", _cv2_connected_components):
+            return generate(image)
+
+    amg.generate = generate_with_cpu_components
     return amg
 
 

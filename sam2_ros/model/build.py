@@ -30,7 +30,11 @@ def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.dev
 
 
 def resolve_dtype(dtype: Union[str, torch.dtype, None], device: torch.device) -> torch.dtype:
-    """Compute dtype: ``auto`` is bfloat16 on GPUs that support it, float16 on older ones, float32 on CPU."""
+    """Compute dtype: ``auto`` is bfloat16 on GPUs that support it, float16 on older ones, float32 on CPU.
+
+    On the CPU, float32 gives the official model's numbers exactly; ``bfloat16`` is an opt-in
+    mixed-precision mode (matmuls and convolutions in bf16) that trades that for speed.
+    """
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype is None or dtype == "auto":
@@ -39,13 +43,16 @@ def resolve_dtype(dtype: Union[str, torch.dtype, None], device: torch.device) ->
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose auto, {', '.join(sorted(DTYPES))}")
-    if device.type == "cpu" and DTYPES[dtype] != torch.float32:
-        raise ValueError(f"dtype={dtype!r} is for CUDA; on the CPU sam2_ros runs in float32")
+    if device.type == "cpu" and DTYPES[dtype] == torch.float16:
+        raise ValueError(
+            "dtype='float16' is for CUDA; on the CPU use float32 (exact) or bfloat16 (faster on CPUs "
+            "with native bf16, e.g. AVX512-BF16 or AMX; not bit-identical to the official model)"
+        )
     return DTYPES[dtype]
 
 
 def autocast(device: torch.device, dtype: torch.dtype):
-    """Mixed precision on CUDA (weights stay float32; LayerNorm/softmax run in float32 under
+    """Mixed precision (weights stay float32; LayerNorm/softmax run in float32 under
     autocast); a no-op for float32."""
     if dtype == torch.float32:
         return contextlib.nullcontext()
