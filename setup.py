@@ -31,6 +31,7 @@ setup(
         'console_scripts': [
             'tracker_node = sam2_ros.ros.node:main',
             'sam2_evaluate = sam2_ros.tools.evaluate:main',
+            'sam2_live = sam2_ros.tools.live:main',
             'sam2_video_to_bag = sam2_ros.tools.video_to_bag:main',
             'sam2_demo = sam2_ros.tools.demo:main',
         ],

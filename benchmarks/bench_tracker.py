@@ -68,27 +68,29 @@ def official_held_bytes(oracle: OfficialStreamingOracle) -> int:
     return total
 
 
-def make_tracker(ckpt: Path, size: str, image_size: int, encoder: str) -> Tracker:
+def make_tracker(ckpt: Path, size: str, image_size: int, encoder: str, dtype: str = "float32") -> Tracker:
     """Our tracker; ``encoder="onnxruntime"`` exports the image encoder to ONNX first (the
-    fast CPU path: not bit-identical to the official numbers, see test_backends.py)."""
+    fast CPU path: not bit-identical to the official numbers, see test_backends.py);
+    ``dtype="bfloat16"`` is the CPU's opt-in mixed precision (not bit-identical either)."""
     model = build_model(str(ckpt), size, image_size, "cpu")
     if encoder == "torch":
-        return Tracker(model)
+        return Tracker(model, dtype=dtype)
     from sam2_ros.backends import make_encoder
     from sam2_ros.backends.onnx_export import export_part
 
     path = ckpt.parent / f"encoder_{size}_{image_size}.onnx"
     if not path.exists():
         export_part(model, "encoder", str(path), quiet=True)
-    return Tracker(model, encoder=make_encoder(encoder, model, str(path)))
+    return Tracker(model, dtype=dtype, encoder=make_encoder(encoder, model, str(path)))
 
 
-def run_speed(size: str, image_size: int, n_objects: int, n_frames: int, ckpt: Path, encoder: str = "torch") -> dict:
+def run_speed(size: str, image_size: int, n_objects: int, n_frames: int, ckpt: Path, encoder: str = "torch",
+              dtype: str = "float32") -> dict:
     frames = sample_frames(n_frames, 640, 360)
     h, w = frames[0].shape[:2]
     prompts = prompts_for(n_objects, h, w)
     oracle = OfficialStreamingOracle(ckpt, size, image_size, frames)
-    tracker = make_tracker(ckpt, size, image_size, encoder)
+    tracker = make_tracker(ckpt, size, image_size, encoder, dtype)
     ours_ms, theirs_ms = [], []
     for t, frame in enumerate(frames):
         t0 = time.perf_counter()
@@ -103,7 +105,8 @@ def run_speed(size: str, image_size: int, n_objects: int, n_frames: int, ckpt: P
             theirs_ms.append((t1 - t0) * 1e3)
             ours_ms.append((t2 - t1) * 1e3)
     ours, theirs = statistics.median(ours_ms), statistics.median(theirs_ms)
-    return {"model": size, "image_size": image_size, "objects": n_objects, "encoder": encoder, "frames": len(ours_ms),
+    return {"model": size, "image_size": image_size, "objects": n_objects, "encoder": encoder, "dtype": dtype,
+            "frames": len(ours_ms),
             "ours_ms": round(ours, 1), "official_ms": round(theirs, 1), "speedup": round(theirs / ours, 2)}
 
 
@@ -137,6 +140,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=30)
     ap.add_argument("--memory-frames", type=int, default=0, help="also track held bytes over this many frames")
     ap.add_argument("--encoder", default="torch", choices=["torch", "onnxruntime"], help="our image encoder")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="our compute dtype")
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -147,7 +151,7 @@ def main() -> None:
         for s in args.sizes:
             for n in args.objects:
                 if args.frames:
-                    r = run_speed(args.model, s, n, args.frames, ckpt, args.encoder)
+                    r = run_speed(args.model, s, n, args.frames, ckpt, args.encoder, args.dtype)
                     out["speed"].append(r)
                     print(json.dumps(r), flush=True)
                 if args.memory_frames:

@@ -39,12 +39,45 @@ def window_partition(x: Tensor, ws: int, fill: Optional[Tensor] = None) -> Tuple
     return x.reshape(-1, ws, ws, c), (hp, wp)
 
 
-def window_unpartition(x: Tensor, ws: int, padded: Tuple[int, int], size: Tuple[int, int]) -> Tensor:
-    """Inverse of :func:`window_partition`: (B * nWin, ws, ws, C) -> (B, H, W, C)."""
-    hp, wp = padded
-    b = x.shape[0] // ((hp // ws) * (wp // ws))
-    x = x.view(b, hp // ws, wp // ws, ws, ws, -1).permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, -1)
-    return x[:, : size[0], : size[1]]
+def _runs(n_win: int, per_win: int, real: int) -> List[Tuple[int, int, int]]:
+    """Windows along one axis grouped by how many of their ``per_win`` queries are real:
+    [(first window, number of windows, real queries per window)]."""
+    full = min(n_win, real // per_win)
+    runs = [(0, full, per_win)] if full else []
+    if full < n_win:
+        runs.append((full, n_win - full, real - full * per_win))
+    return runs
+
+
+def window_attention(q: Tensor, k: Tensor, v: Tensor, grid: Tuple[int, int], size: Tuple[int, int]) -> Tensor:
+    """Attention inside windows, for the real (unpadded) queries only.
+
+    q: (B*nWin, qh, qw, heads, d) per-window query maps; k, v: (B*nWin, L, heads, d) with the
+    windows in row-major ``grid`` order; size: the real query map (H, W). Returns (B, H, W,
+    heads*d). Padded keys still take part (SAM 2 attends to them), but the outputs of padded
+    queries are discarded anyway, so they are not computed: windows are grouped by how much of
+    them is real and each group attends on its own. Every query row gives the same bits as in
+    one big batch.
+    """
+    gh, gw = grid
+    n, qh, qw, heads, d = q.shape
+    b = n // (gh * gw)
+    q = q.view(b, gh, gw, qh, qw, heads, d)
+    k = k.view(b, gh, gw, -1, heads, d)
+    v = v.view(b, gh, gw, -1, heads, d)
+    out = q.new_empty(b, *size, heads * d)  # (B, H, W, heads*d)
+    for r0, nr, rr in _runs(gh, qh, size[0]):
+        for c0, nc, cc in _runs(gw, qw, size[1]):
+            # The CPU attention kernel runs queries in blocks of 32 and rounds a trailing block
+            # of 1-3 rows differently: such groups keep their padded queries (as in one batch).
+            rq, cq = (qh, qw) if (rr * cc) % 32 in (1, 2, 3) else (rr, cc)
+            qg = q[:, r0 : r0 + nr, c0 : c0 + nc, :rq, :cq].reshape(b * nr * nc, rq * cq, heads, d)
+            kg = k[:, r0 : r0 + nr, c0 : c0 + nc].reshape(b * nr * nc, -1, heads, d)
+            vg = v[:, r0 : r0 + nr, c0 : c0 + nc].reshape(b * nr * nc, -1, heads, d)
+            o = F.scaled_dot_product_attention(qg.transpose(1, 2), kg.transpose(1, 2), vg.transpose(1, 2))
+            o = o.transpose(1, 2).reshape(b, nr, nc, rq, cq, heads * d)[:, :, :, :rr, :cc].permute(0, 1, 3, 2, 4, 5)
+            out[:, r0 * qh : r0 * qh + nr * rr, c0 * qw : c0 * qw + nc * cc] = o.reshape(b, nr * rr, nc * cc, -1)
+    return out
 
 
 class MultiScaleAttention(nn.Module):
@@ -60,29 +93,28 @@ class MultiScaleAttention(nn.Module):
 
     def forward(self, x: Tensor, ws: int) -> Tensor:  # x: (B, H, W, C), ws: window (0: global)
         h, w = x.shape[1:3]
-        # Projections run on the real tokens only. SAM 2 zero-pads the normed input up to whole
-        # windows and projects the padding too, whose q, k and v are then exactly the bias: so
-        # the windows are padded with the bias after the projection instead. At 256 px this
-        # skips 2/3 of the work of the stride-16 and stride-32 windowed blocks, bit for bit.
+        # Only real tokens are projected. SAM 2 zero-pads the normed input up to whole windows
+        # and projects the padding too, whose q, k and v are then exactly the bias: so the
+        # windows are padded with the bias after the projection instead, and the padded
+        # queries are skipped (window_attention). At 256 px this removes 2/3 of the work of
+        # the windowed stride-16 and stride-32 blocks, bit for bit.
         qkv = self.qkv(x)  # (B, H, W, 3 * C_out)
         if ws > 0:
-            qkv, padded = window_partition(qkv, ws, fill=self.qkv.bias)  # (B*nWin, ws, ws, 3*C_out)
-        n, hw_h, hw_w = qkv.shape[:3]
-        q, k, v = qkv.view(n, hw_h * hw_w, 3, self.num_heads, -1).unbind(2)  # (n, L, heads, d) each
+            qkv, (hp, wp) = window_partition(qkv, ws, fill=self.qkv.bias)  # (B*nWin, ws, ws, 3*C_out)
+        n, qh, qw = qkv.shape[:3]
+        q, k, v = qkv.view(n, qh * qw, 3, self.num_heads, -1).unbind(2)  # (n, L, heads, d) each
+        q = q.reshape(n, qh, qw, -1)
         if self.q_stride:
-            q = _pool(q.reshape(n, hw_h, hw_w, -1), self.q_stride)  # (n, h/2, w/2, heads*d)
-            hw_h, hw_w = q.shape[1:3]
-            q = q.reshape(n, hw_h * hw_w, self.num_heads, -1)
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        out = out.transpose(1, 2).reshape(n, hw_h, hw_w, -1)  # (n, h', w', C_out)
+            q = _pool(q, self.q_stride)  # (n, qh/2, qw/2, heads*d)
+            qh, qw, h, w = qh // self.q_stride[0], qw // self.q_stride[1], h // self.q_stride[0], w // self.q_stride[1]
         if ws > 0:
-            if self.q_stride:
-                # Queries were pooled inside each window: windows shrank with them.
-                ws, h, w = ws // self.q_stride[0], h // self.q_stride[0], w // self.q_stride[1]
-                padded = (h + (-h) % ws, w + (-w) % ws)
-            out = window_unpartition(out, ws, padded, (h, w))  # (B, H', W', C_out)
-        # contiguous: a strided input takes another GEMM path that rounds differently.
-        return self.proj(out.contiguous())
+            q = q.view(n, qh, qw, self.num_heads, -1)
+            out = window_attention(q, k, v, (hp // ws, wp // ws), (h, w))  # (B, H', W', C_out)
+        else:
+            q = q.view(n, qh * qw, self.num_heads, -1)
+            out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+            out = out.transpose(1, 2).reshape(n, h, w, -1)  # (B, H', W', C_out)
+        return self.proj(out)
 
 
 class MultiScaleBlock(nn.Module):
