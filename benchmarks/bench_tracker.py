@@ -3,9 +3,10 @@
 Same process, same CPU, same checkpoint (official format, random weights), same real frames
 and prompts; the two run interleaved frame by frame so machine noise hits both alike.
 Reports the median milliseconds per frame and their ratio, and (``--memory-frames``) the bytes
-each holds as the stream goes on.
+each holds as the stream goes on; ``--macs`` counts the multiply-accumulates of one frame.
 
-    .venv/bin/python benchmarks/bench_tracker.py --sizes 256 512 --objects 1 4 --frames 30
+    .venv/bin/python benchmarks/bench_tracker.py --sizes 256 512 --objects 1 4 --frames 30 --macs
+    .venv/bin/python benchmarks/bench_tracker.py --sizes 256 --objects 1 4 --dtype bfloat16
     .venv/bin/python benchmarks/bench_tracker.py --memory-frames 2000 --sizes 256 --objects 1
 
 Needs the test dependencies (the official ``sam2`` package): ``bash scripts/setup.sh --test``.
@@ -110,6 +111,30 @@ def run_speed(size: str, image_size: int, n_objects: int, n_frames: int, ckpt: P
             "ours_ms": round(ours, 1), "official_ms": round(theirs, 1), "speedup": round(theirs / ours, 2)}
 
 
+def run_macs(size: str, image_size: int, n_objects: int, ckpt: Path) -> dict:
+    """Multiply-accumulates of one tracked frame (after 5 frames of warm-up), ours and official:
+    the arithmetic each side must do, whatever the machine."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    frames = sample_frames(6, 640, 360)
+    prompts = prompts_for(n_objects, *frames[0].shape[:2])
+    oracle = OfficialStreamingOracle(ckpt, size, image_size, frames)
+    tracker = Tracker(build_model(str(ckpt), size, image_size, "cpu").requires_grad_(False))
+    for t in range(5):
+        if t == 0:
+            for p in prompts:
+                oracle.add_prompt(0, p.obj_id, points=p.points, labels=p.labels, box=p.box)
+        oracle.track(t)
+        tracker.track(frames[t], prompts if t == 0 else ())
+    with FlopCounterMode(display=False) as theirs:
+        oracle.track(5)
+    with FlopCounterMode(display=False) as ours:
+        tracker.track(frames[5])
+    g_ours, g_theirs = ours.get_total_flops() / 2e9, theirs.get_total_flops() / 2e9
+    return {"model": size, "image_size": image_size, "objects": n_objects, "ours_gmac": round(g_ours, 2),
+            "official_gmac": round(g_theirs, 2), "ratio": round(g_theirs / g_ours, 2)}
+
+
 def run_memory(size: str, image_size: int, n_objects: int, n_frames: int, ckpt: Path, every: int) -> dict:
     base = sample_frames(40, 320, 180)
     h, w = base[0].shape[:2]
@@ -140,12 +165,13 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=30)
     ap.add_argument("--memory-frames", type=int, default=0, help="also track held bytes over this many frames")
     ap.add_argument("--encoder", default="torch", choices=["torch", "onnxruntime"], help="our image encoder")
+    ap.add_argument("--macs", action="store_true", help="also count the multiply-accumulates per frame")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="our compute dtype")
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args()
     torch.manual_seed(0)
     out = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "
-           f"{torch.get_num_threads()} torch threads, torch {torch.__version__}", "speed": [], "memory": []}
+           f"{torch.get_num_threads()} torch threads, torch {torch.__version__}", "speed": [], "macs": [], "memory": []}
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = make_official_checkpoint(args.model, 256, Path(tmp) / "ckpt.pt", seed=0)
         for s in args.sizes:
@@ -153,6 +179,10 @@ def main() -> None:
                 if args.frames:
                     r = run_speed(args.model, s, n, args.frames, ckpt, args.encoder, args.dtype)
                     out["speed"].append(r)
+                    print(json.dumps(r), flush=True)
+                if args.macs:
+                    r = run_macs(args.model, s, n, ckpt)
+                    out["macs"].append(r)
                     print(json.dumps(r), flush=True)
                 if args.memory_frames:
                     r = run_memory(args.model, s, n, args.memory_frames, ckpt, every=max(1, args.memory_frames // 20))
