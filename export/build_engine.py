@@ -56,6 +56,8 @@ def write_metadata(trt, onnx_path: str, engine_path: str, onnx_meta: dict, extra
         "onnx_file": os.path.basename(onnx_path),
         "onnx_sha256": file_sha256(onnx_path),
         "onnx_metadata": onnx_meta,
+        # checked before the engine is deserialized: a replaced or corrupted engine is refused
+        "engine_sha256": file_sha256(engine_path),
         "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **extra,
     }

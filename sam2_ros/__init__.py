@@ -13,34 +13,26 @@ import importlib
 
 __version__ = '0.1.0'
 
-# public name -> modules (relative to this package) that may define it, first match wins
+# public name -> module (relative to this package) that defines it
 _LAZY = {
-    'Tracker': ('.tracker',),
-    'Prompt': ('.tracker',),
-    'TrackResult': ('.tracker',),
-    'ImagePredictor': ('.image_predictor',),
-    'AutomaticMaskGenerator': ('.automatic',),
+    'Tracker': '.tracker',
+    'Prompt': '.tracker',
+    'TrackResult': '.tracker',
+    'PromptError': '.tracker',
+    'FrameNotBuffered': '.tracker',
+    'ImagePredictor': '.image_predictor',
+    'AutomaticMaskGenerator': '.automatic',
 }
 
 __all__ = ['__version__', *_LAZY]
 
 
 def __getattr__(name):
-    modules = _LAZY.get(name)
-    if modules is None:
+    if name not in _LAZY:
         raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-    for module_name in modules:
-        try:
-            module = importlib.import_module(module_name, __name__)
-        except ModuleNotFoundError as error:
-            if error.name != __name__ + module_name:  # a real missing dependency: report it
-                raise
-            continue
-        if hasattr(module, name):
-            value = getattr(module, name)
-            globals()[name] = value
-            return value
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r} (looked in {modules})')
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
 
 
 def __dir__():

@@ -13,6 +13,12 @@ What an object remembers (and nothing else, so the state is constant on an endle
 * the memories of its last ``num_maskmem - 1`` tracked frames;
 * the object pointers of its last 15 frames (16 with the current one).
 
+With ``prompt_buffer=B`` the last B tracked frames can still be prompted
+(:meth:`Tracker.prompt_past`, as Meta's predictor prompts an earlier frame): their image
+features are kept, with each object's logits on them, and the windows above reach B frames
+further back (and keep the conditioning frames upstream could select for them): still a
+constant state.
+
 Numerically this is Meta's ``SAM2VideoPredictor`` driven one frame at a time (see
 ``test/test_tracker_parity.py``), with memories stored in bfloat16 as upstream stores them.
 """
@@ -38,6 +44,11 @@ ArrayLike = Union[np.ndarray, Sequence, Tensor]
 
 class PromptError(ValueError):
     """A prompt that cannot be used; the message says what was wrong and what is accepted."""
+
+
+class FrameNotBuffered(ValueError):
+    """:meth:`Tracker.prompt_past` was given a frame whose features are no longer (or never
+    were) in the prompt buffer; the message names the frames that are."""
 
 
 @dataclass
@@ -137,12 +148,37 @@ class _Memory:
 
 
 @dataclass
+class _Output:
+    """One object's answer on one frame."""
+
+    low_res: Tensor  # (1, 1, S/4, S/4) float32 logits (a later correction starts from them)
+    score: Tensor  # (1, 1) float32 object-score logit
+
+
+@dataclass
+class _Pending:
+    """A prompted output not yet in the object's memory (upstream's temporary outputs): it
+    joins the memory when the next frame is tracked."""
+
+    memory: _Memory
+    output: _Output
+    cond: bool
+
+
+@dataclass
 class _Object:
-    cond: "OrderedDict[int, _Memory]" = field(default_factory=OrderedDict)  # prompted frames
+    # Conditioning (prompted) frames, in the order upstream's dict holds them; the ones that
+    # can still be selected for a frame that may be tracked or prompted (see Tracker._evict).
+    cond: "OrderedDict[int, _Memory]" = field(default_factory=OrderedDict)
     cond_seen: int = 0  # conditioning frames ever stored (more than are kept, once over the cap)
     recent: Dict[int, _Memory] = field(default_factory=dict)  # tracked frames in the window
-    low_res: Optional[Tensor] = None  # (1, 1, S/4, S/4) latest logits (previous mask for corrections)
-    score: Optional[Tensor] = None  # (1, 1) latest object-score logit
+    low_res: Optional[Tensor] = None  # (1, 1, S/4, S/4) logits on the last tracked frame
+    score: Optional[Tensor] = None  # (1, 1) object-score logit on the last tracked frame
+    # With a prompt buffer: outputs on the buffered frames (what is in memory), the buffered
+    # frames the object was tracked on, and prompted outputs waiting for the next frame.
+    outputs: Dict[int, _Output] = field(default_factory=dict)
+    tracked: set = field(default_factory=set)
+    pending: "OrderedDict[int, _Pending]" = field(default_factory=OrderedDict)
 
 
 @dataclass
@@ -168,7 +204,8 @@ class Tracker:
             post-processing; 0 = off, which is what upstream does on CPU).
         corrections_as_cond: a corrected frame becomes a conditioning frame (upstream's
             ``add_all_frames_to_correct_as_cond``); False keeps it a plain recent frame.
-        dtype: compute dtype on CUDA (``auto``: bfloat16); float32 on the CPU.
+        dtype: compute dtype (``auto``: bfloat16 on CUDA, float32 on the CPU, where it gives
+            the official numbers exactly; ``bfloat16`` on the CPU is faster and close, not exact).
         compile: ``torch.compile`` the image encoder (first frames are slow); a string is
             the compile mode, e.g. ``"reduce-overhead"`` (CUDA graphs on GPUs).
         batch_objects: run the objects of a frame as one batch. ``None``: on CUDA, and on a
@@ -179,6 +216,11 @@ class Tracker:
             (B, 3, S, S) on the model's device and returning their
             :class:`~sam2_ros.model.sam2.ImageFeatures` (e.g. ONNX Runtime or TensorRT, see
             ``sam2_ros.backends``); default: the model's own ``encode_image``.
+        prompt_buffer: how many of the last tracked frames can still be prompted with
+            :meth:`prompt_past` (0: none, the default). Each buffered frame keeps its image
+            features (about 20 MB in float32 at 1024 px, 1.3 MB at 256 px) and each object's
+            low-res logits on it (256 KB at 1024 px); the memory bank keeps the memories these
+            frames need (``prompt_buffer`` more frames of them). The state stays bounded.
     """
 
     def __init__(
@@ -194,8 +236,11 @@ class Tracker:
         compile: Union[bool, str] = False,
         batch_objects: Optional[bool] = None,
         encoder: Optional[Callable[[Tensor], ImageFeatures]] = None,
+        prompt_buffer: int = 0,
     ) -> None:
         cfg = model.cfg
+        if isinstance(prompt_buffer, bool) or not isinstance(prompt_buffer, (int, np.integer)) or prompt_buffer < 0:
+            raise ValueError(f"prompt_buffer must be an integer >= 0, got {prompt_buffer!r}")
         if not 1 <= max_objects:
             raise ValueError(f"max_objects must be >= 1, got {max_objects}")
         if not 1 <= num_maskmem <= cfg.num_maskmem:
@@ -226,6 +271,8 @@ class Tracker:
         self._frame_index = -1
         self._frame_hw: Optional[Tuple[int, int]] = None
         self._mem_pos: Optional[Tensor] = None  # (1, hw, C_mem) constant position encoding of memories
+        self._frames: "OrderedDict[int, ImageFeatures]" = OrderedDict()  # the prompt buffer
+        self._prompt_buffer = int(prompt_buffer)
 
     @classmethod
     def from_pretrained(
@@ -255,13 +302,36 @@ class Tracker:
         """Index of the last frame tracked (-1 before the first)."""
         return self._frame_index
 
+    @property
+    def prompt_buffer(self) -> int:
+        """How many of the last tracked frames :meth:`prompt_past` can prompt. Settable at any
+        time: a smaller buffer forgets the oldest frames at once; a larger one fills up as
+        frames are tracked."""
+        return self._prompt_buffer
+
+    @prompt_buffer.setter
+    def prompt_buffer(self, frames: int) -> None:
+        if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 0:
+            raise ValueError(f"prompt_buffer must be an integer >= 0, got {frames!r}")
+        self._prompt_buffer = int(frames)
+        if self._frame_index >= 0:
+            for obj in self._objects.values():
+                self._evict(obj, self._frame_index)
+            self._trim_frames()
+
+    @property
+    def buffered_frames(self) -> List[int]:
+        """Indices of the frames :meth:`prompt_past` can prompt, oldest first."""
+        return list(self._frames)
+
     def remove_object(self, obj_id: int) -> bool:
         """Forget an object and all its memory. Returns False if it was not tracked."""
         return self._objects.pop(obj_id, None) is not None
 
     def reset(self) -> None:
-        """Drop every object; the next frame starts a new stream."""
+        """Drop every object and the prompt buffer; the next frame starts a new stream."""
         self._objects.clear()
+        self._frames.clear()
         self._frame_index = -1
         self._frame_hw = None
 
@@ -269,12 +339,17 @@ class Tracker:
         """Every tensor the tracker holds between frames (for memory accounting)."""
         out = []
         for obj in self._objects.values():
-            for mem in list(obj.cond.values()) + list(obj.recent.values()):
+            mems = list(obj.cond.values()) + list(obj.recent.values()) + [p.memory for p in obj.pending.values()]
+            for mem in mems:
                 out.append(mem.ptr)
                 if mem.features is not None:
                     out.append(mem.features)
             out += [t for t in (obj.low_res, obj.score) if t is not None]
-        return out
+            for o in list(obj.outputs.values()) + [p.output for p in obj.pending.values()]:
+                out += [o.low_res, o.score]
+        for feats in self._frames.values():
+            out += [feats.feat, feats.pos, *feats.high_res]
+        return list({id(t): t for t in out}.values())  # a tensor held twice counts once
 
     def state_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.state_tensors())
@@ -293,27 +368,15 @@ class Tracker:
                 f"frame size changed from {self._frame_hw[1]}x{self._frame_hw[0]} to {hw[1]}x{hw[0]}; "
                 "call reset() to start a new stream (objects' memories are tied to the old view)"
             )
-        point_prompts: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
-        mask_prompts: Dict[int, np.ndarray] = {}
-        for p in prompts:
-            pts, labs, mask = p.parsed(hw)
-            oid = int(p.obj_id)
-            if oid in point_prompts or oid in mask_prompts:
-                raise PromptError(f"object {oid} has two prompts on this frame; put all its points in one Prompt")
-            if mask is not None:
-                mask_prompts[oid] = mask
-            else:
-                point_prompts[oid] = (pts, labs)
-        new_ids = [o for o in list(point_prompts) + list(mask_prompts) if o not in self._objects]
-        if len(self._objects) + len(new_ids) > self.max_objects:
-            raise PromptError(
-                f"{len(new_ids)} new object(s) would make {len(self._objects) + len(new_ids)} objects; "
-                f"max_objects is {self.max_objects}: remove objects first or raise max_objects"
-            )
+        point_prompts, mask_prompts, new_ids = self._parse(prompts, hw)
 
+        if hw != self._frame_hw:
+            self._frames.clear()  # buffered frames of another size cannot be prompted with this one's prompts
         self._frame_hw = hw
+        self._commit()  # prompted outputs of earlier calls join the memory first, as upstream's preflight
         t = self._frame_index + 1
         dev = self.device
+        corrected = [o for o in list(point_prompts) + list(mask_prompts) if o in self._objects]
         with autocast(dev, self.dtype):
             feats = self._encode(to_model_input([frame], self.image_size, dev))
             steps: Dict[int, _Step] = {}
@@ -339,9 +402,113 @@ class Tracker:
                 steps[oid] = _Step(pred, True, oid not in self._objects or self.corrections_as_cond)
             for oid in new_ids:
                 self._objects[oid] = _Object()
-            self._remember(t, feats, steps)
+            # Corrections of this frame join the memory with the next frame (upstream adds them
+            # after the frame was tracked); until then prompt_past sees them as pending.
+            self._remember(t, feats, steps, pending=corrected, latest=True)
         self._frame_index = t
+        if self._prompt_buffer:
+            self._frames[t] = feats
+            for obj in self._objects.values():
+                obj.tracked.add(t)
+        for obj in self._objects.values():
+            self._evict(obj, t)
+        self._trim_frames()
         return self._result(t, hw)
+
+    @torch.inference_mode()
+    def prompt_past(self, frame_index: int, prompts: Sequence[Prompt]) -> TrackResult:
+        """Apply ``prompts`` to an earlier, already tracked frame still in the prompt buffer
+        (:attr:`buffered_frames`, the last ``prompt_buffer`` frames; the last tracked frame
+        included), as Meta's video predictor does when ``add_new_points_or_box`` /
+        ``add_new_mask`` is called on an earlier frame before tracking goes on:
+
+        * a new id, or an object not tracked on that frame (it started later, or on that
+          frame through an earlier ``prompt_past``), starts there from the prompt alone (with
+          its earlier prompt output on that frame as the mask input, if any); that frame
+          becomes one of its conditioning frames, at its own index;
+        * an object tracked on that frame is corrected there: the frame is tracked again
+          from the object's memory as it is now (its conditioning frames, also later ones,
+          and the frames before it), with its logits on that frame as the mask input; the
+          frame becomes a conditioning frame (``corrections_as_cond``) or replaces its
+          memory of that frame (a non-conditioning correction of a conditioning frame is
+          not kept, as upstream);
+        * a mask prompt sets the object's mask on that frame.
+
+        The memories of later frames stay. The prompted outputs join the memory when the next
+        frame is tracked; several ``prompt_past`` calls before that all see the memory as it
+        was (and each other's outputs as the previous masks), as upstream's temporary outputs.
+
+        Returns the frame's result: every object with an output on that frame (objects that
+        started later have none), ``frame_index`` = that frame. Raises
+        :class:`FrameNotBuffered` if the frame is not buffered, :class:`PromptError` for a
+        bad prompt (nothing changes then).
+        """
+        p = int(frame_index)
+        feats = self._frames.get(p)
+        if feats is None:
+            have = (f"frames {min(self._frames)} to {max(self._frames)}" if self._frames else "no frame")
+            raise FrameNotBuffered(
+                f"frame {p} is not in the prompt buffer (prompt_buffer={self._prompt_buffer} keeps the last "
+                f"{self._prompt_buffer} tracked frames; it holds {have}, the last tracked frame is {self._frame_index})"
+            )
+        hw = self._frame_hw
+        point_prompts, mask_prompts, new_ids = self._parse(prompts, hw)
+        dev = self.device
+        with autocast(dev, self.dtype):
+            steps: Dict[int, _Step] = {}
+            for oid, (pts, labs) in point_prompts.items():
+                obj = self._objects.get(oid)
+                init = obj is None or p not in obj.tracked
+                prev = self._output_at(obj, p) if obj is not None else None
+                prev = prev.low_res.clamp(-32.0, 32.0) if prev is not None else None
+                coords = frame_to_model_coords(torch.from_numpy(pts).to(dev)[None], hw, self.image_size)
+                labels = torch.from_numpy(labs).to(dev)[None]
+                if init:
+                    emb = self.model.image_embedding(feats)
+                else:
+                    spatial, ptrs = self._memory_of(obj, p)
+                    memory, memory_pos, n_ptr = self._assemble([(oid, spatial, ptrs)], len(ptrs))
+                    emb = self.model.condition_on_memory(feats, memory, memory_pos, n_ptr)
+                multimask = self.model.use_multimask(len(labs))
+                pred = self._filled(self.model.predict_masks(emb, feats.high_res, coords, labels, prev, multimask))
+                steps[oid] = _Step(pred, True, init or self.corrections_as_cond)
+            for oid, mask in mask_prompts.items():
+                obj = self._objects.get(oid)
+                init = obj is None or p not in obj.tracked
+                pred = self._filled(self.model.mask_as_output(feats, self._mask_to_model(mask)))
+                steps[oid] = _Step(pred, True, init or self.corrections_as_cond)
+            for oid in new_ids:
+                self._objects[oid] = _Object()
+            self._remember(p, feats, steps, pending=list(steps), latest=False)
+        ids = [o for o in self.object_ids if self._output_at(self._objects[o], p) is not None]
+        return self._outputs_result(p, hw, ids, [self._output_at(self._objects[o], p) for o in ids])
+
+    def _parse(self, prompts: Sequence[Prompt], hw: Tuple[int, int]):
+        """Validate prompts for a frame of size ``hw``: (point prompts, mask prompts, new ids)."""
+        point_prompts: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
+        mask_prompts: Dict[int, np.ndarray] = {}
+        for p in prompts:
+            pts, labs, mask = p.parsed(hw)
+            oid = int(p.obj_id)
+            if oid in point_prompts or oid in mask_prompts:
+                raise PromptError(f"object {oid} has two prompts on this frame; put all its points in one Prompt")
+            if mask is not None:
+                mask_prompts[oid] = mask
+            else:
+                point_prompts[oid] = (pts, labs)
+        new_ids = [o for o in list(point_prompts) + list(mask_prompts) if o not in self._objects]
+        if len(self._objects) + len(new_ids) > self.max_objects:
+            raise PromptError(
+                f"{len(new_ids)} new object(s) would make {len(self._objects) + len(new_ids)} objects; "
+                f"max_objects is {self.max_objects}: remove objects first or raise max_objects"
+            )
+        return point_prompts, mask_prompts, new_ids
+
+    @staticmethod
+    def _output_at(obj: _Object, f: int) -> Optional[_Output]:
+        """The object's latest output on frame f: a pending prompt output, else the one in memory."""
+        pend = obj.pending.get(f)
+        return pend.output if pend is not None else obj.outputs.get(f)
 
     def _mask_to_model(self, mask: np.ndarray) -> Tensor:
         """(H, W) bool -> (1, 1, S, S) float binary mask, resized as upstream does."""
@@ -376,26 +543,50 @@ class Tracker:
                 conditioned[oid] = pix[i : i + 1]
         return conditioned
 
+    def _select_cond(self, obj: _Object, t: int) -> Tuple[List[Tuple[int, _Memory]], Dict[int, _Memory]]:
+        """The conditioning frames frame t attends to, in upstream's order, and the others.
+
+        As upstream's ``select_closest_cond_frames``: all of them while the object has had at
+        most ``max_cond_frames``; else the closest before t, the closest at or after t, then
+        the nearest others. The frames kept in ``obj.cond`` include every one this can pick
+        for a frame that can still be tracked or prompted (see :meth:`_evict`).
+        """
+        items = list(obj.cond.items())
+        if obj.cond_seen <= self.max_cond_frames:
+            return items, {}
+        frames = [f for f, _ in items]
+        chosen: List[int] = []
+        before = max((f for f in frames if f < t), default=None)
+        if before is not None:
+            chosen.append(before)
+        after = min((f for f in frames if f >= t), default=None)
+        if after is not None:
+            chosen.append(after)
+        rest = sorted((f for f in frames if f not in chosen), key=lambda f: abs(f - t))
+        chosen += rest[: self.max_cond_frames - len(chosen)]
+        return [(f, obj.cond[f]) for f in chosen], {f: m for f, m in items if f not in chosen}
+
     def _memory_of(self, obj: _Object, t: int) -> Tuple[list, list]:
         """The object's memory for frame t, in upstream's order.
 
         Returns spatial memories [(features, frames_back)] (conditioning frames first, then
-        recent frames oldest first) and pointers [(ptr, signed frame offset)].
+        recent frames oldest first) and pointers [(ptr, signed frame offset)]. A conditioning
+        frame not selected serves as a recent frame while it is one, as upstream.
         """
-        cond = list(obj.cond.items())
-        if obj.cond_seen > self.max_cond_frames:
-            # Upstream, once it holds more conditioning frames than it attends to, lists the
-            # selected ones nearest first; the order only changes float rounding, but memories
-            # are bf16-rounded, so it is kept.
-            cond.reverse()
-        spatial = [(m.features, 0) for _, m in cond]
+        selected, unselected = self._select_cond(obj, t)
+
+        def recent(f: int) -> Optional[_Memory]:
+            m = obj.recent.get(f)
+            return m if m is not None else unselected.get(f)
+
+        spatial = [(m.features, 0) for _, m in selected]
         for back in range(self.num_maskmem - 1, 0, -1):
-            m = obj.recent.get(t - back)
+            m = recent(t - back)
             if m is not None and m.features is not None:
                 spatial.append((m.features, back))
-        ptrs = [(m.ptr, t - f) for f, m in cond if f <= t]
+        ptrs = [(m.ptr, t - f) for f, m in selected if f <= t]
         for back in range(1, self.max_ptrs):
-            m = obj.recent.get(t - back)
+            m = recent(t - back)
             if m is not None:
                 ptrs.append((m.ptr, back))
         return spatial, ptrs
@@ -427,8 +618,11 @@ class Tracker:
             pred.low_res_masks = fill_small_holes(pred.low_res_masks, self.fill_hole_area)
         return pred
 
-    def _remember(self, t: int, feats: ImageFeatures, steps: Dict[int, _Step]) -> None:
-        """Encode this frame's memory of every object in one batch and update the banks."""
+    def _remember(self, t: int, feats: ImageFeatures, steps: Dict[int, _Step], pending: Sequence[int] = (),
+                  latest: bool = True) -> None:
+        """Encode frame t's memory of every object in ``steps`` in one batch; store it in the
+        banks, or as pending (joining the memory with the next frame) for ``pending`` ids.
+        ``latest``: t is the frame just tracked (its outputs are the objects' latest)."""
         if not steps:
             return
         ids = list(steps)
@@ -448,42 +642,87 @@ class Tracker:
             self._mem_pos = pos[:1].flatten(2).transpose(1, 2).float()  # (1, hw, C_mem)
         # Upstream keeps memories in bfloat16: the same rounding, half the bytes.
         mem = mem.to(torch.bfloat16)
+        pending = set(pending)
         for i, oid in enumerate(ids):
             obj, st = self._objects[oid], steps[oid]
             entry = _Memory(mem[i].clone(), st.pred.obj_ptr[0].float().clone())
-            if st.cond:
-                obj.recent.pop(t, None)
-                obj.cond[t] = entry
-                obj.cond_seen += 1
-                while len(obj.cond) > self.max_cond_frames:
-                    # The oldest conditioning frame leaves the attention set but, while it is
-                    # recent, still counts as a recent frame (as upstream's unselected ones).
-                    f, old = obj.cond.popitem(last=False)
-                    obj.recent[f] = old
+            out = _Output(st.pred.low_res_masks.float(), st.pred.object_score_logits.float())
+            if oid in pending:
+                obj.pending[t] = _Pending(entry, out, st.cond)  # a second prompt replaces it in place
             else:
-                obj.recent[t] = entry
-            obj.low_res = st.pred.low_res_masks.float()
-            obj.score = st.pred.object_score_logits.float()
-            self._evict(obj, t)
+                self._store(obj, t, entry, out, st.cond)
+            if latest:
+                obj.low_res, obj.score = out.low_res, out.score
+
+    def _store(self, obj: _Object, t: int, entry: _Memory, out: _Output, cond: bool) -> None:
+        """Put frame t's memory of the object in its bank."""
+        if cond:
+            if t not in obj.cond:
+                obj.cond_seen += 1
+            obj.cond[t] = entry  # an existing frame keeps its place, as in upstream's dict
+            obj.recent.pop(t, None)
+        elif t in obj.cond:
+            # Upstream drops a non-conditioning output on a conditioning frame (its preflight
+            # removes non-conditioning outputs of conditioning frames).
+            return
+        else:
+            obj.recent[t] = entry
+        if self._prompt_buffer:
+            obj.outputs[t] = out
+
+    def _commit(self) -> None:
+        """Pending prompted outputs join the memory (upstream's preflight: per object, the
+        non-conditioning ones first, then the conditioning ones, each in the order given)."""
+        for obj in self._objects.values():
+            if not obj.pending:
+                continue
+            items = list(obj.pending.items())
+            for cond in (False, True):
+                for t, pend in items:
+                    if pend.cond == cond:
+                        self._store(obj, t, pend.memory, pend.output, cond)
+            obj.pending.clear()
 
     def _evict(self, obj: _Object, t: int) -> None:
-        """Keep only what frame t + 1 can use: pointers of the last max_ptrs - 1 frames,
-        spatial memories of the last num_maskmem - 1."""
+        """After frame t: keep only what a later frame, or a prompt on a buffered frame, can use.
+
+        With B = prompt_buffer, the frames that can still be tracked or prompted are those from
+        L = t + 1 - B on. They use the pointers of the max_ptrs - 1 frames before them and the
+        spatial memories of the num_maskmem - 1 frames before them; and of the conditioning
+        frames, those from L on and the max_cond_frames latest before L (upstream's selection
+        cannot pick others for any frame from L on). A conditioning frame dropped from that set
+        still serves as a recent frame while it is one, as upstream's unselected ones.
+        """
+        first = t + 1 - self._prompt_buffer
+        older = sorted(f for f in obj.cond if f < first)
+        for f in older[: max(0, len(older) - self.max_cond_frames)]:
+            obj.recent[f] = obj.cond.pop(f)
         for f in list(obj.recent):
-            back = t + 1 - f
+            back = first - f
             if back >= self.max_ptrs:
                 del obj.recent[f]
             elif back >= self.num_maskmem and obj.recent[f].features is not None:
                 obj.recent[f] = _Memory(None, obj.recent[f].ptr)
+        for f in [f for f in obj.outputs if f < first]:
+            del obj.outputs[f]
+        obj.tracked = {f for f in obj.tracked if f >= first}
+
+    def _trim_frames(self) -> None:
+        first = self._frame_index + 1 - self._prompt_buffer
+        for f in [f for f in self._frames if f < first]:
+            del self._frames[f]
 
     def _result(self, t: int, hw: Tuple[int, int]) -> TrackResult:
         ids = self.object_ids
+        return self._outputs_result(t, hw, ids, [_Output(self._objects[o].low_res, self._objects[o].score) for o in ids])
+
+    def _outputs_result(self, t: int, hw: Tuple[int, int], ids: List[int], outputs: List[_Output]) -> TrackResult:
         if not ids:
             h, w = hw
             empty = torch.zeros(0, h, w)
             return TrackResult(t, [], empty, torch.zeros(0), self.mask_threshold)
-        low = torch.cat([self._objects[o].low_res for o in ids])  # (N, 1, S/4, S/4)
-        scores = torch.sigmoid(torch.cat([self._objects[o].score for o in ids])[:, 0])
+        low = torch.cat([o.low_res for o in outputs])  # (N, 1, S/4, S/4)
+        scores = torch.sigmoid(torch.cat([o.score for o in outputs])[:, 0])
         logits = to_frame_resolution(low, hw)[:, 0]  # (N, H, W)
         return TrackResult(t, ids, logits.cpu(), scores.cpu(), self.mask_threshold)
 

@@ -9,19 +9,25 @@ and a CUDA GPU; this module is imported only when the backend is chosen.
 The engine is built by ``export/build_engine.py`` from the encoder ONNX, which writes
 ``<engine>.json`` beside it: the engine is refused (``BackendMismatchError``) unless that file
 says the same model, image size and weights as the running model, and the same TensorRT
-version, GPU and compute capability as this machine.
+version, GPU and compute capability as this machine, and unless the engine's SHA-256 is the one
+recorded there (an engine replaced or corrupted after it was built; metadata written before
+``engine_sha256`` was recorded is accepted with a warning). The file checks that need no
+TensorRT are :func:`check_engine_file`. An engine is deserialized (native code reading the file)
+only after every check passed: use engines from trusted builds only.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Dict
 
 import torch
 from torch import Tensor
 
 from ..model.sam2 import ImageFeatures
-from .metadata import BackendError, differences, expected_facts, raise_if_different, read_engine_metadata
+from .metadata import (BackendError, BackendMismatchError, expected_facts, file_sha256, raise_if_different,
+                       read_engine_metadata)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,34 @@ def _torch_dtype(trt, dt):
     return table[dt]
 
 
+_HINT = "Build the engine again on this machine from a matching ONNX: python export/build_engine.py ..."
+
+
+def check_engine_file(model, engine_path: os.PathLike) -> Dict:
+    """The checks of an engine file that need no TensorRT: the engine and ``<engine>.json`` are
+    there and readable, the engine's SHA-256 is the one recorded, and the recorded model, image
+    size and weights are the running model's. Returns the metadata; raises
+    :class:`BackendError` / :class:`BackendMismatchError` saying what is wrong."""
+    meta = read_engine_metadata(engine_path)
+    if not isinstance(meta, dict):
+        raise BackendError(f"{engine_path}.json does not hold a JSON object")
+    recorded = meta.get("engine_sha256")
+    if recorded:
+        actual = file_sha256(engine_path)
+        if actual.lower() != str(recorded).lower():
+            raise BackendMismatchError(
+                f"{engine_path} has SHA-256 {actual}, but {engine_path}.json records {recorded}: the engine "
+                f"was replaced or corrupted after it was built. {_HINT}")
+    else:
+        log.warning("%s.json records no engine_sha256 (written by an older build_engine.py): the engine file "
+                    "itself is not verified; write the metadata again with --metadata-only", engine_path)
+    onnx_meta = meta.get("onnx_metadata", {})
+    if not isinstance(onnx_meta, dict):
+        raise BackendError(f"{engine_path}.json: onnx_metadata is not a JSON object")
+    raise_if_different(engine_path, dict(onnx_meta), expected_facts(model, "encoder"), _HINT)
+    return meta
+
+
 class TensorRTEncoder:
     def __init__(self, model, engine_path: str) -> None:
         try:
@@ -59,12 +93,9 @@ class TensorRTEncoder:
         self.device = model.device
         if self.device.type != "cuda":
             raise BackendError(f"encoder backend tensorrt needs the model on a CUDA device, it is on {self.device}")
-        meta = read_engine_metadata(engine_path)
-        onnx_meta = dict(meta.get("onnx_metadata", {}))
-        found = {**onnx_meta, **{k: meta.get(k) for k in ("tensorrt_version", "gpu_name", "compute_capability")}}
-        want = {**expected_facts(model, "encoder"), **machine_facts(trt, self.device)}
-        raise_if_different(engine_path, found, want,
-                           "Build the engine again on this machine from a matching ONNX: python export/build_engine.py ...")
+        meta = check_engine_file(model, engine_path)  # hash, model, image size, weights
+        found = {k: meta.get(k) for k in ("tensorrt_version", "gpu_name", "compute_capability")}
+        raise_if_different(engine_path, found, machine_facts(trt, self.device), _HINT)
         self.model = model
         self.trt = trt
         self.logger = trt.Logger(trt.Logger.WARNING)

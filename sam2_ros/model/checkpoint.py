@@ -744,6 +744,15 @@ def load_checkpoint_file(path: PathLike) -> Dict[str, torch.Tensor]:
                 f"(torch.load weights_only=True). Use Meta's official file, or, if you trust this "
                 f"one, re-save its state dict: torch.save({{'model': state_dict}}, 'clean.pt')"
             ) from error
+        refused = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+        if refused:
+            raise CheckpointError(
+                f"refusing to load {where}: the safe loader (torch.load weights_only=True, which never "
+                f"runs code from a file) does not accept it ({_first_line(refused.group(1))}); full "
+                f"unpickling can run code, so sam2_ros does not fall back to it. torch.save writes files "
+                f"the safe loader reads: use Meta's official file, or, if you trust this one, re-save its "
+                f"state dict: torch.save({{'model': state_dict}}, 'clean.pt')"
+            ) from error
         raise CheckpointError(
             f"{where} is corrupt ({_first_line(text)}).{_size_hint(path, size)} {redownload.capitalize()}"
         ) from error

@@ -11,6 +11,14 @@ Input images become H x W x 3 uint8 RGB arrays, the tracker's frame format:
   cv_bridge does);
 * anything else raises :class:`ConversionError` saying what is supported.
 
+Every input is checked before it is used, and refused with :class:`ConversionError` (the text
+says what was wrong and what is accepted): an unknown encoding; a zero width or height; a
+``step`` smaller than a row; ``data`` whose length is not ``step x height`` (as cv_bridge
+refuses it: a wrong width, height or encoding would otherwise be read as garbage); more pixels
+than ``max_pixels`` (the node's ``max_image_pixels``), checked from the header fields before
+anything is allocated, and for JPEG / PNG from the file header before decoding; a compressed
+payload that does not decode. Row padding (``step`` larger than a row) is accepted and skipped.
+
 Outputs (label images, masks, overlays) are written straight into the message's buffer.
 No rclpy import here: the functions work on any object with the message's fields, so they are
 unit-tested without ROS and usable from tools.
@@ -27,7 +35,10 @@ import numpy as np
 __all__ = [
     'ConversionError', 'SUPPORTED_ENCODINGS', 'image_to_rgb', 'compressed_to_rgb', 'image_to_labels',
     'numpy_to_image', 'rgb_to_bgr8_image', 'label_to_image', 'mask_to_image', 'image_to_numpy',
+    'DEFAULT_MAX_PIXELS', 'compressed_size', 'check_pixels',
 ]
+
+DEFAULT_MAX_PIXELS = 3840 * 2160  # 4K UHD, 8.3 MP: the node's default max_image_pixels
 
 _LITTLE = sys.byteorder == 'little'
 
@@ -65,24 +76,32 @@ for _name, _code in _BAYER.items():
 SUPPORTED_ENCODINGS = tuple(sorted(_ENCODINGS))
 
 
-def _pixels(msg, channels: int, depth: int, what: str = 'image') -> np.ndarray:
+def check_pixels(width: int, height: int, max_pixels: Optional[int], what: str = 'image') -> None:
+    """Refuse a ``width`` x ``height`` image above the pixel budget (None: no budget)."""
+    if max_pixels is not None and int(width) * int(height) > int(max_pixels):
+        raise ConversionError(
+            f'{what} is {width}x{height} = {int(width) * int(height) / 1e6:.1f} MP, more than '
+            f'max_image_pixels = {int(max_pixels)} ({int(max_pixels) / 1e6:.1f} MP); send smaller images '
+            'or raise max_image_pixels')
+
+
+def _pixels(msg, channels: int, depth: int, what: str = 'image',
+            max_pixels: Optional[int] = None) -> np.ndarray:
     """(H, W, C) view of the message buffer (uint8 or native-order uint16), padding skipped."""
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     if h <= 0 or w <= 0:
-        raise ConversionError(f'{what} is empty ({w}x{h})')
+        raise ConversionError(f'{what} is empty ({w}x{h}): width and height must be > 0')
+    check_pixels(w, h, max_pixels, what)  # before touching the data
     row = w * channels * depth
     if step < row:
         raise ConversionError(f'{what} {msg.encoding!r} {w}x{h}: step {step} is smaller than a row '
                               f'({w} px x {channels * depth} bytes = {row})')
     buf = np.frombuffer(msg.data, np.uint8)  # zero-copy on the message's array.array / bytes
-    if buf.size < step * (h - 1) + row:
-        raise ConversionError(f'{what} {msg.encoding!r} {w}x{h} (step {step}) needs '
-                              f'{step * (h - 1) + row} bytes of data, got {buf.size}')
-    if buf.size >= step * h:
-        rows = buf[:step * h].reshape(h, step)
-    else:  # a last row without its padding
-        rows = np.lib.stride_tricks.as_strided(buf, (h, step), (step, 1))
-    px = rows[:, :row]
+    if buf.size != step * h:
+        raise ConversionError(f'{what} {msg.encoding!r} {w}x{h} (step {step}) needs {step * h} bytes '
+                              f'of data, got {buf.size}: data must be step x height bytes (is the '
+                              'width, height, step or encoding wrong?)')
+    px = buf.reshape(h, step)[:, :row]
     if depth == 2:
         big = bool(getattr(msg, 'is_bigendian', 0))
         if step % 2:  # rows not 2-byte aligned: one copy to reinterpret
@@ -98,8 +117,10 @@ def _to8(px: np.ndarray) -> np.ndarray:
     return (px >> 8).astype(np.uint8)
 
 
-def image_to_rgb(msg) -> np.ndarray:
-    """sensor_msgs/Image -> H x W x 3 uint8 RGB (a view of ``msg.data`` for rgb8/rgba8)."""
+def image_to_rgb(msg, max_pixels: Optional[int] = None) -> np.ndarray:
+    """sensor_msgs/Image -> H x W x 3 uint8 RGB (a view of ``msg.data`` for rgb8/rgba8).
+
+    ``max_pixels``: refuse images with more pixels (checked before any allocation)."""
     enc = msg.encoding
     spec = _ENCODINGS.get(enc)
     if spec is None:
@@ -108,7 +129,7 @@ def image_to_rgb(msg) -> np.ndarray:
     channels, depth, code = spec
     if enc.startswith(('yuv422', 'uyvy', 'yuyv')) and int(msg.width) % 2:
         raise ConversionError(f'{enc} needs an even width, got {msg.width}')
-    px = _pixels(msg, channels, depth)
+    px = _pixels(msg, channels, depth, max_pixels=max_pixels)
     if depth == 2:
         px = _to8(px)
     if code is None:
@@ -120,8 +141,54 @@ def image_to_rgb(msg) -> np.ndarray:
     return cv2.cvtColor(px, code)
 
 
-def compressed_to_rgb(msg) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg, png, ...) -> H x W x 3 uint8 RGB."""
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def compressed_size(data) -> Optional[Tuple[str, int, int]]:
+    """(format, width, height) read from a JPEG or PNG header without decoding; None for other
+    formats. :class:`ConversionError` if a JPEG / PNG header is broken."""
+    head = bytes(data[:32])
+    if head.startswith(b'\x89PNG\r\n\x1a\n'):
+        if len(head) < 24 or head[12:16] != b'IHDR':
+            raise ConversionError('broken PNG: no IHDR header chunk')
+        return 'png', int.from_bytes(head[16:20], 'big'), int.from_bytes(head[20:24], 'big')
+    if not head.startswith(b'\xff\xd8'):
+        return None
+    buf = memoryview(data)  # items are Python ints (bytes, or a uint8 array)
+    if buf.format != 'B' or buf.ndim != 1:
+        buf = buf.cast('B')
+    n = len(buf)
+    i = 2
+    while i + 4 <= n:
+        if buf[i] != 0xFF:
+            raise ConversionError(f'broken JPEG: no marker at byte {i}')
+        marker = buf[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01,) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
+            break
+        length = (buf[i + 2] << 8) | buf[i + 3]
+        if marker in _JPEG_SOF:
+            if i + 9 > n:
+                break
+            h = (buf[i + 5] << 8) | buf[i + 6]
+            w = (buf[i + 7] << 8) | buf[i + 8]
+            return 'jpeg', w, h
+        if length < 2:
+            raise ConversionError(f'broken JPEG: segment length {length} at byte {i}')
+        i += 2 + length
+    raise ConversionError('broken JPEG: no frame header (SOF) found; truncated or not a JPEG')
+
+
+def compressed_to_rgb(msg, max_pixels: Optional[int] = None) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg, png, ...) -> H x W x 3 uint8 RGB.
+
+    ``max_pixels``: refuse images with more pixels; for JPEG and PNG (what image_transport's
+    compressed plugin sends) the size is read from the file header, before decoding."""
     fmt = str(getattr(msg, 'format', '')).lower()
     if 'compresseddepth' in fmt:
         raise ConversionError(f'compressed depth images ({msg.format!r}) cannot be tracked; '
@@ -129,20 +196,29 @@ def compressed_to_rgb(msg) -> np.ndarray:
     data = np.frombuffer(msg.data, np.uint8)
     if data.size == 0:
         raise ConversionError('compressed image has no data')
+    size = compressed_size(data)
+    if size is not None:
+        kind, w, h = size
+        if w <= 0 or h <= 0:
+            raise ConversionError(f'compressed {kind} image is empty ({w}x{h} in its header)')
+        check_pixels(w, h, max_pixels, f'compressed {kind} image (from its header)')
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if bgr is None:
         raise ConversionError(f'OpenCV could not decode the compressed image (format {msg.format!r}, '
-                              f'{data.size} bytes)')
+                              f'{data.size} bytes): corrupt, truncated or not an image; jpeg and png '
+                              'are accepted')
+    if size is None:
+        check_pixels(bgr.shape[1], bgr.shape[0], max_pixels, 'compressed image')
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def image_to_labels(msg) -> np.ndarray:
+def image_to_labels(msg, max_pixels: Optional[int] = None) -> np.ndarray:
     """A mono8 / mono16 (8UC1 / 16UC1) label image -> H x W uint16 (a view where possible)."""
     enc = msg.encoding
     if enc in ('mono8', '8UC1'):
-        return _pixels(msg, 1, 1, 'label image')[..., 0].astype(np.uint16)
+        return _pixels(msg, 1, 1, 'label image', max_pixels)[..., 0].astype(np.uint16)
     if enc in ('mono16', '16UC1'):
-        return _pixels(msg, 1, 2, 'label image')[..., 0]
+        return _pixels(msg, 1, 2, 'label image', max_pixels)[..., 0]
     raise ConversionError(f'a label image must be mono8 or mono16 (pixel = object id), got {enc!r}')
 
 

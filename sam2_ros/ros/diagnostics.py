@@ -2,8 +2,16 @@
 
 :class:`Stats` is filled by the node's threads (lock-protected) and summarized once a period:
 frame rate, end-to-end latency inside the node (image received -> masks published) p50 / p95 /
-max, the time of each stage, frames received / tracked / dropped / refused, objects and device
-memory. :func:`to_diagnostic_array` builds the message (no rclpy needed: message classes are
+max, the time of each stage, frames received / tracked / dropped / refused / out of order, time
+jumps, prompts applied to past frames, objects and device memory.
+
+Clocks: ``latency_*`` and the stage times are measured on the steady (monotonic) clock of the
+machine, from the image's arrival in the node to the publication of its outputs, whatever
+``use_sim_time`` says. ``stamp_age_*`` is the node's clock at publication minus the image's
+header stamp: with ``use_sim_time`` the simulated clock (``/clock``), else the system clock; it
+adds the camera's and the transport's delays (and any clock offset between the machines).
+
+:func:`to_diagnostic_array` builds the message (no rclpy needed: message classes are
 passed in or imported lazily).
 """
 from __future__ import annotations
@@ -32,20 +40,40 @@ class Stats:
             self.dropped = 0
             self.refused = 0  # frames that could not be converted
             self.prompt_errors = 0
+            self.frame_errors = 0  # frames skipped by an unexpected error while tracking
+            self.queue_max = 0  # most frames waiting at once
+            self.last_error: Optional[str] = None
+            self._last_error_at: Optional[float] = None
             self.objects = 0
+            self.out_of_order = 0  # frames stamped before the last tracked one: dropped
+            self.time_jumps = 0  # jumps back in time: tracker reset
+            self.prompts_past = 0  # prompts applied to a frame in the prompt buffer
             self.last_received: Optional[float] = None
             self._latency: Deque[float] = deque(maxlen=WINDOW)
+            self._age: Deque[float] = deque(maxlen=WINDOW)
             self._stages: Dict[str, Deque[float]] = {}
             self._done: Deque[float] = deque(maxlen=1000)
 
-    def count(self, what: str, n: int = 1) -> None:
+    def count(self, what: str, n: int = 1, error: Optional[str] = None) -> None:
+        """Add ``n`` to counter ``what``; ``error``: the reason, kept as the last error."""
         with self._lock:
             setattr(self, what, getattr(self, what) + n)
             if what == 'received':
                 self.last_received = time.monotonic()
+            if error is not None:
+                self.last_error = error if len(error) <= 300 else error[:300] + '...'
+                self._last_error_at = time.monotonic()
 
-    def frame_done(self, latency_s: float, stages: Dict[str, float], objects: int) -> None:
+    def note_queue(self, waiting: int) -> None:
         with self._lock:
+            if waiting > self.queue_max:
+                self.queue_max = waiting
+
+    def frame_done(self, latency_s: float, stages: Dict[str, float], objects: int,
+                   stamp_age_s: Optional[float] = None) -> None:
+        with self._lock:
+            if stamp_age_s is not None:
+                self._age.append(stamp_age_s)
             now = time.monotonic()
             self.tracked += 1
             self.objects = objects
@@ -65,13 +93,23 @@ class Stats:
                 rate = 0.0
             out = {'rate_hz': rate, 'frames_received': self.received, 'frames_tracked': self.tracked,
                    'frames_dropped': self.dropped, 'frames_refused': self.refused,
-                   'prompt_errors': self.prompt_errors, 'objects': self.objects,
+                   'prompt_errors': self.prompt_errors, 'frame_errors': self.frame_errors,
+                   'frames_waiting_max': self.queue_max, 'objects': self.objects,
+                   'frames_out_of_order': self.out_of_order, 'time_jumps': self.time_jumps,
+                   'prompts_on_past_frames': self.prompts_past,
                    'seconds_since_last_image': (now - self.last_received) if self.last_received else -1.0}
+            if self.last_error is not None:
+                out['last_error'] = self.last_error
+                out['seconds_since_last_error'] = now - self._last_error_at
             lat = np.asarray(self._latency) * 1000.0
             if lat.size:
                 out.update(latency_p50_ms=float(np.percentile(lat, 50)),
                            latency_p95_ms=float(np.percentile(lat, 95)),
                            latency_max_ms=float(lat.max()))
+            if self._age:
+                age = np.asarray(self._age) * 1000.0
+                out.update(stamp_age_p50_ms=float(np.percentile(age, 50)),
+                           stamp_age_max_ms=float(age.max()))
             for name, values in self._stages.items():
                 out[f'{name}_p50_ms'] = float(np.median(np.asarray(values))) * 1000.0
             return out

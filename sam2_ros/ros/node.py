@@ -12,14 +12,20 @@ With ``autostart`` (default) the node configures and activates itself, so ``ros2
 
 Threads: message callbacks only queue work; one worker thread converts, tracks and publishes.
 ``frame_policy: latest`` keeps only the newest frame waiting (older ones are dropped and
-counted), ``all`` keeps every frame in order. Prompt timing: see :mod:`sam2_ros.ros.prompts`.
-A change of image size resets the tracker with a warning (objects are tied to the old view).
+counted), ``all`` keeps every frame in order. Prompt timing (prompts stamped with a frame in
+the tracker's prompt buffer go to that frame): see :mod:`sam2_ros.ros.prompts`. Time along the
+stream (reordered frames dropped, jumps back in time reset the tracker, use_sim_time): see
+:mod:`sam2_ros.ros.timeline`. A change of image size resets the tracker with a warning (objects
+are tied to the old view). Object states: :mod:`sam2_ros.object_state`; detections as prompts
+(``~/prompt_boxes``): :mod:`sam2_ros.reseed`; ``~/track_everything``: the automatic mask
+generator (:mod:`sam2_ros.automatic`) on the latest frame.
 
 Topics, services and parameters: README.md and DESIGN.md ("Contract: ROS 2 interface").
 """
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -36,16 +42,20 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityP
                        qos_profile_system_default)
 
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import Point
+from geometry_msgs.msg import Point, Point32, PolygonStamped
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import ImageMarker
 
+from sam2_ros.object_state import ObjectStates
+from sam2_ros.reseed import Reseeder, Tracked
 from sam2_ros.ros import conversions, detections, params, prompts
 from sam2_ros.ros.diagnostics import Stats, device_memory, to_diagnostic_array
+from sam2_ros.ros.timeline import Timeline
 
 NODE_NAME = 'sam2_tracker'
 ALL_POLICY_QUEUE_LIMIT = 500  # frames waiting with frame_policy: all (then the oldest go)
+ALL_POLICY_QUEUE_BYTES = 1 << 30  # and at most this many bytes of image data waiting
 LOG_INTERVAL_S = 5.0  # the same warning at most once per interval
 PROMPT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
@@ -83,7 +93,13 @@ class RateLimitedLog:
                 self._last = {k: v for k, v in self._last.items() if now - v[0] < self._interval}
         if suppressed:
             text += f' ({suppressed} more like it in the last {now - last:.0f} s)'
-        getattr(self._logger, level)(text)
+        # one call site per severity: rclpy's logger refuses two severities from one line
+        if level == 'info':
+            self._logger.info(text)
+        elif level == 'warning':
+            self._logger.warning(text)
+        else:
+            getattr(self._logger, level)(text)
 
 
 class FrameQueue:
@@ -102,10 +118,15 @@ class FrameQueue:
             if self.policy == 'latest':
                 dropped = len(self._items)
                 self._items.clear()
-            elif len(self._items) >= ALL_POLICY_QUEUE_LIMIT:
-                self._items.popleft()
-                dropped = 1
+            else:  # bounded in frames and in bytes (a flood of big frames must not exhaust memory)
+                size = _nbytes(item)
+                total = sum(_nbytes(i) for i in self._items)
+                while self._items and (len(self._items) >= ALL_POLICY_QUEUE_LIMIT
+                                       or total + size > ALL_POLICY_QUEUE_BYTES):
+                    total -= _nbytes(self._items.popleft())
+                    dropped += 1
             self._items.append(item)
+            self._stats.note_queue(len(self._items))
             self._cond.notify()
         if dropped:
             self._stats.count('dropped', dropped)
@@ -134,6 +155,10 @@ class FrameQueue:
     def wake(self) -> None:
         with self._cond:
             self._cond.notify_all()
+
+
+def _nbytes(item) -> int:
+    return len(getattr(item[0], 'data', b''))
 
 
 def _logged(method):
@@ -184,6 +209,28 @@ class TrackerNode(LifecycleNode):
         self._diag_pub = None
         self._state = 'unconfigured'
         self._backend = 'torch'  # the encoder backend in use
+        # time along the stream: stamps of the prompt buffer's frames, jumps back, reordering
+        self._timeline = Timeline(self.p['time_jump_threshold'])
+        self._jump_handle = None
+        self._object_states = ObjectStates(**self._state_settings(self.p))
+        self._reseeder = Reseeder(**self._reseed_settings(self.p))
+        self._frame_count = 0  # frames tracked since configure (the reseeder's clock)
+        self._tracked: Dict[int, Tracked] = {}  # per object after the last frame: box, state, label
+        self._state_snapshot: Dict[int, Tuple[str, float]] = {}  # for the diagnostics
+        self._polygon_pubs: Dict[int, object] = {}
+        self._last_frame = None  # (rgb, header, tracker frame index, label image) of the last frame published
+        self._reseed_lock = threading.Lock()  # the reseeder and the objects' boxes it matches against
+
+    @staticmethod
+    def _state_settings(p: Dict) -> Dict:
+        return dict(present_threshold=p['state_present_threshold'], absent_threshold=p['state_absent_threshold'],
+                    visible_frames=p['state_visible_frames'], occluded_frames=p['state_occluded_frames'],
+                    lost_frames=p['state_lost_frames'])
+
+    @staticmethod
+    def _reseed_settings(p: Dict) -> Dict:
+        return dict(mode=p['reseed'], every_n=p['reseed_every_n'], iou_threshold=p['reseed_iou'],
+                    new_objects=p['reseed_new_objects'], min_score=p['detection_min_score'])
 
     # ------------------------------------------------------------------ parameters / state
     def _state_label(self) -> str:
@@ -195,8 +242,17 @@ class TrackerNode(LifecycleNode):
             self.frames.set_policy(values['frame_policy'])
         if 'prompt_buffer' in values:
             self.prompts.set_buffer(values['prompt_buffer'])
+        if 'time_jump_threshold' in values:
+            self._timeline.jump_threshold_s = float(values['time_jump_threshold'])
+        if any(k.startswith('state_') for k in values):
+            self._object_states.configure(**self._state_settings(self.p))
+        if any(k.startswith(('reseed', 'detection_')) for k in values):
+            self._reseeder.configure(**self._reseed_settings(self.p))
         tracker = self.tracker
         if tracker is not None:
+            if 'prompt_buffer' in values:
+                with self._lock:  # the worker may be using the buffer
+                    tracker.prompt_buffer = int(values['prompt_buffer'])
             if 'mask_threshold' in values:
                 tracker.mask_threshold = float(values['mask_threshold'])
             if 'max_objects' in values:
@@ -221,6 +277,7 @@ class TrackerNode(LifecycleNode):
         self._labels.clear()
         self._ids = []
         self.stats.reset()
+        self._forget_stream(new_timeline=True)
         self._pubs['masks'] = self.create_publisher(Image, '~/masks', OUTPUT_QOS)
         self._pubs['overlay'] = self.create_publisher(Image, '~/overlay', OUTPUT_QOS)
         self._vision = detections.load()
@@ -230,8 +287,15 @@ class TrackerNode(LifecycleNode):
         else:
             self.get_logger().info('vision_msgs is not installed: ~/detections is not published')
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self._diag_timer = self.create_timer(1.0, self._publish_diagnostics)
+        # once a second of real time (steady clock), also under use_sim_time while /clock is
+        # paused or slow; the message is stamped with the node's clock
+        from rclpy.clock import Clock, ClockType
+
+        self._diag_timer = self.create_timer(1.0, self._publish_diagnostics,
+                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._own_services.append(self.create_service(Trigger, '~/reset', self._on_reset))
+        self._own_services.append(self.create_service(Trigger, '~/track_everything', self._on_track_everything))
+        self._watch_clock()
         self._state = 'inactive'
         return TransitionCallbackReturn.SUCCESS
 
@@ -250,7 +314,7 @@ class TrackerNode(LifecycleNode):
             p['encoder_backend'], model, p['encoder_engine'] or None, warn=self.get_logger().warning)
         tracker = Tracker(model, max_objects=p['max_objects'], num_maskmem=p['num_maskmem'],
                           max_cond_frames=p['max_cond_frames'], mask_threshold=p['mask_threshold'],
-                          dtype=p['dtype'], encoder=encoder)
+                          dtype=p['dtype'], encoder=encoder, prompt_buffer=p['prompt_buffer'])
         loaded = time.perf_counter()
         # Warm-up: one prompted frame and one tracked frame, so the first camera frame is not slow.
         size = p['image_size']
@@ -278,6 +342,9 @@ class TrackerNode(LifecycleNode):
         self._subs.append(self.create_subscription(ImageMarker, '~/prompt', self._on_marker, PROMPT_QOS))
         self._subs.append(self.create_subscription(Image, '~/prompt_mask', self._on_prompt_mask, PROMPT_QOS))
         self._subs.append(self.create_subscription(Point, '~/click', self._on_click, PROMPT_QOS))
+        if self._vision is not None:
+            self._subs.append(self.create_subscription(
+                self._vision.Detection2DArray, '~/prompt_boxes', self._on_prompt_boxes, PROMPT_QOS))
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name='sam2_worker', daemon=True)
         self._worker.start()
@@ -330,16 +397,21 @@ class TrackerNode(LifecycleNode):
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
-        for pub in list(self._pubs.values()) + list(self._object_pubs.values()):
+        for pub in list(self._pubs.values()) + list(self._object_pubs.values()) + list(self._polygon_pubs.values()):
             self.destroy_publisher(pub)
         if self._diag_pub is not None:
             self.destroy_publisher(self._diag_pub)
             self._diag_pub = None
         self._pubs.clear()
         self._object_pubs.clear()
+        self._polygon_pubs.clear()
         self._reuse.clear()
+        if self._jump_handle is not None:
+            self._jump_handle.unregister()
+            self._jump_handle = None
         with self._lock:
             tracker, self.tracker = self.tracker, None
+            self._forget_stream(new_timeline=True)
         self.prompts.clear()
         if tracker is not None:
             device = tracker.device
@@ -377,16 +449,23 @@ class TrackerNode(LifecycleNode):
         except prompts.PromptMessageError as error:
             self._bad_prompt('~/prompt', str(error))
             return
+        except Exception as error:  # noqa: BLE001 - a message must never stop the node
+            self._bad_prompt('~/prompt', f'unexpected {type(error).__name__}: {error}')
+            return
         self.prompts.push(op)
 
     def _on_prompt_mask(self, msg: Image) -> None:
         try:
-            labels = conversions.image_to_labels(msg)
-            ops = prompts.labels_to_ops(labels, prompts.stamp_to_ns(msg.header.stamp))
+            labels = conversions.image_to_labels(msg, max_pixels=self.p['max_image_pixels'])
+            ops = prompts.labels_to_ops(labels, prompts.stamp_to_ns(msg.header.stamp),
+                                        max_ids=self.p['max_objects'])
             for op in ops:
                 prompts.check_id(op.obj_id)
         except (conversions.ConversionError, prompts.PromptMessageError) as error:
             self._bad_prompt('~/prompt_mask', str(error))
+            return
+        except Exception as error:  # noqa: BLE001 - a message must never stop the node
+            self._bad_prompt('~/prompt_mask', f'unexpected {type(error).__name__}: {error}')
             return
         for op in ops:
             self.prompts.push(op)
@@ -406,6 +485,99 @@ class TrackerNode(LifecycleNode):
         self.prompts.push(op)
         self.get_logger().info(f'click at ({msg.x:.0f}, {msg.y:.0f}): new object {obj_id}')
 
+    def _on_prompt_boxes(self, msg) -> None:
+        """Detections (vision_msgs/Detection2DArray) -> box prompts, by the ``reseed`` policy
+        (matching and policy: :mod:`sam2_ros.reseed`)."""
+        try:
+            boxes, scores, classes = detections.to_arrays(msg)
+        except (ValueError, TypeError, AttributeError) as error:
+            self._bad_prompt('~/prompt_boxes', f'cannot read the detections: {error}')
+            return
+        stamp = prompts.stamp_to_ns(msg.header.stamp)
+        with self._reseed_lock:
+            tracked = dict(self._tracked)
+            pending = self.prompts.pending_ids()
+            free = max(0, self.p['max_objects'] - len(set(tracked) | pending))
+            plan = self._reseeder.plan(boxes, scores, classes, tracked, self._frame_count, free)
+            used = set(self._ids) | pending | {self._last_click_id}
+            ops = [prompts.PromptOp('add', oid, prompts.Prompt(oid, box=box), None, stamp, '~/prompt_boxes')
+                   for oid, box, _ in plan.reprompt]
+            for box, cls, _ in plan.new:
+                oid = prompts.next_free_id(used)
+                used.add(oid)
+                self._last_click_id = oid
+                ops.append(prompts.PromptOp('add', oid, prompts.Prompt(oid, box=box), cls, stamp, '~/prompt_boxes'))
+                self._reseeder.started(oid, box, cls, self._frame_count)
+        for op in ops:
+            self.prompts.push(op)
+        if ops:
+            again = ', '.join(str(o) for o, _, _ in plan.reprompt) or 'none'
+            new = ', '.join(str(o.obj_id) for o in ops[len(plan.reprompt):]) or 'none'
+            self.log('info', 'prompt_boxes', f'~/prompt_boxes: {len(boxes)} detection(s): objects prompted '
+                     f'again with their box: {again}; new objects: {new} (reseed: {self.p["reseed"]})')
+
+    def _on_track_everything(self, request, response):
+        """Segment everything on the latest tracked frame and track each mask found (largest
+        first, up to max_objects), as mask prompts on that frame."""
+        from sam2_ros.automatic import AutomaticMaskGenerator
+        from sam2_ros.reseed import select_new_masks
+        from sam2_ros.tracker import FrameNotBuffered
+
+        p = self.p
+        with self._lock:  # the worker waits meanwhile (frames are dropped or queued by frame_policy)
+            tracker, last = self.tracker, self._last_frame
+            if tracker is None or last is None:
+                response.success, response.message = False, 'no frame tracked yet: send images first'
+                return response
+            rgb, header, index, label = last
+            free = tracker.max_objects - len(tracker.object_ids)
+            if free <= 0:
+                response.success = False
+                response.message = f'max_objects ({tracker.max_objects}) objects are tracked already'
+                return response
+            start = time.perf_counter()
+            generator = AutomaticMaskGenerator(
+                tracker.model, points_per_side=p['everything_points_per_side'],
+                points_per_batch=p['everything_points_per_batch'], pred_iou_thresh=p['everything_pred_iou_thresh'],
+                stability_score_thresh=p['everything_stability_score_thresh'],
+                box_nms_thresh=p['everything_box_nms_thresh'],
+                min_mask_region_area=p['everything_min_mask_region_area'])
+            records = generator.generate(rgb)
+            ids = [i for i in np.unique(label) if i]
+            existing = np.stack([label == i for i in ids]) if ids else None
+            chosen = select_new_masks(records, existing, free, p['everything_min_area'])
+            used = set(tracker.object_ids) | self.prompts.pending_ids() | {self._last_click_id}
+            new = []
+            for mask in chosen:
+                oid = prompts.next_free_id(used)
+                used.add(oid)
+                new.append(prompts.Prompt(oid, mask=mask))
+            if new:
+                self._last_click_id = new[-1].obj_id
+            where = 'on the latest frame'
+            try:
+                if not new:
+                    pass
+                elif index in tracker.buffered_frames:
+                    tracker.prompt_past(index, new)
+                    self._ids = list(tracker.object_ids)
+                else:
+                    raise FrameNotBuffered('prompt_buffer is 0')
+            except FrameNotBuffered:
+                stamp = prompts.stamp_to_ns(header.stamp)
+                for pr in new:
+                    self.prompts.push(prompts.PromptOp('add', pr.obj_id, pr, None, stamp, '~/track_everything'))
+                where = 'from the next frame (prompt_buffer is 0)'
+        took = time.perf_counter() - start
+        response.success = True
+        if new:
+            response.message = (f'started {len(new)} object(s) {where}: ids {new[0].obj_id} to {new[-1].obj_id} '
+                                 f'({len(records)} mask(s) found in {took:.1f} s)')
+        else:
+            response.message = f'started 0 objects: {len(records)} mask(s) found in {took:.1f} s, none new and large enough'
+        self.get_logger().info(f'track_everything: {response.message}')
+        return response
+
     def _on_reset(self, request, response):
         with self._lock:  # waits for the frame being tracked, if any
             n = len(self.tracker.object_ids) if self.tracker is not None else 0
@@ -414,6 +586,7 @@ class TrackerNode(LifecycleNode):
             self.prompts.clear()
             self._labels.clear()
             self._ids = []
+            self._forget_stream(new_timeline=False)
             self._last_click_id = 0
             self._frame_hw = None
         response.success = True
@@ -422,8 +595,80 @@ class TrackerNode(LifecycleNode):
         return response
 
     def _bad_prompt(self, source: str, reason: str) -> None:
-        self.stats.count('prompt_errors')
-        self.log('warning', source + reason, f'{source}: prompt skipped: {reason}')
+        self.stats.count('prompt_errors', error=f'{source}: {reason}')
+        self.log('warning', source + re.sub(r'\d+', '#', reason), f'{source}: prompt skipped: {reason}')
+
+    def _forget_stream(self, new_timeline: bool) -> None:
+        """The tracker was reset (or is new): forget its frames and objects' states
+        (``new_timeline``: also the stamps seen, after a jump back in time)."""
+        if new_timeline:
+            self._timeline.reset()
+        else:
+            self._timeline.forget_frames()
+        self._object_states.clear()
+        with self._reseed_lock:
+            self._reseeder.reset()
+            self._tracked = {}
+        self._state_snapshot = {}
+
+    def _watch_clock(self) -> None:
+        """Notice /clock going back (use_sim_time with a bag replayed in a loop)."""
+        from rclpy.clock import JumpThreshold
+        from rclpy.duration import Duration
+
+        if self._jump_handle is None:
+            threshold = JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1), on_clock_change=False)
+            self._jump_handle = self.get_clock().create_jump_callback(threshold, post_callback=self._on_clock_jump)
+
+    def _on_clock_jump(self, jump) -> None:
+        if jump.delta.nanoseconds < 0:
+            self._timeline.clock_jumped()
+            self.log('warning', 'clock_jump', f'/clock went back by {-jump.delta.nanoseconds / 1e9:.3f} s: the next '
+                     'frame stamped before the last tracked one starts a new timeline (the tracker is reset)')
+
+    def _time_jump(self, tracker, stamp: int) -> None:
+        """Time went back (see sam2_ros.ros.timeline): start again."""
+        last = self._timeline.last_stamp
+        n = len(tracker.object_ids)
+        waiting = len(self.prompts)
+        tracker.reset()
+        self.prompts.clear()
+        self._labels.clear()
+        self._ids = []
+        self._forget_stream(new_timeline=True)
+        self.stats.count('time_jumps')
+        self.get_logger().warning(
+            f'time jumped back from {prompts._fmt(last)} to {prompts._fmt(stamp)} (a bag replayed in a loop, '
+            f'a simulator reset?): tracker reset, {n} object(s) and {waiting} waiting prompt(s) dropped')
+
+    def _apply_past(self, tracker, past: Dict[int, List], hw) -> List:
+        """Prompts stamped with frames in the prompt buffer: applied to those frames. Returns
+        the prompts whose frame has just left the buffer (prompt_buffer made smaller): they go
+        to the next frame."""
+        from sam2_ros.tracker import FrameNotBuffered
+
+        late = []
+        for index in sorted(past):
+            ops = past[index]
+            if index not in tracker.buffered_frames:
+                late += ops
+                self.log('warning', 'prompt_late', f'{len(ops)} prompt(s) stamped {prompts._fmt(ops[0].stamp_ns)}: '
+                         'the frame has just left the prompt buffer; applied to the next frame')
+                continue
+            chosen = self._checked_prompts(tracker, ops, hw)
+            if not chosen:
+                continue
+            try:
+                tracker.prompt_past(index, chosen)
+            except (prompts.PromptError, FrameNotBuffered) as error:
+                self._bad_prompt(ops[0].source, str(error))
+                continue
+            self.stats.count('prompts_past', len(chosen))
+            self.log('info', 'prompt_past', f'{len(chosen)} prompt(s) (object(s) '
+                     f'{", ".join(str(p.obj_id) for p in chosen)}) applied to the frame stamped '
+                     f'{prompts._fmt(ops[0].stamp_ns)}, {tracker.frame_index - index} frame(s) before '
+                     'the last tracked one')
+        return late
 
     # ------------------------------------------------------------------ worker
     def _work(self) -> None:
@@ -436,17 +681,20 @@ class TrackerNode(LifecycleNode):
             except Exception as error:  # noqa: BLE001 - keep tracking; say what happened
                 if self._stop.is_set() or not rclpy.ok(context=self.context):
                     return  # shutting down: publishers may be gone
+                self.stats.count('frame_errors', error=f'frame skipped: {type(error).__name__}: {error}')
                 self.log('error', f'frame:{type(error).__name__}',
                          f'frame skipped: {type(error).__name__}: {error}')
 
     def _process(self, msg, compressed: bool, received: float) -> None:
         t0 = time.perf_counter()
         try:
-            rgb = conversions.compressed_to_rgb(msg) if compressed else conversions.image_to_rgb(msg)
+            budget = self.p['max_image_pixels']
+            rgb = (conversions.compressed_to_rgb(msg, max_pixels=budget) if compressed
+                   else conversions.image_to_rgb(msg, max_pixels=budget))
         except conversions.ConversionError as error:
-            self.stats.count('refused')
-            self.log('warning', 'image:' + getattr(msg, 'encoding', getattr(msg, 'format', '')),
-                     f'image skipped: {error}')
+            self.stats.count('refused', error=f'image skipped: {error}')
+            self.log('warning', 'image:' + getattr(msg, 'encoding', getattr(msg, 'format', ''))
+                     + re.sub(r'\d+', '#', str(error)), f'image skipped: {error}')
             return
         t1 = time.perf_counter()
         hw = rgb.shape[:2]
@@ -455,10 +703,22 @@ class TrackerNode(LifecycleNode):
             tracker = self.tracker
             if tracker is None:
                 return
+            verdict = self._timeline.check(stamp)
+            if verdict == 'out_of_order':
+                last = self._timeline.last_stamp
+                self.stats.count('out_of_order')
+                self.log('warning', 'out_of_order', f'frame stamped {prompts._fmt(stamp)} is {(last - stamp) / 1e9:.3f} s '
+                         f'older than the last tracked frame ({prompts._fmt(last)}): dropped (frames are tracked in '
+                         f'time order; more than time_jump_threshold = {self._timeline.jump_threshold_s} s back '
+                         'resets the tracker instead)')
+                return
+            if verdict == 'jump':
+                self._time_jump(tracker, stamp)
             if self._frame_hw is not None and hw != self._frame_hw:
                 n = len(tracker.object_ids)
                 tracker.reset()
                 self._labels.clear()
+                self._forget_stream(new_timeline=False)
                 change = f'image size changed from {self._frame_hw[1]}x{self._frame_hw[0]} to {hw[1]}x{hw[0]}'
                 if n:
                     self.get_logger().warning(f'{change}: tracker reset, {n} object(s) dropped '
@@ -466,16 +726,17 @@ class TrackerNode(LifecycleNode):
                 else:
                     self.get_logger().info(change)
             self._frame_hw = hw
-            batch = self.prompts.take(stamp)
+            batch = self.prompts.take(stamp, buffered=self._timeline.buffered())
             for text in batch.warnings:
-                self.log('warning', text, text)
+                self.log('warning', re.sub(r'\d+', '#', text), text)
             for op in batch.removes:
                 if tracker.remove_object(op.obj_id):
                     self.get_logger().info(f'object {op.obj_id} removed')
                 else:
                     self._bad_prompt(op.source, f'remove: object {op.obj_id} is not tracked')
                 self._labels.pop(op.obj_id, None)
-            frame_prompts = self._checked_prompts(tracker, batch.adds, hw)
+            late = self._apply_past(tracker, batch.past, hw)
+            frame_prompts = self._checked_prompts(tracker, batch.adds + late, hw)
             t2 = time.perf_counter()
             try:
                 result = tracker.track(rgb, frame_prompts)
@@ -486,10 +747,15 @@ class TrackerNode(LifecycleNode):
             ids = list(result.object_ids)
             self._ids = ids
             labels = dict(self._labels)
+            self._timeline.tracked(stamp, result.frame_index, tracker.buffered_frames)
+            self._frame_count += 1
         self._publish(msg.header, rgb, result, ids, labels)
         t4 = time.perf_counter()
+        # latency: steady clock inside the node; stamp age: the node's clock (sim time with
+        # use_sim_time) against the image's stamp
+        age = (self.get_clock().now().nanoseconds - stamp) / 1e9 if stamp else None
         self.stats.frame_done(t4 - received, {'convert': t1 - t0, 'track': t3 - t2, 'publish': t4 - t3,
-                                              'ros': (t1 - t0) + (t4 - t3)}, len(ids))
+                                              'ros': (t1 - t0) + (t4 - t3)}, len(ids), stamp_age_s=age)
 
     def _checked_prompts(self, tracker, ops, hw) -> List:
         """Prompts of this frame that the tracker will accept (bad ones are logged and skipped)."""
@@ -497,10 +763,12 @@ class TrackerNode(LifecycleNode):
         count = len(tracker.object_ids)
         for op in ops:
             try:
-                op.prompt.parsed(hw)
+                note = prompts.fit_to_frame(op, hw)  # clips boxes reaching past the border
             except prompts.PromptError as error:
                 self._bad_prompt(op.source, str(error))
                 continue
+            if note:
+                self.log('warning', 'clip' + op.source, note)
             if op.obj_id not in tracker.object_ids:
                 if count >= tracker.max_objects:
                     self._bad_prompt(op.source, f'object {op.obj_id} would be object {count + 1}; '
@@ -518,10 +786,6 @@ class TrackerNode(LifecycleNode):
         from sam2_ros.visualization import label_image, overlay
 
         threshold = result.mask_threshold
-        label = label_image(result.logits, ids, threshold)
-        self._reuse['masks'] = msg = conversions.label_to_image(label, header, reuse=self._reuse.get('masks'))
-        self._pubs['masks'].publish(msg)
-
         masks = None
 
         def get_masks():
@@ -529,6 +793,13 @@ class TrackerNode(LifecycleNode):
             if masks is None:
                 masks = (result.logits > threshold).numpy() if ids else np.zeros((0,) + rgb.shape[:2], bool)
             return masks
+
+        scores = result.scores.numpy() if ids else np.zeros(0)
+        states = self._update_states(ids, scores, get_masks, labels)  # before anything goes out
+        label = label_image(result.logits, ids, threshold)
+        self._reuse['masks'] = msg = conversions.label_to_image(label, header, reuse=self._reuse.get('masks'))
+        self._pubs['masks'].publish(msg)
+        self._last_frame = (rgb, header, result.frame_index, label)  # for ~/track_everything
 
         self._sync_object_publishers(ids)
         if self.p['publish_object_masks']:
@@ -540,10 +811,23 @@ class TrackerNode(LifecycleNode):
                 m = conversions.mask_to_image(get_masks()[k], header, reuse=self._reuse.get(key))
                 self._reuse[key] = m
                 pub.publish(m)
-        scores = result.scores.numpy() if ids else np.zeros(0)
         det_pub = self._pubs.get('detections')
         if det_pub is not None and det_pub.get_subscription_count() > 0:
-            det_pub.publish(detections.build(self._vision, header, ids, get_masks(), scores, labels))
+            last_boxes = {o: t.box for o, t in self._tracked.items()}
+            det_pub.publish(detections.build(self._vision, header, ids, get_masks(), scores, labels,
+                                             states=states, last_boxes=last_boxes))
+        if self.p['publish_polygons']:
+            from sam2_ros.polygons import largest_polygon
+
+            for k, obj_id in enumerate(ids):
+                pub = self._polygon_pubs[obj_id]
+                if pub.get_subscription_count() == 0:
+                    continue
+                ring = largest_polygon(get_masks()[k], tolerance=self.p['polygon_tolerance'])
+                poly = PolygonStamped()
+                poly.header = header
+                poly.polygon.points = [Point32(x=float(x), y=float(y), z=0.0) for x, y in ring]
+                pub.publish(poly)
         pub = self._pubs['overlay']
         if self.p['publish_overlay'] and pub.get_subscription_count() > 0:
             image = overlay(rgb, get_masks(), ids, scores=scores, labels=labels)
@@ -552,7 +836,8 @@ class TrackerNode(LifecycleNode):
             pub.publish(m)
 
     def _sync_object_publishers(self, ids: List[int]) -> None:
-        """One ``~/object_<id>/mask`` publisher per tracked object (while publish_object_masks)."""
+        """One ``~/object_<id>/mask`` publisher per tracked object (while publish_object_masks),
+        and one ``~/object_<id>/polygon`` (while publish_polygons)."""
         wanted = set(ids) if self.p['publish_object_masks'] else set()
         for obj_id in list(self._object_pubs):
             if obj_id not in wanted:
@@ -560,6 +845,27 @@ class TrackerNode(LifecycleNode):
                 self._reuse.pop(f'object_{obj_id}', None)
         for obj_id in wanted - set(self._object_pubs):
             self._object_pubs[obj_id] = self.create_publisher(Image, f'~/object_{obj_id}/mask', OUTPUT_QOS)
+        wanted = set(ids) if self.p['publish_polygons'] else set()
+        for obj_id in list(self._polygon_pubs):
+            if obj_id not in wanted:
+                self.destroy_publisher(self._polygon_pubs.pop(obj_id))
+        for obj_id in wanted - set(self._polygon_pubs):
+            self._polygon_pubs[obj_id] = self.create_publisher(PolygonStamped, f'~/object_{obj_id}/polygon', OUTPUT_QOS)
+
+    def _update_states(self, ids: List[int], scores: np.ndarray, get_masks, labels: Dict[int, str]) -> Dict[int, str]:
+        """Object states after this frame (sam2_ros.object_state); with vision_msgs, also each
+        object's box (its mask's, else its last one) for ~/detections and ~/prompt_boxes."""
+        boxes = [detections.mask_box(m) for m in get_masks()] if self._vision is not None else None
+        states = self._object_states.update(ids, scores, boxes)
+        tracked = {}
+        for k, obj_id in enumerate(ids):
+            st = self._object_states.get(obj_id)
+            box = boxes[k] if boxes is not None and boxes[k] is not None else st.last_box
+            tracked[obj_id] = Tracked(box, states[obj_id], labels.get(obj_id))
+        with self._reseed_lock:
+            self._tracked = tracked
+        self._state_snapshot = {o: (states[o], float(scores[k])) for k, o in enumerate(ids)}
+        return states
 
     def _publish_diagnostics(self) -> None:
         if self._diag_pub is None:
@@ -569,7 +875,13 @@ class TrackerNode(LifecycleNode):
         extra = {'model': p['model'], 'image_size': p['image_size'], 'frame_policy': p['frame_policy'],
                  'encoder_backend': self._backend,
                  'device': str(tracker.device) if tracker is not None else p['device'],
-                 'prompts_pending': len(self.prompts)}
+                 'prompts_pending': len(self.prompts), 'prompts_dropped': self.prompts.dropped,
+                 'clock': 'sim (/clock)' if self.get_parameter('use_sim_time').value else 'system'}
+        states = self._state_snapshot
+        for name in ('visible', 'occluded', 'lost'):
+            extra[f'objects_{name}'] = sum(1 for st, _ in states.values() if st == name)
+        for obj_id, (st, score) in sorted(states.items()):
+            extra[f'object_{obj_id}'] = f'{st} ({score:.2f})'
         extra.update(device_memory(tracker.device if tracker is not None else None))
         array = to_diagnostic_array(f'{self.get_fully_qualified_name()}: tracking',
                                     extra['device'], self._state, self.stats.snapshot(), extra,

@@ -10,7 +10,8 @@ reason, and refuses changes that cannot take effect in the node's current lifecy
 * ``activate``: the image subscription (image_transport, image_qos, qos_depth) cannot change while
   the node is active; `deactivate` it first;
 * ``live``: applied on the next frame (mask_threshold, max_objects, frame_policy, prompt_buffer,
-  publish_overlay, publish_object_masks);
+  max_image_pixels, publish_overlay, publish_object_masks, and the time, object-state, polygon,
+  segment-everything and detection parameters);
 * ``start``: read once at start-up (autostart; declared read-only).
 
 This module needs rclpy's message types only in :func:`declare` and :func:`make_callback`; the
@@ -26,6 +27,7 @@ MODELS = ('tiny', 'small', 'base_plus', 'large')
 DTYPES = ('auto', 'float32', 'float16', 'bfloat16')
 BACKENDS = ('torch', 'onnxruntime', 'tensorrt')
 FRAME_POLICIES = ('latest', 'all')
+RESEED_MODES = ('none', 'every_n_frames', 'on_loss')
 IMAGE_QOS = ('sensor_data', 'reliable', 'system_default')
 TRANSPORTS = ('raw', 'compressed')
 
@@ -72,9 +74,18 @@ SPECS: Tuple[Spec, ...] = (
     Spec('frame_policy', 'latest', 'latest: track only the newest frame (stale frames are dropped '
          'and counted; bounded latency) | all: track every frame in order (evaluation)', 'live',
          FRAME_POLICIES),
-    Spec('prompt_buffer', 8, 'stamps of the last N frames are remembered; a prompt stamped with one '
-         'of them applies on the next tracked frame; a prompt stamped ahead of every received frame '
-         'waits for its frame at most N frames', 'live', int_range=(0, 10000, 1)),
+    Spec('prompt_buffer', 8, 'the last N tracked frames keep their image features, so that a prompt '
+         'stamped with one of them applies to that frame (as a prompt on an earlier frame in SAM 2\'s '
+         'video predictor); older stamps apply to the next frame with a warning; a prompt stamped '
+         'ahead of every received frame waits for its frame at most N frames. Costs about 20 MB a '
+         'frame at 1024 px in float32 (1.3 MB at 256 px)', 'live', int_range=(0, 120, 1)),
+    Spec('time_jump_threshold', 1.0, 'seconds: a frame stamped more than this before the last tracked '
+         'one (or any step back after /clock went back) is a jump back in time (a bag replayed in a '
+         'loop): the tracker is reset with a warning. Smaller steps back are out-of-order frames: '
+         'dropped and counted (frames_out_of_order)', 'live', float_range=(0.0, 1e6)),
+    Spec('max_image_pixels', 3840 * 2160, 'largest input image (width x height) accepted, on '
+         '`image` and `~/prompt_mask`; larger ones are refused before being converted or decoded '
+         '(default 8294400: 4K UHD)', 'live', int_range=(4096, 1 << 30, 1)),
     Spec('autostart', True, 'configure and activate at start-up (false: wait for lifecycle '
          'transitions)', 'start'),
     # --- input (fixed while active) ---
@@ -89,6 +100,52 @@ SPECS: Tuple[Spec, ...] = (
          'only while someone subscribes', 'live'),
     Spec('publish_object_masks', False, '~/object_<id>/mask: one mono8 0/255 mask topic per object',
          'live'),
+    Spec('publish_polygons', False, '~/object_<id>/polygon: geometry_msgs/PolygonStamped per object, the '
+         'outline of its largest region (pixels), published while someone subscribes', 'live'),
+    Spec('polygon_tolerance', 1.0, 'polygon simplification (Douglas-Peucker) in pixels: no boundary '
+         'pixel lies farther from the polygon; 0 keeps every boundary pixel', 'live',
+         float_range=(0.0, 100.0)),
+    # --- object states (live) ---
+    Spec('state_present_threshold', 0.6, 'an object is seen on a frame when its presence score is at '
+         'least this', 'live', float_range=(0.0, 1.0)),
+    Spec('state_absent_threshold', 0.4, 'an object is missing on a frame when its presence score is '
+         'below this (taken as at most state_present_threshold); in between it keeps its state', 'live',
+         float_range=(0.0, 1.0)),
+    Spec('state_visible_frames', 1, 'frames seen in a row for an occluded or lost object to be visible '
+         'again', 'live', int_range=(1, 1000, 1)),
+    Spec('state_occluded_frames', 2, 'frames missing in a row for a visible object to be occluded',
+         'live', int_range=(1, 1000, 1)),
+    Spec('state_lost_frames', 30, 'frames missing in a row for an object to be lost (it keeps its id and '
+         'memory and comes back when seen again; taken as at least state_occluded_frames)', 'live',
+         int_range=(1, 100000, 1)),
+    # --- segment everything (~/track_everything; live) ---
+    Spec('everything_points_per_side', 32, '~/track_everything: clicks along each image side '
+         '(points_per_side^2 prompts; the cost grows with its square)', 'live', int_range=(1, 128, 1)),
+    Spec('everything_points_per_batch', 64, '~/track_everything: clicks decoded at once', 'live',
+         int_range=(1, 4096, 1)),
+    Spec('everything_pred_iou_thresh', 0.8, "~/track_everything: keep masks whose predicted IoU is above "
+         'this (0 disables)', 'live', float_range=(0.0, 1.0)),
+    Spec('everything_stability_score_thresh', 0.95, '~/track_everything: keep masks whose stability score '
+         'is at least this (0 disables)', 'live', float_range=(0.0, 1.0)),
+    Spec('everything_box_nms_thresh', 0.7, '~/track_everything: box IoU above which the lower-scored mask '
+         'is a duplicate', 'live', float_range=(0.0, 1.0)),
+    Spec('everything_min_mask_region_area', 0, '~/track_everything: fill holes and drop islands of at most '
+         'this many low-res pixels in each mask (0: off)', 'live', int_range=(0, 1 << 20, 1)),
+    Spec('everything_min_area', 0, '~/track_everything: masks smaller than this (pixels of the frame) are '
+         'not tracked', 'live', int_range=(0, 1 << 30, 1)),
+    # --- detections as prompts (~/prompt_boxes; live) ---
+    Spec('reseed', 'none', 'what ~/prompt_boxes detections do to tracked objects, matched to them by box '
+         'IoU: none (nothing) | every_n_frames (re-prompt every matched object with its detection box, '
+         'every reseed_every_n frames) | on_loss (re-prompt lost objects only)', 'live', RESEED_MODES),
+    Spec('reseed_every_n', 30, 'reseed: every_n_frames: tracked frames between two re-prompts', 'live',
+         int_range=(1, 100000, 1)),
+    Spec('reseed_iou', 0.3, 'a detection matches an object when the IoU of its box with the box of the '
+         "object's mask (lost or occluded objects: their last box) is at least this", 'live',
+         float_range=(0.0, 1.0)),
+    Spec('reseed_new_objects', False, 'detections that match no tracked object start new objects (up to '
+         'max_objects, best scores first)', 'live'),
+    Spec('detection_min_score', 0.0, '~/prompt_boxes: detections scored below this are ignored', 'live',
+         float_range=(0.0, 1.0)),
 )
 SPEC_BY_NAME: Dict[str, Spec] = {s.name: s for s in SPECS}
 
