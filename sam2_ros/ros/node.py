@@ -521,7 +521,6 @@ class TrackerNode(LifecycleNode):
         first, up to max_objects), as mask prompts on that frame."""
         from sam2_ros.automatic import AutomaticMaskGenerator
         from sam2_ros.reseed import select_new_masks
-        from sam2_ros.tracker import FrameNotBuffered
 
         p = self.p
         with self._lock:  # the worker waits meanwhile (frames are dropped or queued by frame_policy)
@@ -555,15 +554,10 @@ class TrackerNode(LifecycleNode):
             if new:
                 self._last_click_id = new[-1].obj_id
             where = 'on the latest frame'
-            try:
-                if not new:
-                    pass
-                elif index in tracker.buffered_frames:
-                    tracker.prompt_past(index, new)
-                    self._ids = list(tracker.object_ids)
-                else:
-                    raise FrameNotBuffered('prompt_buffer is 0')
-            except FrameNotBuffered:
+            if new and index in tracker.buffered_frames:
+                tracker.prompt_past(index, new)
+                self._ids = list(tracker.object_ids)
+            elif new:
                 stamp = prompts.stamp_to_ns(header.stamp)
                 for pr in new:
                     self.prompts.push(prompts.PromptOp('add', pr.obj_id, pr, None, stamp, '~/track_everything'))
