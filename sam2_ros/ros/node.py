@@ -632,7 +632,7 @@ class TrackerNode(LifecycleNode):
         self._forget_stream(new_timeline=True)
         self.stats.count('time_jumps')
         self.get_logger().warning(
-            f'time jumped back from {prompts._fmt(last)} to {prompts._fmt(stamp)} (a bag replayed in a loop, '
+            f'time jumped back from {prompts.format_stamp(last)} to {prompts.format_stamp(stamp)} (a bag replayed in a loop, '
             f'a simulator reset?): tracker reset, {n} object(s) and {waiting} waiting prompt(s) dropped')
 
     def _apply_past(self, tracker, past: Dict[int, List], hw) -> List:
@@ -646,7 +646,7 @@ class TrackerNode(LifecycleNode):
             ops = past[index]
             if index not in tracker.buffered_frames:
                 late += ops
-                self.log('warning', 'prompt_late', f'{len(ops)} prompt(s) stamped {prompts._fmt(ops[0].stamp_ns)}: '
+                self.log('warning', 'prompt_late', f'{len(ops)} prompt(s) stamped {prompts.format_stamp(ops[0].stamp_ns)}: '
                          'the frame has just left the prompt buffer; applied to the next frame')
                 continue
             chosen = self._checked_prompts(tracker, ops, hw)
@@ -660,7 +660,7 @@ class TrackerNode(LifecycleNode):
             self.stats.count('prompts_past', len(chosen))
             self.log('info', 'prompt_past', f'{len(chosen)} prompt(s) (object(s) '
                      f'{", ".join(str(p.obj_id) for p in chosen)}) applied to the frame stamped '
-                     f'{prompts._fmt(ops[0].stamp_ns)}, {tracker.frame_index - index} frame(s) before '
+                     f'{prompts.format_stamp(ops[0].stamp_ns)}, {tracker.frame_index - index} frame(s) before '
                      'the last tracked one')
         return late
 
@@ -701,8 +701,8 @@ class TrackerNode(LifecycleNode):
             if verdict == 'out_of_order':
                 last = self._timeline.last_stamp
                 self.stats.count('out_of_order')
-                self.log('warning', 'out_of_order', f'frame stamped {prompts._fmt(stamp)} is {(last - stamp) / 1e9:.3f} s '
-                         f'older than the last tracked frame ({prompts._fmt(last)}): dropped (frames are tracked in '
+                self.log('warning', 'out_of_order', f'frame stamped {prompts.format_stamp(stamp)} is {(last - stamp) / 1e9:.3f} s '
+                         f'older than the last tracked frame ({prompts.format_stamp(last)}): dropped (frames are tracked in '
                          f'time order; more than time_jump_threshold = {self._timeline.jump_threshold_s} s back '
                          'resets the tracker instead)')
                 return

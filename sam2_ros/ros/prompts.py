@@ -308,9 +308,9 @@ class PromptQueue:
                         keep.append(op)
                         continue
                     batch.warnings.append(
-                        f'{op.describe()}: no frame stamped {_fmt(op.stamp_ns)} arrived within '
+                        f'{op.describe()}: no frame stamped {format_stamp(op.stamp_ns)} arrived within '
                         f'{self.buffer_frames} tracked frames (prompt_buffer); applied to the frame '
-                        f'stamped {_fmt(frame_stamp_ns)} (is the prompt stamped with the camera\'s clock?)')
+                        f'stamped {format_stamp(frame_stamp_ns)} (is the prompt stamped with the camera\'s clock?)')
                 elif (buffered is not None and op.kind == 'add' and op.stamp_ns
                       and op.stamp_ns < frame_stamp_ns and not op.latest):
                     if not buffered or op.stamp_ns < min(buffered):
@@ -319,14 +319,14 @@ class PromptQueue:
                     else:
                         why = 'is not the stamp of a tracked frame (dropped, refused or never received)'
                     batch.warnings.append(
-                        f'{op.describe()}: its stamp {_fmt(op.stamp_ns)} {why}; applied to the next '
-                        f'frame, stamped {_fmt(frame_stamp_ns)}')
+                        f'{op.describe()}: its stamp {format_stamp(op.stamp_ns)} {why}; applied to the next '
+                        f'frame, stamped {format_stamp(frame_stamp_ns)}')
                 elif (buffered is None and op.stamp_ns and oldest is not None and full
                       and op.stamp_ns < oldest and op.kind == 'add'):
                     batch.warnings.append(
-                        f'{op.describe()}: its stamp {_fmt(op.stamp_ns)} is older than the last '
+                        f'{op.describe()}: its stamp {format_stamp(op.stamp_ns)} is older than the last '
                         f'{self.buffer_frames} frames (prompt_buffer); applied to the frame stamped '
-                        f'{_fmt(frame_stamp_ns)}')
+                        f'{format_stamp(frame_stamp_ns)}')
                 seen.add(op.obj_id)
                 (batch.removes if op.kind == 'remove' else batch.adds).append(op)
             self._ops = keep
@@ -351,5 +351,6 @@ def _nbytes(op: PromptOp) -> int:
     return int(getattr(mask, 'nbytes', 0)) if mask is not None else 0
 
 
-def _fmt(ns: int) -> str:
+def format_stamp(ns: int) -> str:
+    """Nanoseconds as ROS prints a stamp: sec.nanosec."""
     return f'{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}'
