@@ -25,15 +25,12 @@ import json
 import os
 import pathlib
 import platform
-import random
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import numpy as np
+from ros_harness import private_domain, shut_down, spin_in_background, start_node
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -108,23 +105,17 @@ def summarize(samples, warmup):
 
 def run_node(args, checkpoint):
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
     from sam2_ros.ros import conversions as cv
     from test_reliability_endurance import clip_frames
 
-    os.environ['ROS_DOMAIN_ID'] = str(random.randint(150, 230))
-    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    private_domain()
     log_path = ROOT / 'outputs' / 'benchmarks' / 'endurance.node.log'
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, 'w')
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    node = subprocess.Popen(
-        [sys.executable, '-m', 'sam2_ros', '--ros-args', '-p', f'checkpoint:={checkpoint}',
-         '-p', f'image_size:={args.image_size}', '-p', 'device:=cpu', '-p', 'image_qos:=reliable',
-         '-p', 'qos_depth:=5', '-p', 'publish_overlay:=false'], env=env, stdout=log, stderr=log, cwd=ROOT)
+    node = start_node({'checkpoint': checkpoint, 'image_size': args.image_size, 'device': 'cpu',
+                       'image_qos': 'reliable', 'qos_depth': 5, 'publish_overlay': 'false'},
+                      log_path, threads=args.threads)
     rclpy.init()
     n = rclpy.create_node('bench_endurance_client')
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -133,12 +124,7 @@ def run_node(args, checkpoint):
     got = {}
     n.create_subscription(Image, '/sam2_tracker/masks', lambda m: got.__setitem__(
         m.header.stamp.sec * 10 ** 9 + m.header.stamp.nanosec, time.monotonic()), qos)
-    ex = SingleThreadedExecutor()
-    ex.add_node(n)
-    running = [True]
-    thread = threading.Thread(target=lambda: [ex.spin_once(timeout_sec=0.02) for _ in iter(lambda: running[0], False)],
-                              daemon=True)
-    thread.start()
+    stop_spin = spin_in_background(n)
     frames = clip_frames()
     samples = []
     lost = 0
@@ -176,12 +162,7 @@ def run_node(args, checkpoint):
                     print(f'[node] frame {i}: RSS {rss:.1f} MiB, {threads} threads, {fds} fds, '
                           f'{samples[-1]["seconds"]:.0f} s', flush=True)
     finally:
-        running[0] = False
-        thread.join(2)
-        n.destroy_node()
-        rclpy.try_shutdown()
-        node.send_signal(signal.SIGINT)
-        code = node.wait(30)
+        code = shut_down(node, n, stop_spin)
     return samples, lost, code
 
 

@@ -21,15 +21,12 @@ import json
 import os
 import pathlib
 import platform
-import random
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import numpy as np
+from ros_harness import private_domain, shut_down, spin_in_background, start_node
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -59,7 +56,6 @@ def main(argv=None) -> int:
     import torch
     from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import Point
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
     from visualization_msgs.msg import ImageMarker
@@ -68,19 +64,13 @@ def main(argv=None) -> int:
     from sam2_ros.ros import conversions as cv
     from test_reliability_endurance import clip_frames
 
-    os.environ['ROS_DOMAIN_ID'] = str(random.randint(150, 230))
-    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    private_domain()
     with tempfile.NamedTemporaryFile(suffix='.pt', delete=False) as tmp:
         torch.save({'model': build_random_model('tiny', args.image_size, 'cpu').state_dict()}, tmp.name)
     log_path = ROOT / 'outputs' / 'benchmarks' / 'flood.node.log'
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, 'w')
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    node = subprocess.Popen(
-        [sys.executable, '-m', 'sam2_ros', '--ros-args', '-p', f'checkpoint:={tmp.name}',
-         '-p', f'image_size:={args.image_size}', '-p', 'device:=cpu', '-p', 'frame_policy:=latest',
-         '-p', 'publish_overlay:=false', '-p', f'max_objects:={max(args.objects, 1)}'],
-        env=env, stdout=log, stderr=log, cwd=ROOT)
+    node = start_node({'checkpoint': tmp.name, 'image_size': args.image_size, 'device': 'cpu',
+                       'frame_policy': 'latest', 'publish_overlay': 'false',
+                       'max_objects': max(args.objects, 1)}, log_path, threads=args.threads)
     rclpy.init()
     n = rclpy.create_node('bench_flood_client')
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -101,12 +91,7 @@ def main(argv=None) -> int:
 
     n.create_subscription(Image, '/sam2_tracker/masks', on_masks, reliable)
     n.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 10)
-    ex = SingleThreadedExecutor()
-    ex.add_node(n)
-    running = [True]
-    thread = threading.Thread(target=lambda: [ex.spin_once(timeout_sec=0.01) for _ in iter(lambda: running[0], False)],
-                              daemon=True)
-    thread.start()
+    stop_spin = spin_in_background(n, period=0.01)
     frames = [cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) for f in clip_frames()]
     msgs = [cv.numpy_to_image(f, 'rgb8') for f in frames]
     sent = {}
@@ -168,12 +153,7 @@ def main(argv=None) -> int:
         after = diags[-1][1] if diags else {}
         rss.append((time.monotonic() - start, rss_mib(node.pid)))
     finally:
-        running[0] = False
-        thread.join(2)
-        n.destroy_node()
-        rclpy.try_shutdown()
-        node.send_signal(signal.SIGINT)
-        code = node.wait(30)
+        code = shut_down(node, n, stop_spin)
         os.unlink(tmp.name)
     answered = [k for k in order if k in sent]
     lat = np.array([got[k] - sent[k] for k in answered]) * 1000.0

@@ -22,15 +22,12 @@ import json
 import os
 import pathlib
 import platform
-import random
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import numpy as np
+from ros_harness import private_domain, shut_down, spin_in_background, start_node
 
 
 def _discs(n, h, w):
@@ -90,20 +87,16 @@ def ros_share(sizes, objects, reps=30):
 def end_to_end(args, checkpoint, sizes, objects):
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
     from sam2_ros.ros import conversions as cv
 
-    env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(120, 200)), ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
-    os.environ.update({k: env[k] for k in ('ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE')})
-    log = open(pathlib.Path(args.out).with_suffix('.node.log'), 'w')
-    node_proc = subprocess.Popen(
-        [sys.executable, '-m', 'sam2_ros', '--ros-args', '-p', f'checkpoint:={checkpoint}', '-p', f'model:={args.model}',
-         '-p', f'image_size:={args.image_size}', '-p', f'device:={args.device}', '-p', 'image_qos:=reliable',
-         '-p', 'qos_depth:=5', '-p', 'publish_overlay:=false', '-p', f'max_objects:={max(objects + [1])}'],
-        env=env, stdout=log, stderr=log)
+    private_domain()
+    log_path = pathlib.Path(args.out).with_suffix('.node.log')
+    node_proc = start_node({'checkpoint': checkpoint, 'model': args.model, 'image_size': args.image_size,
+                            'device': args.device, 'image_qos': 'reliable', 'qos_depth': 5,
+                            'publish_overlay': 'false', 'max_objects': max(objects + [1])}, log_path)
     rclpy.init()
     n = rclpy.create_node('bench_ros_client')
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -112,18 +105,13 @@ def end_to_end(args, checkpoint, sizes, objects):
     got, diag = {}, [None]
     n.create_subscription(Image, '/sam2_tracker/masks', lambda m: got.__setitem__(m.header.stamp.sec, time.monotonic()), qos)
     n.create_subscription(DiagnosticArray, '/diagnostics', lambda m: diag.__setitem__(0, m), 10)
-    ex = SingleThreadedExecutor()
-    ex.add_node(n)
-    running = [True]
-    thread = threading.Thread(target=lambda: [ex.spin_once(timeout_sec=0.02) for _ in iter(lambda: running[0], False)],
-                              daemon=True)
-    thread.start()
+    stop_spin = spin_in_background(n)
     results = []
     try:
         deadline = time.monotonic() + 300
         while pub.get_subscription_count() == 0 or n.count_publishers('/sam2_tracker/masks') == 0:
             if node_proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError('the node did not start; see ' + log.name)
+                raise RuntimeError(f'the node did not start; see {log_path}')
             time.sleep(0.1)
         time.sleep(1.0)
         sec = 100
@@ -168,12 +156,7 @@ def end_to_end(args, checkpoint, sizes, objects):
                 while not fut.done():
                     time.sleep(0.01)
     finally:
-        running[0] = False
-        thread.join(2)
-        n.destroy_node()
-        rclpy.try_shutdown()
-        node_proc.send_signal(signal.SIGINT)
-        node_proc.wait(30)
+        shut_down(node_proc, n, stop_spin)
     return results
 
 

@@ -234,8 +234,8 @@ def run(args) -> int:
     prompts_path = args.prompts if args.prompts is not None else bundled_sample('prompts.yaml')
     if args.png_every < 1:
         raise DemoError('--png-every must be >= 1')
-    if args.image_size < 64 or args.image_size % 16:
-        raise DemoError('--image-size must be a multiple of 16, at least 64')
+    if args.image_size < 64 or args.image_size % 32:
+        raise DemoError('--image-size must be a multiple of 32, at least 64')
     specs = load_prompts(prompts_path)
     fps = video_fps(video)
     by_frame = prompts_by_frame(specs, fps)

@@ -308,8 +308,8 @@ def evaluate(args) -> dict:
     from sam2_ros.tracker import PromptError
     from sam2_ros.visualization import label_image, overlay
 
-    if args.image_size < 64 or args.image_size % 16:
-        raise EvaluationError('--image-size must be a multiple of 16, at least 64')
+    if args.image_size < 64 or args.image_size % 32:
+        raise EvaluationError('--image-size must be a multiple of 32, at least 64')
     if args.max_frames is not None and args.max_frames < 1:
         raise EvaluationError('--max-frames must be >= 1')
     if args.gt_topic and args.gt_dir:

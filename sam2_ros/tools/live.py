@@ -413,8 +413,8 @@ def run(args) -> dict:
         raise LiveError('--clock-hz must be > 0')
     if args.max_frames is not None and args.max_frames < 1:
         raise LiveError('--max-frames must be >= 1')
-    if args.start_node and (args.image_size < 64 or args.image_size % 16):
-        raise LiveError('--image-size must be a multiple of 16, at least 64')
+    if args.start_node and (args.image_size < 64 or args.image_size % 32):
+        raise LiveError('--image-size must be a multiple of 32, at least 64')
     if args.clock is None:
         args.clock = bool(args.start_node)
     ns, name = _split_fqn(args.node_ns)
