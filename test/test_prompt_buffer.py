@@ -94,12 +94,7 @@ def run_oracle(oracle, events):
 def test_prompts_on_past_frames_match_the_official_video_predictor(official_checkpoint, bunny_frames, corrections_as_cond):
     from oracle import OfficialStreamingOracle
 
-    # Frames 60 on: the float rounding stays at the streaming parity's level (max 4e-5 relative).
-    # On frames 0 on, one binarised memory pixel of the frame-6 correction lands on the other
-    # side of the threshold (its logit is within 2e-4 of 0), which grows to 1.1e-3 relative
-    # on the frames after it: a tie, not a difference of method (every memory whose inputs
-    # match, e.g. of the objects started on past frames, is bit-identical).
-    frames = bunny_frames(FRAMES, 320, 180, start=60)
+    frames = bunny_frames(FRAMES, 320, 180)
     h, w = frames[0].shape[:2]
     ckpt = official_checkpoint(SIZE, PARITY_SIZE, seed=3)
     events = scenario(h, w)

@@ -162,15 +162,17 @@ class SAM2(nn.Module):
         masks, ious, tokens, obj_logits = self.decode(embedding, high_res, coords, labels, mask_input, multimask)
         present = obj_logits > 0  # (B, 1)
         masks = torch.where(present[:, :, None, None], masks, NO_OBJ_SCORE).float()  # (B, M, 4h, 4w)
+        s = self.cfg.image_size
+        # Every candidate is upsampled, then the best one picked, as upstream does: upsampling
+        # one plane instead of three rounds differently with one CPU thread.
+        highs = F.interpolate(masks, size=(s, s), mode="bilinear", align_corners=False)  # (B, M, S, S)
         if multimask:
             best = ious.argmax(-1)  # (B,)
             rows = torch.arange(best.shape[0], device=best.device)
-            low = masks[rows, best][:, None]  # (B, 1, 4h, 4w)
+            low, high = masks[rows, best][:, None], highs[rows, best][:, None]  # (B, 1, 4h, 4w), (B, 1, S, S)
             token = tokens[rows, best]  # (B, C)
         else:
-            low, token = masks, tokens[:, 0]
-        s = self.cfg.image_size
-        high = F.interpolate(low, size=(s, s), mode="bilinear", align_corners=False)  # (B, 1, S, S)
+            low, high, token = masks, highs, tokens[:, 0]
         return MaskPrediction(masks, ious, low, high, self._object_pointer(per_row(self.obj_ptr_proj, token), present), obj_logits)
 
     def _object_pointer(self, ptr: Tensor, present: Tensor) -> Tensor:
