@@ -26,7 +26,7 @@ import tempfile
 import time
 
 import numpy as np
-from ros_harness import private_domain, shut_down, spin_in_background, start_node
+from ros_harness import private_domain, shut_down, spin_in_background, start_node, wait_for_node
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -97,12 +97,7 @@ def main(argv=None) -> int:
     sent = {}
     rss = []
     try:
-        deadline = time.monotonic() + 300
-        while pub.get_subscription_count() == 0 or n.count_publishers('/sam2_tracker/masks') == 0:
-            if node.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f'the node did not start; see {log_path}')
-            time.sleep(0.1)
-        time.sleep(1.0)
+        wait_for_node(node, pub, n, log_path)
         labels = np.zeros((h, w), np.uint16)
         cols = (args.objects + 1) // 2
         cells = []

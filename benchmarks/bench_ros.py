@@ -27,7 +27,7 @@ import tempfile
 import time
 
 import numpy as np
-from ros_harness import private_domain, shut_down, spin_in_background, start_node
+from ros_harness import private_domain, shut_down, spin_in_background, start_node, wait_for_node
 
 
 def _discs(n, h, w):
@@ -108,12 +108,7 @@ def end_to_end(args, checkpoint, sizes, objects):
     stop_spin = spin_in_background(n)
     results = []
     try:
-        deadline = time.monotonic() + 300
-        while pub.get_subscription_count() == 0 or n.count_publishers('/sam2_tracker/masks') == 0:
-            if node_proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f'the node did not start; see {log_path}')
-            time.sleep(0.1)
-        time.sleep(1.0)
+        wait_for_node(node_proc, pub, n, log_path)
         sec = 100
         for w, h in sizes:
             rgb = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)

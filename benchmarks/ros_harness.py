@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from typing import Callable, Dict, Optional
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -68,3 +69,15 @@ def shut_down(proc: subprocess.Popen, client, stop_spin: Callable[[], None], tim
     rclpy.try_shutdown()
     proc.send_signal(signal.SIGINT)
     return proc.wait(timeout)
+
+
+def wait_for_node(proc: subprocess.Popen, image_pub, client, log_path: pathlib.Path, timeout: float = 300.0) -> None:
+    """Until the node subscribes to the client's ``image_pub`` and publishes ``~/masks``
+    (model loaded and warmed up), then one more second for discovery to settle."""
+
+    deadline = time.monotonic() + timeout
+    while image_pub.get_subscription_count() == 0 or client.count_publishers('/sam2_tracker/masks') == 0:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f'the node did not start; see {log_path}')
+        time.sleep(0.1)
+    time.sleep(1.0)
