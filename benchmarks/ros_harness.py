@@ -74,7 +74,6 @@ def shut_down(proc: subprocess.Popen, client, stop_spin: Callable[[], None], tim
 def wait_for_node(proc: subprocess.Popen, image_pub, client, log_path: pathlib.Path, timeout: float = 300.0) -> None:
     """Until the node subscribes to the client's ``image_pub`` and publishes ``~/masks``
     (model loaded and warmed up), then one more second for discovery to settle."""
-
     deadline = time.monotonic() + timeout
     while image_pub.get_subscription_count() == 0 or client.count_publishers('/sam2_tracker/masks') == 0:
         if proc.poll() is not None or time.monotonic() > deadline:
