@@ -7,6 +7,8 @@ each holds as the stream goes on; ``--macs`` counts the multiply-accumulates of 
 
     .venv/bin/python benchmarks/bench_tracker.py --sizes 256 512 --objects 1 4 --frames 30 --macs
     .venv/bin/python benchmarks/bench_tracker.py --sizes 256 --objects 1 4 --dtype bfloat16
+    .venv/bin/python benchmarks/bench_tracker.py --sizes 256 512 --objects 1 4 \
+        --modes exact static compiled compiled-bf16      # the static frame step, eager and compiled
     .venv/bin/python benchmarks/bench_tracker.py --memory-frames 2000 --sizes 256 --objects 1
 
 Needs the test dependencies (the official ``sam2`` package): ``bash scripts/setup.sh --test``.
@@ -69,46 +71,75 @@ def official_held_bytes(oracle: OfficialStreamingOracle) -> int:
     return total
 
 
-def make_tracker(ckpt: Path, size: str, image_size: int, encoder: str, dtype: str = "float32") -> Tracker:
+MODES = ("exact", "static", "compiled", "exact-bf16", "static-bf16", "compiled-bf16")
+
+
+def make_tracker(ckpt: Path, size: str, image_size: int, encoder: str, dtype: str = "float32", mode: str = "exact",
+                 n_objects: int = 16) -> Tracker:
     """Our tracker; ``encoder="onnxruntime"`` exports the image encoder to ONNX first (the
     fast CPU path: not bit-identical to the official numbers, see test_backends.py);
-    ``dtype="bfloat16"`` is the CPU's opt-in mixed precision (not bit-identical either)."""
+    ``dtype="bfloat16"`` is the CPU's opt-in mixed precision (not bit-identical either).
+    ``mode``: exact (the default path), static (the static frame step, eager) or compiled
+    (``compile=True``), a ``-bf16`` suffix for bfloat16; static modes get ``n_objects`` slots."""
     model = build_model(str(ckpt), size, image_size, "cpu")
+    kind, _, bf16 = mode.partition("-")
+    kwargs = dict(dtype="bfloat16" if bf16 else dtype)
+    if kind != "exact":
+        kwargs.update(static=True, compile=kind == "compiled", max_objects=n_objects)
     if encoder == "torch":
-        return Tracker(model, dtype=dtype)
+        return Tracker(model, **kwargs)
     from sam2_ros.backends import make_encoder
     from sam2_ros.backends.onnx_export import export_part
 
     path = ckpt.parent / f"encoder_{size}_{image_size}.onnx"
     if not path.exists():
         export_part(model, "encoder", str(path), quiet=True)
-    return Tracker(model, dtype=dtype, encoder=make_encoder(encoder, model, str(path)))
+    return Tracker(model, encoder=make_encoder(encoder, model, str(path)), **kwargs)
 
 
 def run_speed(size: str, image_size: int, n_objects: int, n_frames: int, ckpt: Path, encoder: str = "torch",
-              dtype: str = "float32") -> dict:
+              dtype: str = "float32", modes=("exact",)) -> dict:
+    """Milliseconds per frame (median after 3 warm-up frames) of the official predictor and of
+    each of our ``modes``, all on the same frames, interleaved frame by frame; the first two
+    frames' time of each mode (compilation, for compiled modes) and each mode's mask IoU against
+    the exact path (when it runs too)."""
     frames = sample_frames(n_frames, 640, 360)
     h, w = frames[0].shape[:2]
     prompts = prompts_for(n_objects, h, w)
     oracle = OfficialStreamingOracle(ckpt, size, image_size, frames)
-    tracker = make_tracker(ckpt, size, image_size, encoder, dtype)
-    ours_ms, theirs_ms = [], []
+    trackers = {m: make_tracker(ckpt, size, image_size, encoder, dtype, m, n_objects) for m in modes}
+    ms = {m: [] for m in ("official", *modes)}
+    first = {m: 0.0 for m in modes}
+    ious = {m: [] for m in modes}
     for t, frame in enumerate(frames):
         t0 = time.perf_counter()
         if t == 0:
             for p in prompts:
                 oracle.add_prompt(0, p.obj_id, points=p.points, labels=p.labels, box=p.box)
         oracle.track(t)
-        t1 = time.perf_counter()
-        tracker.track(frame, prompts if t == 0 else ())
-        t2 = time.perf_counter()
-        if t >= 3:  # skip warm-up frames (allocator, first prompts)
-            theirs_ms.append((t1 - t0) * 1e3)
-            ours_ms.append((t2 - t1) * 1e3)
-    ours, theirs = statistics.median(ours_ms), statistics.median(theirs_ms)
-    return {"model": size, "image_size": image_size, "objects": n_objects, "encoder": encoder, "dtype": dtype,
-            "frames": len(ours_ms),
-            "ours_ms": round(ours, 1), "official_ms": round(theirs, 1), "speedup": round(theirs / ours, 2)}
+        if t >= 3:  # skip warm-up frames (allocator, first prompts, compilation)
+            ms["official"].append((time.perf_counter() - t0) * 1e3)
+        masks = {}
+        for m, tracker in trackers.items():
+            t1 = time.perf_counter()
+            masks[m] = tracker.track(frame, prompts if t == 0 else ()).masks
+            dt = time.perf_counter() - t1
+            if t >= 3:
+                ms[m].append(dt * 1e3)
+            elif t < 2:
+                first[m] += dt
+        if "exact" in masks:
+            for m, mk in masks.items():
+                inter, union = (mk & masks["exact"]).sum((1, 2)), (mk | masks["exact"]).sum((1, 2))
+                ious[m] += torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(inter, dtype=torch.float)).tolist()
+    theirs = statistics.median(ms["official"])
+    out = {"model": size, "image_size": image_size, "objects": n_objects, "encoder": encoder, "frames": len(ms["official"]),
+           "official_ms": round(theirs, 1), "modes": {}}
+    for m in modes:
+        ours = statistics.median(ms[m])
+        out["modes"][m] = {"ms": round(ours, 1), "speedup": round(theirs / ours, 2), "first_two_frames_s": round(first[m], 1),
+                           "min_iou_vs_exact": round(min(ious[m]), 4) if ious[m] else None}
+    return out
 
 
 def run_macs(size: str, image_size: int, n_objects: int, ckpt: Path) -> dict:
@@ -167,6 +198,8 @@ def main() -> None:
     ap.add_argument("--encoder", default="torch", choices=["torch", "onnxruntime"], help="our image encoder")
     ap.add_argument("--macs", action="store_true", help="also count the multiply-accumulates per frame")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="our compute dtype")
+    ap.add_argument("--modes", nargs="+", default=["exact"], choices=MODES,
+                    help="our trackers, run side by side: exact path, static frame step (eager), compiled; -bf16: bfloat16")
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -177,7 +210,7 @@ def main() -> None:
         for s in args.sizes:
             for n in args.objects:
                 if args.frames:
-                    r = run_speed(args.model, s, n, args.frames, ckpt, args.encoder, args.dtype)
+                    r = run_speed(args.model, s, n, args.frames, ckpt, args.encoder, args.dtype, args.modes)
                     out["speed"].append(r)
                     print(json.dumps(r), flush=True)
                 if args.macs:

@@ -4,7 +4,10 @@
     python export/export_onnx.py --checkpoint sam2.1_hiera_tiny.pt --model tiny --image-size 1024 \
         --part encoder --output sam2.1_tiny_1024_encoder.onnx [--fp16] [--opset 18]
 
-Parts: encoder (what the tracker's encoder backends run), memory_attention
+Parts: encoder (what the tracker's encoder backends run), step (the whole static frame step but
+the encoder, for a tracker's bank: --capacity = max_objects, --max-cond-frames, --num-maskmem,
+--max-prompt-points must be the tracker's; run it with Tracker(step_backend="onnxruntime",
+step_engine=F.onnx) or the node's step_backend / step_engine parameters), memory_attention
 (--num-mem-frames, --num-ptrs fix the memory length), decoder (prompt encoder + mask decoder +
 object-pointer head, --num-points fixes the point count) and memory_encoder. Graph inputs and
 outputs are documented in sam2_ros/backends/onnx_export.py and export/README.md.
@@ -44,6 +47,10 @@ def main(argv=None) -> int:
     ap.add_argument("--num-ptrs", type=int, default=16, help="memory_attention: object pointers (4 tokens each)")
     ap.add_argument("--num-points", type=int, default=2, help="decoder: prompt points (pad with label -1)")
     ap.add_argument("--verify", action="store_true", help="compare onnxruntime CPU with PyTorch on random inputs")
+    ap.add_argument("--capacity", type=int, default=16, help="step: object slots (the tracker's max_objects)")
+    ap.add_argument("--max-cond-frames", type=int, default=4, help="step: conditioning frames kept per object")
+    ap.add_argument("--num-maskmem", type=int, default=7, help="step: memory frames (1 conditioning + recent)")
+    ap.add_argument("--max-prompt-points", type=int, default=16, help="step: points per prompt (box corners count 2)")
     args = ap.parse_args(argv)
 
     import torch
@@ -61,6 +68,19 @@ def main(argv=None) -> int:
         digest = file_sha256(args.checkpoint)
         model = build_model(args.checkpoint, args.model, args.image_size, "cpu")
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    if args.part == "step":
+        from sam2_ros.bank import BankLayout
+        from sam2_ros.backends.step_export import export_step
+
+        if args.fp16 or args.opset < 18:
+            ap.error("--part step is exported in float32 with opset >= 18 (the dynamo exporter)")
+        cfg = model.cfg
+        layout = BankLayout(args.capacity, args.max_cond_frames, args.num_maskmem - 1, cfg.max_obj_ptrs - 1,
+                            cfg.feat_size, cfg.mem_dim, cfg.d_model)
+        export_step(model, layout, args.output, args.max_prompt_points, args.opset, checkpoint_sha256=digest)
+        print(f"[export] done in {time.perf_counter() - t0:.1f} s: {args.output} "
+              f"({os.path.getsize(args.output) / 2**20:.1f} MiB)", file=sys.stderr)
+        return 0
     shape_kw = dict(num_mem_frames=args.num_mem_frames, num_ptrs=args.num_ptrs, num_points=args.num_points)
     meta = export_part(model, args.part, args.output, opset=args.opset, fp16=args.fp16, exporter=args.exporter,
                        checkpoint_sha256=digest, **shape_kw)

@@ -37,106 +37,12 @@ from torch import Tensor
 from .model.build import autocast, build_model, build_random_model, resolve_device, resolve_dtype
 from .model.preprocess import check_image, frame_to_model_coords, to_frame_resolution, to_model_input
 from .model.sam2 import SAM2, ImageFeatures, MaskPrediction
+from .bank import BankLayout
+from .frame_step import COMPILE_MODES, CORRECTION, MASK, NEW_POINTS, FrameStep, build_prompt_batch
 from .postprocess import fill_small_holes
+from .track_types import FrameNotBuffered, Prompt, PromptError, TrackResult
 
-ArrayLike = Union[np.ndarray, Sequence, Tensor]
-
-
-class PromptError(ValueError):
-    """A prompt that cannot be used; the message says what was wrong and what is accepted."""
-
-
-class FrameNotBuffered(ValueError):
-    """:meth:`Tracker.prompt_past` was given a frame whose features are no longer (or never
-    were) in the prompt buffer; the message names the frames that are."""
-
-
-@dataclass
-class Prompt:
-    """A prompt for one object on the frame passed with it.
-
-    Attributes:
-        obj_id: the object's id (an int >= 0). A new id starts an object; an existing id
-            corrects it (points/box) or resets its mask (mask).
-        points: (K, 2) x, y pixels of the frame; ``labels`` (K,) 1 foreground, 0 background.
-        box: (4,) x0, y0, x1, y1 pixels (may be combined with points).
-        mask: (H, W) bool mask at the frame's resolution (not combined with points or box).
-    """
-
-    obj_id: int
-    points: Optional[ArrayLike] = None
-    labels: Optional[ArrayLike] = None
-    box: Optional[ArrayLike] = None
-    mask: Optional[ArrayLike] = None
-
-    def parsed(self, frame_hw: Tuple[int, int]) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]:
-        """Validate against a frame of size (H, W): returns (points (K, 2) with the box corners
-        first, labels (K,) with 2/3 for box corners, mask (H, W) bool) or raises PromptError."""
-        h, w = frame_hw
-        oid = self.obj_id
-        if isinstance(oid, bool) or not isinstance(oid, (int, np.integer)) or oid < 0:
-            raise PromptError(f"obj_id must be an integer >= 0, got {oid!r}")
-        if self.mask is not None:
-            if self.points is not None or self.box is not None:
-                raise PromptError(f"object {oid}: a mask prompt cannot be combined with points or a box; send them separately")
-            mask = np.asarray(self.mask)
-            if mask.shape != (h, w):
-                raise PromptError(f"object {oid}: mask has shape {mask.shape}, the frame is {h} x {w}; masks must match the frame")
-            return None, None, mask.astype(bool)
-        if self.points is None and self.box is None:
-            raise PromptError(f"object {oid}: the prompt has no points, box or mask")
-        pts = np.zeros((0, 2), np.float32)
-        labs = np.zeros((0,), np.int32)
-        if (self.points is None) != (self.labels is None):
-            raise PromptError(f"object {oid}: points and labels go together (labels: 1 foreground, 0 background)")
-        if self.points is not None:
-            pts = np.asarray(self.points, dtype=np.float32).reshape(-1, 2) if np.size(self.points) else pts
-            labs = np.asarray(self.labels).reshape(-1)
-            if len(pts) == 0:
-                raise PromptError(f"object {oid}: the point list is empty")
-            if labs.shape != (len(pts),):
-                raise PromptError(f"object {oid}: {len(pts)} points but {labs.size} labels")
-            if not np.isin(labs, (0, 1)).all():
-                raise PromptError(f"object {oid}: labels must be 1 (foreground) or 0 (background), got {labs.tolist()}")
-            labs = labs.astype(np.int32)
-            _check_in_frame(pts, frame_hw, f"object {oid}: point")
-        if self.box is not None:
-            box = np.asarray(self.box, dtype=np.float32).reshape(-1)
-            if box.shape != (4,):
-                raise PromptError(f"object {oid}: box must be x0, y0, x1, y1, got {box.size} numbers")
-            corners = box.reshape(2, 2)
-            _check_in_frame(corners, frame_hw, f"object {oid}: box corner")
-            if box[2] <= box[0] or box[3] <= box[1]:
-                raise PromptError(f"object {oid}: box {box.tolist()} needs x1 > x0 and y1 > y0")
-            # SAM 2 takes a box as two labelled corner points, before any clicks.
-            pts = np.concatenate((corners, pts))
-            labs = np.concatenate((np.array([2, 3], np.int32), labs))
-        return pts, labs, None
-
-
-def _check_in_frame(pts: np.ndarray, frame_hw: Tuple[int, int], what: str) -> None:
-    h, w = frame_hw
-    if not np.isfinite(pts).all():
-        raise PromptError(f"{what} coordinates must be finite, got {pts.tolist()}")
-    bad = (pts[:, 0] < 0) | (pts[:, 0] > w) | (pts[:, 1] < 0) | (pts[:, 1] > h)
-    if bad.any():
-        raise PromptError(f"{what} {pts[bad][0].tolist()} lies outside the {w} x {h} frame (x in [0, {w}], y in [0, {h}])")
-
-
-@dataclass
-class TrackResult:
-    """The tracker's answer for one frame."""
-
-    frame_index: int
-    object_ids: List[int]  # ascending
-    logits: Tensor  # (N, H, W) float32 mask logits at the frame's resolution
-    scores: Tensor  # (N,) object-presence probability
-    mask_threshold: float = 0.0
-
-    @property
-    def masks(self) -> Tensor:
-        """(N, H, W) bool."""
-        return self.logits > self.mask_threshold
+__all__ = ["FrameNotBuffered", "Prompt", "PromptError", "TrackResult", "Tracker"]
 
 
 @dataclass
@@ -206,8 +112,22 @@ class Tracker:
             ``add_all_frames_to_correct_as_cond``); False keeps it a plain recent frame.
         dtype: compute dtype (``auto``: bfloat16 on CUDA, float32 on the CPU, where it gives
             the official numbers exactly; ``bfloat16`` on the CPU is faster and close, not exact).
-        compile: ``torch.compile`` the image encoder (first frames are slow); a string is
-            the compile mode, e.g. ``"reduce-overhead"`` (CUDA graphs on GPUs).
+        compile: ``True`` or a mode (``"default"``, ``"reduce-overhead"``: CUDA graphs on
+            GPUs, ``"max-autotune"``) compiles the whole frame step (``sam2_ros.frame_step``:
+            encoder, memory attention, decoder, memory encoder, all objects as one batch)
+            with ``fullgraph=True`` and static shapes; the first frames (the first prompted
+            one too) pay the compilation, later ones never recompile. Implies ``static``.
+        static: track through the static frame step (fixed-capacity bank of ``max_objects``
+            slots, every slot computed every frame) even without compiling; ``None``: when
+            ``compile`` is set. Its logits are within float rounding of the exact path
+            (the default, bit-identical to Meta's predictor on the CPU). It does not support
+            ``prompt_buffer`` or ``fill_hole_area`` yet (refused with the reason).
+        max_prompt_points: the most points (box corners count as two) one prompt may have
+            on the static path, whose prompt batch has this fixed size.
+        step_backend: where the static frame step runs: ``torch`` (``compile`` applies), or
+            ``onnxruntime`` / ``tensorrt`` with ``step_engine``, the file written by
+            ``export/export_onnx.py --part step`` for this tracker's capacity (and, for
+            TensorRT, built into an engine by ``export/build_engine.py``); implies ``static``.
         batch_objects: run the objects of a frame as one batch. ``None``: on CUDA, and on a
             CPU up to 256 px, where it was measured faster (benchmarks/RESULTS.md); at larger
             sizes a CPU batch outgrows the caches and a loop is faster. Results are
@@ -237,8 +157,34 @@ class Tracker:
         batch_objects: Optional[bool] = None,
         encoder: Optional[Callable[[Tensor], ImageFeatures]] = None,
         prompt_buffer: int = 0,
+        static: Optional[bool] = None,
+        max_prompt_points: int = 16,
+        step_backend: str = "torch",
+        step_engine: Optional[str] = None,
     ) -> None:
         cfg = model.cfg
+        if step_backend != "torch":
+            if compile:
+                raise ValueError(f"compile applies to the torch frame step; step_backend={step_backend!r} runs an "
+                                 "exported one: pass compile=False")
+            if not step_engine:
+                raise ValueError(f"step_backend={step_backend!r} needs step_engine (from export/export_onnx.py --part step)")
+            static = True if static is None else static
+        if compile is not False and compile is not True and compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be False, True or one of {', '.join(COMPILE_MODES)}; got {compile!r}")
+        static = bool(compile) if static is None else bool(static)
+        if (compile or step_backend != "torch") and not static:
+            raise ValueError("compile and exported steps run the static frame step: pass static=True (or leave it None)")
+        if static:
+            why = {"prompt_buffer > 0 (prompts on past frames)": prompt_buffer,
+                   "fill_hole_area > 0 (hole filling)": fill_hole_area,
+                   "num_maskmem = 1 (no recent memories)": num_maskmem == 1}
+            for what, bad in why.items():
+                if bad:
+                    raise ValueError(f"the static frame step (compile/static) does not support {what} yet; "
+                                     "use the exact path (compile=False, static=False) for it")
+            if max_prompt_points < 1:
+                raise ValueError(f"max_prompt_points must be >= 1, got {max_prompt_points}")
         if isinstance(prompt_buffer, bool) or not isinstance(prompt_buffer, (int, np.integer)) or prompt_buffer < 0:
             raise ValueError(f"prompt_buffer must be an integer >= 0, got {prompt_buffer!r}")
         if not 1 <= max_objects:
@@ -253,7 +199,8 @@ class Tracker:
         self.device = model.device
         self.dtype = resolve_dtype(dtype, self.device)
         self.image_size = cfg.image_size
-        self.max_objects = max_objects
+        self.static = static
+        self._max_objects = int(max_objects)
         self.num_maskmem = num_maskmem
         self.max_cond_frames = max_cond_frames
         self.max_ptrs = cfg.max_obj_ptrs
@@ -264,9 +211,19 @@ class Tracker:
             batch_objects = self.device.type == "cuda" or cfg.feat_size**2 <= 256
         self.batch_objects = bool(batch_objects)
         self._encode = encoder or model.encode_image
-        if compile:
-            mode = compile if isinstance(compile, str) else None
-            self._encode = torch.compile(self._encode, mode=mode, dynamic=False)
+        self.max_prompt_points = int(max_prompt_points)
+        self._step: Optional[FrameStep] = None
+        self._slots: Dict[int, int] = {}  # object id -> bank slot (static path)
+        if static:
+            layout = BankLayout(max_objects, max_cond_frames, num_maskmem - 1, cfg.max_obj_ptrs - 1,
+                                cfg.feat_size, cfg.mem_dim, cfg.d_model)
+            if step_backend == "torch":
+                self._step = FrameStep(model, layout, self.dtype, compile, encoder)
+            else:
+                from .backends.step_runtime import make_frame_step
+
+                self._step = make_frame_step(step_backend, model, layout, step_engine, self.max_prompt_points,
+                                             self.dtype, encoder)
         self._objects: "OrderedDict[int, _Object]" = OrderedDict()
         self._frame_index = -1
         self._frame_hw: Optional[Tuple[int, int]] = None
@@ -295,7 +252,22 @@ class Tracker:
     # ------------------------------------------------------------------ state
     @property
     def object_ids(self) -> List[int]:
-        return sorted(self._objects)
+        return sorted(self._slots if self.static else self._objects)
+
+    @property
+    def max_objects(self) -> int:
+        """The most objects tracked at once; settable, except on the static path, where it is
+        the bank's capacity."""
+        return self._max_objects
+
+    @max_objects.setter
+    def max_objects(self, n: int) -> None:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"max_objects must be an integer >= 1, got {n!r}")
+        if self.static and n != self._max_objects:
+            raise ValueError(f"max_objects is the static frame step's capacity ({self._max_objects}), fixed when "
+                             "the tracker is built; build a new Tracker to change it")
+        self._max_objects = int(n)
 
     @property
     def frame_index(self) -> int:
@@ -313,6 +285,9 @@ class Tracker:
     def prompt_buffer(self, frames: int) -> None:
         if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 0:
             raise ValueError(f"prompt_buffer must be an integer >= 0, got {frames!r}")
+        if frames and self.static:
+            raise ValueError("the static frame step (compile/static) has no prompt buffer yet; "
+                             "prompts on past frames need the exact path (compile=False)")
         self._prompt_buffer = int(frames)
         if self._frame_index >= 0:
             for obj in self._objects.values():
@@ -326,17 +301,27 @@ class Tracker:
 
     def remove_object(self, obj_id: int) -> bool:
         """Forget an object and all its memory. Returns False if it was not tracked."""
+        if self.static:
+            slot = self._slots.pop(obj_id, None)
+            if slot is not None:
+                self._step.bank.clear_slot_(slot)
+            return slot is not None
         return self._objects.pop(obj_id, None) is not None
 
     def reset(self) -> None:
         """Drop every object and the prompt buffer; the next frame starts a new stream."""
         self._objects.clear()
+        self._slots.clear()
+        if self._step is not None:
+            self._step.bank.reset_()
         self._frames.clear()
         self._frame_index = -1
         self._frame_hw = None
 
     def state_tensors(self) -> List[Tensor]:
         """Every tensor the tracker holds between frames (for memory accounting)."""
+        if self.static:
+            return list(self._step.bank.buffers())
         out = []
         for obj in self._objects.values():
             mems = list(obj.cond.values()) + list(obj.recent.values()) + [p.memory for p in obj.pending.values()]
@@ -363,12 +348,14 @@ class Tracker:
         :class:`PromptError` and leaves the tracker as it was.
         """
         hw = check_image(frame, "frame")
-        if self._objects and hw != self._frame_hw:
+        if self.object_ids and hw != self._frame_hw:
             raise ValueError(
                 f"frame size changed from {self._frame_hw[1]}x{self._frame_hw[0]} to {hw[1]}x{hw[0]}; "
                 "call reset() to start a new stream (objects' memories are tied to the old view)"
             )
         point_prompts, mask_prompts, new_ids = self._parse(prompts, hw)
+        if self.static:
+            return self._track_static(frame, hw, point_prompts, mask_prompts, new_ids)
 
         if hw != self._frame_hw:
             self._frames.clear()  # buffered frames of another size cannot be prompted with this one's prompts
@@ -444,6 +431,9 @@ class Tracker:
         bad prompt (nothing changes then).
         """
         p = int(frame_index)
+        if self.static:
+            raise FrameNotBuffered("the static frame step (compile/static) keeps no prompt buffer; "
+                                   "prompt_past needs the exact path (compile=False) with prompt_buffer > 0")
         feats = self._frames.get(p)
         if feats is None:
             have = (f"frames {min(self._frames)} to {max(self._frames)}" if self._frames else "no frame")
@@ -496,13 +486,48 @@ class Tracker:
                 mask_prompts[oid] = mask
             else:
                 point_prompts[oid] = (pts, labs)
-        new_ids = [o for o in list(point_prompts) + list(mask_prompts) if o not in self._objects]
-        if len(self._objects) + len(new_ids) > self.max_objects:
+        known = self.object_ids
+        new_ids = [o for o in list(point_prompts) + list(mask_prompts) if o not in known]
+        if len(known) + len(new_ids) > self.max_objects:
             raise PromptError(
-                f"{len(new_ids)} new object(s) would make {len(self._objects) + len(new_ids)} objects; "
+                f"{len(new_ids)} new object(s) would make {len(known) + len(new_ids)} objects; "
                 f"max_objects is {self.max_objects}: remove objects first or raise max_objects"
             )
+        if self.static:
+            for oid, (pts, _) in point_prompts.items():
+                if len(pts) > self.max_prompt_points:
+                    raise PromptError(
+                        f"object {oid}: {len(pts)} points (a box counts as 2); the static frame step takes at most "
+                        f"max_prompt_points={self.max_prompt_points}: send fewer or raise max_prompt_points"
+                    )
         return point_prompts, mask_prompts, new_ids
+
+    def _track_static(self, frame: np.ndarray, hw: Tuple[int, int], point_prompts, mask_prompts, new_ids) -> TrackResult:
+        """:meth:`track` through the static frame step: objects are bank slots; a frame without
+        prompts is one call of the (compiled) step, a prompted one builds its prompt batch first."""
+        step, dev = self._step, self.device
+        self._frame_hw = hw
+        for oid in new_ids:  # the lowest free slots, emptied
+            slot = min(set(range(self.max_objects)) - set(self._slots.values()))
+            self._slots[oid] = slot
+            step.bank.clear_slot_(slot, active=True)
+        batch = None
+        if point_prompts or mask_prompts:
+            rows = {}
+            for oid, (pts, labs) in point_prompts.items():
+                kind = NEW_POINTS if oid in new_ids else CORRECTION
+                coords = frame_to_model_coords(torch.from_numpy(pts), hw, self.image_size).numpy()
+                cond = kind == NEW_POINTS or self.corrections_as_cond
+                rows[self._slots[oid]] = (kind, coords, labs, None, self.model.use_multimask(len(labs)), cond)
+            for oid, mask in mask_prompts.items():
+                cond = oid in new_ids or self.corrections_as_cond
+                rows[self._slots[oid]] = (MASK, None, None, self._mask_to_model(mask), False, cond)
+            batch = build_prompt_batch(self.max_objects, self.max_prompt_points, self.image_size, dev, rows)
+        low, score = step(to_model_input([frame], self.image_size, dev), batch)
+        self._frame_index += 1
+        ids = self.object_ids
+        index = torch.tensor([self._slots[o] for o in ids], dtype=torch.int64, device=dev)
+        return self._logits_result(self._frame_index, hw, ids, low.index_select(0, index), score.index_select(0, index))
 
     @staticmethod
     def _output_at(obj: _Object, f: int) -> Optional[_Output]:
@@ -718,11 +743,15 @@ class Tracker:
 
     def _outputs_result(self, t: int, hw: Tuple[int, int], ids: List[int], outputs: List[_Output]) -> TrackResult:
         if not ids:
+            return self._logits_result(t, hw, ids, None, None)
+        return self._logits_result(t, hw, ids, torch.cat([o.low_res for o in outputs]), torch.cat([o.score for o in outputs]))
+
+    def _logits_result(self, t: int, hw: Tuple[int, int], ids: List[int], low: Optional[Tensor], score: Optional[Tensor]) -> TrackResult:
+        """low-res logits (N, 1, S/4, S/4) and object-score logits (N, 1) -> the frame's result."""
+        if not ids:
             h, w = hw
-            empty = torch.zeros(0, h, w)
-            return TrackResult(t, [], empty, torch.zeros(0), self.mask_threshold)
-        low = torch.cat([o.low_res for o in outputs])  # (N, 1, S/4, S/4)
-        scores = torch.sigmoid(torch.cat([o.score for o in outputs])[:, 0])
+            return TrackResult(t, [], torch.zeros(0, h, w), torch.zeros(0), self.mask_threshold)
+        scores = torch.sigmoid(score[:, 0])
         logits = to_frame_resolution(low, hw)[:, 0]  # (N, H, W)
         return TrackResult(t, ids, logits.cpu(), scores.cpu(), self.mask_threshold)
 

@@ -45,3 +45,33 @@ def bunny_frames():
     from oracle import sample_frames
 
     return sample_frames
+
+
+@pytest.fixture(scope="session")
+def reference(official_checkpoint, bunny_frames):
+    """Factory: size -> (model, frames, plan, corrections_as_cond, the official outputs),
+    computed once per session: the exact, static and compiled trackers are compared with
+    the same official run (``test_tracker_parity.py``, ``test_frame_step.py``)."""
+    from oracle import OfficialStreamingOracle
+    from sam2_ros.model.build import build_model
+    from test_tracker_parity import CASES, FRAMES, run_oracle, scenario
+
+    cache = {}
+
+    def get(size):
+        if size not in cache:
+            image_size, corrections_as_cond = CASES[size]
+            frames = bunny_frames(FRAMES, 320, 180)
+            h, w = frames[0].shape[:2]
+            ckpt = official_checkpoint(size, image_size, seed=3)
+            plan = scenario(h, w)
+            # max_cond_frames=2 so that object 1's third conditioning frame evicts its first.
+            overrides = ["++model.max_cond_frames_in_attn=2"]
+            if corrections_as_cond:
+                overrides.append("++model.add_all_frames_to_correct_as_cond=true")
+            oracle = OfficialStreamingOracle(ckpt, size, image_size, frames, hydra_overrides_extra=overrides)
+            theirs = run_oracle(oracle, frames, plan)
+            cache[size] = (build_model(str(ckpt), size, image_size, "cpu"), frames, plan, corrections_as_cond, theirs)
+        return cache[size]
+
+    return get

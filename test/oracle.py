@@ -687,7 +687,12 @@ class OfficialStreamingOracle:
         num_frames: Optional[int] = None,
         per_object_states: bool = False,
         hydra_overrides_extra: Sequence[str] = (),
+        device: str = "cpu",
+        vos_optimized: bool = False,
     ):
+        """``device``/``vos_optimized``: where and which official predictor runs
+        (``vos_optimized=True``: Meta's compiled ``SAM2VideoPredictorVOS``, for speed
+        comparisons on GPUs; the parity tests use the plain predictor on the CPU)."""
         from sam2.build_sam import build_sam2_video_predictor
 
         self.size = size
@@ -703,8 +708,9 @@ class OfficialStreamingOracle:
             self.predictor = build_sam2_video_predictor(
                 official_config_name(size, version),
                 str(ckpt_path),
-                device="cpu",
+                device=device,
                 hydra_overrides_extra=_size_override(image_size) + list(hydra_overrides_extra),
+                **({"vos_optimized": True} if vos_optimized else {}),
             )
         self.obj_ids: List[int] = []
         self._features: "OrderedDict[int, tuple]" = OrderedDict()

@@ -362,6 +362,27 @@ def test_parameter_change_rules():
     assert 'one of latest, all' in r('frame_policy', 'x', 'unconfigured')
 
 
+def test_compile_parameter_and_its_combinations():
+    assert params.compile_option('false') is False and params.compile_option('true') is True
+    assert params.compile_option('reduce-overhead') == 'reduce-overhead'
+    assert 'one of false, true, default' in params.validate('compile', 'fast')
+    with pytest.raises(params.ParameterError, match='set prompt_buffer: 0'):
+        params.validate_all({'compile': 'true', 'prompt_buffer': 8})
+    params.validate_all({'compile': 'true', 'prompt_buffer': 0})
+    r = params.change_refusal
+    compiled = {'compile': 'reduce-overhead', 'prompt_buffer': 0}
+    assert 'must stay 0 with compile' in r('prompt_buffer', 4, 'active', compiled)
+    assert "capacity, fixed once configured" in r('max_objects', 4, 'active', compiled)
+    exported = {'step_backend': 'onnxruntime', 'prompt_buffer': 0, 'compile': 'false'}
+    assert 'must stay 0' in r('prompt_buffer', 2, 'inactive', exported)
+    assert 'set compile: "false"' in r('compile', 'true', 'unconfigured', exported)
+    with pytest.raises(params.ParameterError, match='needs prompt_buffer 0'):
+        params.validate_all({'step_backend': 'tensorrt', 'compile': 'false', 'prompt_buffer': 8})
+    assert r('max_objects', 4, 'unconfigured', compiled) is None
+    assert r('max_objects', 4, 'active', {'compile': 'false'}) is None
+    assert 'read-only once the node is configured' in r('compile', 'true', 'active', {'prompt_buffer': 0})
+
+
 def test_config_file_values_are_valid_and_complete():
     import pathlib
 

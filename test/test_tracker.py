@@ -18,7 +18,7 @@ def model(official_checkpoint):
 
 @pytest.fixture(scope="module")
 def frames(bunny_frames):
-    return bunny_frames(14, 320, 180, start=20)
+    return bunny_frames(9, 320, 180, start=20)
 
 
 def _prompts(h, w):
@@ -53,22 +53,24 @@ def test_batched_objects_equal_single_object_runs(model, frames):
 
 
 def test_state_is_constant_on_a_long_stream(official_checkpoint, bunny_frames):
-    """After 1000+ frames the tracker holds exactly the bytes it held after 30."""
-    net = build_model(str(official_checkpoint("tiny", 256, seed=2)), "tiny", 128, "cpu")
+    """After 10x the longest window (16 pointers) the tracker holds exactly the bytes it held
+    after 30 frames: every window has filled and turned over many times (64 px keeps it cheap;
+    the windows count frames, not pixels)."""
+    net = build_model(str(official_checkpoint("tiny", 256, seed=2)), "tiny", 64, "cpu")
     tracker = Tracker(net, max_cond_frames=2)
-    clip = bunny_frames(40, 160, 96)
+    clip = bunny_frames(40, 96, 64)
     h, w = clip[0].shape[:2]
     sizes = {}
-    for t in range(1031):
+    for t in range(191):
         prompts = []
         if t == 0:
             prompts = [Prompt(1, points=[[w / 2, h / 2]], labels=[1]), Prompt(2, box=[5, 5, w / 2, h / 2])]
-        elif t in (3, 6, 300, 600, 900):  # corrections: more conditioning frames than kept
+        elif t in (3, 6, 60, 110, 160):  # corrections: more conditioning frames than kept
             prompts = [Prompt(1, points=[[w / 3, h / 2]], labels=[1])]
         tracker.track(clip[t % len(clip)], prompts)
-        if t in (30, 1030):
+        if t in (30, 190):
             sizes[t] = (tracker.state_bytes(), len(tracker.state_tensors()))
-    assert sizes[30] == sizes[1030]
+    assert sizes[30] == sizes[190]
     assert sizes[30][0] > 0
 
 

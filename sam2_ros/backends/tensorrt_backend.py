@@ -49,6 +49,8 @@ def _torch_dtype(trt, dt):
              trt.bool: torch.bool}
     if hasattr(trt, "bfloat16"):
         table[trt.bfloat16] = torch.bfloat16
+    if hasattr(trt, "int64"):  # TensorRT 10: the frame step's frame indices
+        table[trt.int64] = torch.int64
     if dt not in table:
         raise BackendError(f"engine tensor type {dt} is not supported by the tensorrt encoder backend")
     return table[dt]

@@ -102,11 +102,17 @@ class Attention(nn.Module):
         """Project and split into heads: (B, N, C) -> (B, h, N, d)."""
         return self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """Attention of already projected heads, then the output projection."""
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, h, Nq, d)
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, key_mask: Optional[Tensor] = None) -> Tensor:
+        """Attention of already projected heads, then the output projection.
+
+        ``key_mask`` (B, Nk) bool, True = attend: the static frame step pads memories and
+        prompt points to fixed counts, and masked keys weigh exactly zero, so each row gets
+        what it would get from its valid keys alone (up to summation order).
+        """
+        mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, Nk)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, Nq, d)
         b, _, n, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, -1))  # (B, Nq, C)
 
-    def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        return self.attend(*self.project(q, k, v))
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, key_mask: Optional[Tensor] = None) -> Tensor:
+        return self.attend(*self.project(q, k, v), key_mask=key_mask)

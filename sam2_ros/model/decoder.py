@@ -65,21 +65,30 @@ class PromptEncoder(nn.Module):
             emb = torch.where(lab == value, emb + table.weight, emb)
         return emb
 
-    def embed_mask(self, mask_logits: Optional[Tensor], batch: int) -> Tensor:
-        """(B, 1, 4h, 4w) mask logits (or None) -> (B, C, h, w) dense prompt."""
+    def embed_mask(self, mask_logits: Optional[Tensor], batch: int, has_mask: Optional[Tensor] = None) -> Tensor:
+        """(B, 1, 4h, 4w) mask logits (or None) -> (B, C, h, w) dense prompt.
+
+        ``has_mask`` (B,) bool: which rows of ``mask_logits`` are prompts; the others get the
+        no-mask embedding (a static batch mixing both).
+        """
+        no_mask = self.no_mask_embed.weight.view(1, -1, 1, 1).expand(batch, -1, self.feat_size, self.feat_size)
         if mask_logits is None:
-            return self.no_mask_embed.weight.view(1, -1, 1, 1).expand(batch, -1, self.feat_size, self.feat_size)
-        return self.mask_downscaling(mask_logits)
+            return no_mask
+        dense = self.mask_downscaling(mask_logits)
+        if has_mask is None:
+            return dense
+        return torch.where(has_mask[:, None, None, None], dense, no_mask.to(dense.dtype))
 
     def forward(
-        self, coords: Optional[Tensor], labels: Optional[Tensor], mask_logits: Optional[Tensor] = None
+        self, coords: Optional[Tensor], labels: Optional[Tensor], mask_logits: Optional[Tensor] = None,
+        has_mask: Optional[Tensor] = None,
     ) -> Tuple[Tensor, Tensor]:
         """Sparse (B, N + 1 | 0, C) and dense (B, C, h, w) prompts; no points gives no tokens."""
         if coords is None:
             b = mask_logits.shape[0] if mask_logits is not None else 1
             sparse = self.no_mask_embed.weight.new_zeros(b, 0, self.embed_dim)
-            return sparse, self.embed_mask(mask_logits, b)
-        return self.embed_points(coords, labels), self.embed_mask(mask_logits, coords.shape[0])
+            return sparse, self.embed_mask(mask_logits, b, has_mask)
+        return self.embed_points(coords, labels), self.embed_mask(mask_logits, coords.shape[0], has_mask)
 
 
 class TwoWayBlock(nn.Module):
@@ -97,18 +106,21 @@ class TwoWayBlock(nn.Module):
         self.cross_attn_image_to_token = Attention(dim, heads, downsample_rate=2)
         self.skip_first_layer_pe = skip_first_layer_pe
 
-    def forward(self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor,
+                token_mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """``token_mask`` (B, T) bool: the valid tokens (padding points of a static batch are
+        never attended to; their own outputs are don't-cares)."""
         if self.skip_first_layer_pe:
             # The first block's tokens are the prompt embeddings themselves: no residual, no PE.
-            queries = self.self_attn(queries, queries, queries)
+            queries = self.self_attn(queries, queries, queries, token_mask)
         else:
             q = queries + query_pe
-            queries = queries + self.self_attn(q, q, queries)
+            queries = queries + self.self_attn(q, q, queries, token_mask)
         queries = self.norm1(queries)
         k = keys + key_pe
         queries = self.norm2(queries + self.cross_attn_token_to_image(queries + query_pe, k, keys))
         queries = self.norm3(queries + self.mlp(queries))
-        keys = self.norm4(keys + self.cross_attn_image_to_token(k, queries + query_pe, queries))
+        keys = self.norm4(keys + self.cross_attn_image_to_token(k, queries + query_pe, queries, token_mask))
         return queries, keys
 
 
@@ -119,13 +131,14 @@ class TwoWayTransformer(nn.Module):
         self.final_attn_token_to_image = Attention(dim, heads, downsample_rate=2)
         self.norm_final_attn = nn.LayerNorm(dim)
 
-    def forward(self, image: Tensor, image_pe: Tensor, tokens: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(self, image: Tensor, image_pe: Tensor, tokens: Tensor,
+                token_mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """image, image_pe (B, C, h, w); tokens (B, T, C) -> tokens (B, T, C), image (B, hw, C)."""
         keys = image.flatten(2).transpose(1, 2)  # (B, hw, C)
         key_pe = image_pe.flatten(2).transpose(1, 2)  # (B, hw, C)
         queries = tokens
         for layer in self.layers:
-            queries, keys = layer(queries, keys, tokens, key_pe)
+            queries, keys = layer(queries, keys, tokens, key_pe, token_mask)
         queries = queries + self.final_attn_token_to_image(queries + tokens, keys + key_pe, keys)
         return self.norm_final_attn(queries), keys
 
@@ -169,6 +182,7 @@ class MaskDecoder(nn.Module):
         sparse: Tensor,
         dense: Tensor,
         high_res: Sequence[Tensor],
+        sparse_mask: Optional[Tensor] = None,
     ) -> DecoderOutput:
         """image (B or 1, C, h, w) is broadcast over the prompt batch when it has batch 1.
 
@@ -176,13 +190,17 @@ class MaskDecoder(nn.Module):
             image_pe: (1, C, h, w); sparse: (B, T, C); dense: (B, C, h, w);
             high_res: the stride-4 (B|1, C/8, 4h, 4w) and stride-8 (B|1, C/4, 2h, 2w) maps,
                 already projected by ``conv_s0`` / ``conv_s1``.
+            sparse_mask: (B, T) bool, the valid sparse tokens (None: all).
         """
         b = sparse.shape[0]
         out_tokens = torch.cat((self.obj_score_token.weight, self.iou_token.weight, self.mask_tokens.weight), dim=0)
         tokens = torch.cat((out_tokens[None].expand(b, -1, -1), sparse), dim=1)  # (B, 2 + 4 + T, C)
+        token_mask = None
+        if sparse_mask is not None:
+            token_mask = torch.cat((sparse_mask.new_ones(b, out_tokens.shape[0]), sparse_mask), dim=1)  # (B, 6 + T)
         src = image.expand(b, -1, -1, -1) + dense  # (B, C, h, w)
         _, c, h, w = src.shape
-        hs, src = self.transformer(src, image_pe.expand(b, -1, -1, -1), tokens)
+        hs, src = self.transformer(src, image_pe.expand(b, -1, -1, -1), tokens, token_mask)
         obj_token, iou_token = hs[:, 0], hs[:, 1]
         mask_tokens = hs[:, 2 : 2 + self.num_mask_tokens]  # (B, 4, C)
 

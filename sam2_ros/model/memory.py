@@ -28,15 +28,23 @@ class RoPEAttention(Attention):
         self.register_buffer("rope_cos", cos, persistent=False)  # (hw, d/2)
         self.register_buffer("rope_sin", sin, persistent=False)
 
-    def forward(self, q: Tensor, k: Tensor, v: Tensor, num_k_exclude_rope: int = 0) -> Tensor:
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, num_k_exclude_rope: int = 0, key_mask: Tensor | None = None,
+                key_rope: Tensor | None = None) -> Tensor:
+        """``key_rope`` (B, Nk) bool, instead of ``num_k_exclude_rope``: which keys are spatial
+        (rotated, the first of them by table row 0); the static step's rows differ."""
         q, k, v = self.project(q, k, v)  # (B, h, N, d)
         q = apply_rope(q, self.rope_cos, self.rope_sin)
         n_rope = k.shape[-2] - num_k_exclude_rope
-        if num_k_exclude_rope:
+        if key_rope is not None:
+            n, rows = k.shape[-2], self.rope_cos.shape[0]
+            reps = -(-n // rows)
+            cos, sin = self.rope_cos.repeat(reps, 1)[:n], self.rope_sin.repeat(reps, 1)[:n]  # (Nk, d/2)
+            k = torch.where(key_rope[:, None, :, None], apply_rope(k, cos, sin), k)
+        elif num_k_exclude_rope:
             k = torch.cat((apply_rope(k[:, :, :n_rope], self.rope_cos, self.rope_sin), k[:, :, n_rope:]), dim=2)
         else:
             k = apply_rope(k, self.rope_cos, self.rope_sin)
-        return self.attend(q, k, v)
+        return self.attend(q, k, v, key_mask)
 
 
 class MemoryAttentionLayer(nn.Module):
@@ -52,11 +60,13 @@ class MemoryAttentionLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d_model)
         self.norm3 = nn.LayerNorm(d_model)
 
-    def forward(self, x: Tensor, memory: Tensor, memory_pos: Tensor, num_ptr_tokens: int) -> Tensor:
+    def forward(self, x: Tensor, memory: Tensor, memory_pos: Tensor, num_ptr_tokens: int,
+                memory_mask: Tensor | None = None, memory_rope: Tensor | None = None) -> Tensor:
         y = self.norm1(x)
         x = x + self.self_attn(y, y, y)
         # Queries carry no additive position here (RoPE gives it); keys do.
-        x = x + self.cross_attn_image(self.norm2(x), memory + memory_pos, memory, num_k_exclude_rope=num_ptr_tokens)
+        x = x + self.cross_attn_image(self.norm2(x), memory + memory_pos, memory, num_k_exclude_rope=num_ptr_tokens,
+                                      key_mask=memory_mask, key_rope=memory_rope)
         return x + self.linear2(F.relu(self.linear1(self.norm3(x))))
 
 
@@ -68,11 +78,14 @@ class MemoryAttention(nn.Module):
         )
         self.norm = nn.LayerNorm(d_model)
 
-    def forward(self, x: Tensor, x_pos: Tensor, memory: Tensor, memory_pos: Tensor, num_ptr_tokens: int = 0) -> Tensor:
-        """x, x_pos (B, hw, C) current frame; memory, memory_pos (B, M, C_mem) -> (B, hw, C)."""
+    def forward(self, x: Tensor, x_pos: Tensor, memory: Tensor, memory_pos: Tensor, num_ptr_tokens: int = 0,
+                memory_mask: Tensor | None = None, memory_rope: Tensor | None = None) -> Tensor:
+        """x, x_pos (B, hw, C) current frame; memory, memory_pos (B, M, C_mem) -> (B, hw, C).
+        ``memory_mask`` (B, M) bool marks the valid memory tokens (None: all); ``memory_rope``
+        (B, M) bool the spatial ones, per row (None: all but the last ``num_ptr_tokens``)."""
         x = x + 0.1 * x_pos
         for layer in self.layers:
-            x = layer(x, memory, memory_pos, num_ptr_tokens)
+            x = layer(x, memory, memory_pos, num_ptr_tokens, memory_mask, memory_rope)
         return self.norm(x)
 
 

@@ -116,7 +116,9 @@ class SAM2(nn.Module):
         coords: Optional[Tensor],
         labels: Optional[Tensor],
         mask_input: Optional[Tensor],
-        multimask: bool,
+        multimask: Union[bool, Tensor],
+        has_mask: Optional[Tensor] = None,
+        point_mask: Optional[Tensor] = None,
     ):
         """Prompt encoder + mask decoder.
 
@@ -125,19 +127,32 @@ class SAM2(nn.Module):
             coords, labels: (B, N, 2) pixels in the model's S x S frame and (B, N) labels
                 (1 fg, 0 bg, 2/3 box corners); None: no sparse prompt at all.
             mask_input: (B, 1, 4h, 4w) mask logits, or None.
+            multimask: one choice for the batch, or (B,) bool per row (static batches).
+            has_mask: (B,) bool, the rows whose ``mask_input`` is a prompt (None: all).
+            point_mask: (B, N + 1) bool, the valid point tokens (the appended padding point
+                included); None: all.
         Returns:
-            (masks (B, M, 4h, 4w), ious (B, M), tokens (B, M, C), object_score_logits (B, 1)).
+            (masks (B, M, 4h, 4w), ious (B, M), tokens (B, M, C), object_score_logits (B, 1));
+            M = 1 when ``multimask`` is a tensor (the rows' own choices, as 1 mask each).
         """
-        sparse, dense = self.sam_prompt_encoder(coords, labels, mask_input)
-        out = self.sam_mask_decoder(embedding, self.sam_prompt_encoder.dense_pe(), sparse, dense, high_res)
+        sparse, dense = self.sam_prompt_encoder(coords, labels, mask_input, has_mask)
+        out = self.sam_mask_decoder(embedding, self.sam_prompt_encoder.dense_pe(), sparse, dense, high_res, point_mask)
         cfg = self.cfg
-        masks, ious, tokens = select_masks(
-            out,
-            multimask,
-            cfg.dynamic_multimask_via_stability,
-            cfg.dynamic_multimask_stability_delta,
+        choose = lambda multi: select_masks(  # noqa: E731
+            out, multi, cfg.dynamic_multimask_via_stability, cfg.dynamic_multimask_stability_delta,
             cfg.dynamic_multimask_stability_thresh,
         )
+        if not isinstance(multimask, Tensor):
+            masks, ious, tokens = choose(multimask)
+            return masks, ious, tokens, out.object_score_logits
+        # Per row: the best of the three candidates, or the (stability-checked) single mask.
+        multi, single = choose(True), choose(False)
+        best = multi[1].argmax(-1)  # (B,)
+        rows = torch.arange(best.shape[0], device=best.device)
+        pick = multimask.view(-1, 1)
+        masks = torch.where(pick[:, :, None, None], multi[0][rows, best][:, None], single[0])  # (B, 1, 4h, 4w)
+        ious = torch.where(pick, multi[1][rows, best][:, None], single[1])  # (B, 1)
+        tokens = torch.where(pick[:, :, None], multi[2][rows, best][:, None], single[2])  # (B, 1, C)
         return masks, ious, tokens, out.object_score_logits
 
     def predict_masks(
@@ -147,10 +162,16 @@ class SAM2(nn.Module):
         coords: Optional[Tensor] = None,
         labels: Optional[Tensor] = None,
         mask_input: Optional[Tensor] = None,
-        multimask: bool = False,
+        multimask: Union[bool, Tensor] = False,
+        has_mask: Optional[Tensor] = None,
+        point_mask: Optional[Tensor] = None,
     ) -> MaskPrediction:
         """One video-model decoding step: decode, blank absent objects, pick the best
-        candidate, upsample it to S x S, and make the object pointer."""
+        candidate, upsample it to S x S, and make the object pointer.
+
+        ``multimask``, ``has_mask`` and ``point_mask`` may be per-row tensors (see
+        :meth:`decode`): the static frame step decodes a batch of differently prompted objects
+        in one call; the chosen mask is then already picked inside :meth:`decode`."""
         if coords is None:
             # The video model always sends at least one (padding) point.
             b = mask_input.shape[0] if mask_input is not None else embedding.shape[0]
@@ -159,14 +180,15 @@ class SAM2(nn.Module):
         if mask_input is not None and mask_input.shape[-1] != self.sam_prompt_encoder.mask_input_size:
             size = self.sam_prompt_encoder.mask_input_size
             mask_input = F.interpolate(mask_input.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        masks, ious, tokens, obj_logits = self.decode(embedding, high_res, coords, labels, mask_input, multimask)
+        masks, ious, tokens, obj_logits = self.decode(embedding, high_res, coords, labels, mask_input, multimask,
+                                                      has_mask, point_mask)
         present = obj_logits > 0  # (B, 1)
         masks = torch.where(present[:, :, None, None], masks, NO_OBJ_SCORE).float()  # (B, M, 4h, 4w)
         s = self.cfg.image_size
         # Every candidate is upsampled, then the best one picked, as upstream does: upsampling
         # one plane instead of three rounds differently with one CPU thread.
         highs = F.interpolate(masks, size=(s, s), mode="bilinear", align_corners=False)  # (B, M, S, S)
-        if multimask:
+        if not isinstance(multimask, Tensor) and multimask:
             best = ious.argmax(-1)  # (B,)
             rows = torch.arange(best.shape[0], device=best.device)
             low, high = masks[rows, best][:, None], highs[rows, best][:, None]  # (B, 1, 4h, 4w), (B, 1, S, S)
@@ -197,14 +219,18 @@ class SAM2(nn.Module):
 
     # ----------------------------------------------------------------- memory
     def condition_on_memory(
-        self, feats: ImageFeatures, memory: Tensor, memory_pos: Tensor, num_ptr_tokens: int
+        self, feats: ImageFeatures, memory: Tensor, memory_pos: Tensor, num_ptr_tokens: int,
+        memory_mask: Optional[Tensor] = None,
+        memory_rope: Optional[Tensor] = None,
     ) -> Tensor:
         """Memory attention: (B, C, h, w) frame features attend to (B, M, C_mem) memory tokens
-        (spatial memories first, then ``num_ptr_tokens`` object-pointer tokens)."""
+        (spatial memories first, then ``num_ptr_tokens`` object-pointer tokens); ``memory_mask``
+        (B, M) bool marks the valid ones (None: all), ``memory_rope`` (B, M) the spatial ones
+        when rows differ (None: all but the pointer tokens)."""
         b, c, h, w = feats.feat.shape
         x = feats.feat.flatten(2).transpose(1, 2)  # (B, hw, C)
         x_pos = feats.pos.flatten(2).transpose(1, 2)  # (B, hw, C)
-        x = self.memory_attention(x, x_pos, memory, memory_pos, num_ptr_tokens)
+        x = self.memory_attention(x, x_pos, memory, memory_pos, num_ptr_tokens, memory_mask, memory_rope)
         return x.transpose(1, 2).reshape(b, c, h, w)
 
     def encode_memory(

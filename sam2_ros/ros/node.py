@@ -185,7 +185,8 @@ class TrackerNode(LifecycleNode):
         super().__init__(NODE_NAME, **kwargs)
         self.log = RateLimitedLog(self.get_logger())
         self.p = params.declare(self)  # ParameterError on bad overrides
-        self.add_on_set_parameters_callback(params.make_callback(self._state_label, self._apply_live))
+        self.add_on_set_parameters_callback(
+            params.make_callback(self._state_label, self._apply_live, lambda: params.current(self)))
 
         self.stats = Stats()
         self.frames = FrameQueue(self.stats)
@@ -312,9 +313,23 @@ class TrackerNode(LifecycleNode):
         # GPU or TensorRT version) falls back to torch with a warning saying why
         encoder, self._backend = make_encoder_or_fallback(
             p['encoder_backend'], model, p['encoder_engine'] or None, warn=self.get_logger().warning)
-        tracker = Tracker(model, max_objects=p['max_objects'], num_maskmem=p['num_maskmem'],
-                          max_cond_frames=p['max_cond_frames'], mask_threshold=p['mask_threshold'],
-                          dtype=p['dtype'], encoder=encoder, prompt_buffer=p['prompt_buffer'])
+        settings = dict(max_objects=p['max_objects'], num_maskmem=p['num_maskmem'],
+                        max_cond_frames=p['max_cond_frames'], mask_threshold=p['mask_threshold'],
+                        dtype=p['dtype'], encoder=encoder, prompt_buffer=p['prompt_buffer'],
+                        compile=params.compile_option(p['compile']))
+        self._step_backend = p['step_backend']
+        if p['step_backend'] == 'torch':
+            tracker = Tracker(model, **settings)
+        else:
+            from sam2_ros.backends import BackendError
+
+            try:
+                tracker = Tracker(model, step_backend=p['step_backend'], step_engine=p['step_engine'] or None, **settings)
+            except (BackendError, ValueError, ImportError, OSError, RuntimeError) as error:
+                self.get_logger().warning(f"step backend {p['step_backend']!r} cannot be used ({error}); "
+                                          'falling back to the torch frame step')
+                self._step_backend = 'torch'
+                tracker = Tracker(model, static=True, **settings)
         loaded = time.perf_counter()
         # Warm-up: one prompted frame and one tracked frame, so the first camera frame is not slow.
         size = p['image_size']
@@ -324,7 +339,8 @@ class TrackerNode(LifecycleNode):
         tracker.reset()
         self.get_logger().info(
             f"model {p['model']} ({checkpoint or 'official SAM 2.1 checkpoint'}) at {size} px on "
-            f'{tracker.device} ({tracker.dtype}, {self._backend} encoder): loaded in '
+            f"{tracker.device} ({tracker.dtype}, {self._backend} encoder, {self._step_backend} step, compile "
+            f"{p['compile']}): loaded in "
             f'{loaded - start:.1f} s, warmed up in {time.perf_counter() - loaded:.1f} s')
         return tracker
 

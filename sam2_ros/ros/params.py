@@ -5,8 +5,9 @@ integer or floating-point range). A set-parameters callback refuses invalid valu
 reason, and refuses changes that cannot take effect in the node's current lifecycle state:
 
 * ``configure``: the model and how it is built (model, checkpoint, device, dtype, image_size,
-  encoder_backend, encoder_engine, num_maskmem, max_cond_frames) are read-only once the node is
-  configured; `cleanup` the node to change them;
+  encoder_backend, encoder_engine, num_maskmem, max_cond_frames, compile) are read-only once the
+  node is configured; `cleanup` the node to change them (with compile on, max_objects too: it is
+  the compiled step's capacity);
 * ``activate``: the image subscription (image_transport, image_qos, qos_depth) cannot change while
   the node is active; `deactivate` it first;
 * ``live``: applied on the next frame (mask_threshold, max_objects, frame_policy, prompt_buffer,
@@ -30,6 +31,7 @@ FRAME_POLICIES = ('latest', 'all')
 RESEED_MODES = ('none', 'every_n_frames', 'on_loss')
 IMAGE_QOS = ('sensor_data', 'reliable', 'system_default')
 TRANSPORTS = ('raw', 'compressed')
+COMPILE = ('false', 'true', 'default', 'reduce-overhead', 'max-autotune')
 
 
 class ParameterError(ValueError):
@@ -66,6 +68,17 @@ SPECS: Tuple[Spec, ...] = (
          'configure', int_range=(1, 7, 1)),
     Spec('max_cond_frames', 4, 'prompted (conditioning) frames kept per object; the oldest is dropped',
          'configure', int_range=(2, 64, 1)),
+    Spec('compile', 'false', 'torch.compile the whole frame step (static shapes, fullgraph): true or '
+         'default | reduce-overhead (CUDA graphs on GPUs) | max-autotune; false: the exact eager path. '
+         'Compiling costs time at configure (minutes on a CPU); every slot of max_objects is computed '
+         'every frame, so size max_objects to the objects you track (fixed once configured); needs '
+         'prompt_buffer 0', 'configure', COMPILE),
+    Spec('step_backend', 'torch', 'where the static frame step runs: torch (compile applies) | onnxruntime | '
+         'tensorrt with step_engine (export/export_onnx.py --part step for this capacity, max_cond_frames, '
+         'num_maskmem); one that cannot be used falls back to the torch step with a warning. Not torch: '
+         'needs prompt_buffer 0 and compile false', 'configure', BACKENDS),
+    Spec('step_engine', '', '.onnx / .engine file of the frame step for step_backend onnxruntime / tensorrt',
+         'configure'),
     # --- tracking (live) ---
     Spec('max_objects', 16, 'most objects tracked at once; prompts for more are refused', 'live',
          int_range=(1, 1024, 1)),
@@ -208,17 +221,45 @@ def validate(name: str, value: Any, check_cuda: bool = True) -> Optional[str]:
     return None
 
 
+def compile_option(value: str):
+    """The ``compile`` parameter as ``Tracker(compile=...)`` takes it."""
+    return {'false': False, 'true': True}.get(value, value)
+
+
+def _combination(name: str, value: Any, values: Dict[str, Any], state: str) -> Optional[str]:
+    """Why ``name = value`` does not go with the other ``values`` (None if it does)."""
+    values = {**values, name: value}
+    compiled = values.get('compile', 'false') != 'false'
+    exported = values.get('step_backend', 'torch') != 'torch'
+    if name in ('compile', 'step_backend') and compiled and exported:
+        return (f"compile applies to the torch frame step; step_backend {values['step_backend']} runs an exported "
+                'one: set compile: "false"')
+    if name in ('compile', 'step_backend') and (compiled or exported) and values.get('prompt_buffer', 0) > 0:
+        return (f'{name} {value} runs the static frame step, which needs prompt_buffer 0 (it has no prompt buffer '
+                'yet: prompts stamped with earlier frames would apply to the next frame); set prompt_buffer: 0')
+    if (compiled or exported) and name == 'prompt_buffer' and value > 0:
+        return 'prompt_buffer must stay 0 with compile or an exported step_backend (the static frame step has no prompt buffer)'
+    if (compiled or exported) and name == 'max_objects' and state in ('inactive', 'active'):
+        return ('max_objects is the static frame step\'s capacity, fixed once configured; '
+                'deactivate and clean up the node to change it')
+    return None
+
+
 def validate_all(values: Dict[str, Any]) -> None:
     """Check every value and the combinations; raise :class:`ParameterError` with all reasons."""
     errors = [r for r in (validate(n, v) for n, v in values.items()) if r]
+    if not errors:
+        errors = [r for r in (_combination(n, values[n], values, 'unconfigured') for n in ('compile', 'step_backend')
+                              if n in values) if r][:1]
     if errors:
         raise ParameterError('; '.join(errors))
 
 
-def change_refusal(name: str, value: Any, state: str) -> Optional[str]:
+def change_refusal(name: str, value: Any, state: str, values: Optional[Dict[str, Any]] = None) -> Optional[str]:
     """Why a change of ``name`` to ``value`` is refused in lifecycle ``state`` (unconfigured,
-    inactive, active, finalized), or None."""
-    reason = validate(name, value)
+    inactive, active, finalized), or None; ``values``: the current parameters, for the
+    combinations (compile with prompt_buffer and max_objects)."""
+    reason = validate(name, value) or _combination(name, value, values or {}, state)
     if reason:
         return reason
     spec = SPEC_BY_NAME.get(name)
@@ -293,15 +334,19 @@ def current(node, names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     return {n: node.get_parameter(n).value for n in names}
 
 
-def make_callback(state_of: Callable[[], str], apply_live: Callable[[Dict[str, Any]], None]):
-    """A set-parameters callback: refuses invalid or untimely values with the reason, and passes
-    accepted values of live parameters to ``apply_live``."""
+def make_callback(state_of: Callable[[], str], apply_live: Callable[[Dict[str, Any]], None],
+                  values_of: Optional[Callable[[], Dict[str, Any]]] = None):
+    """A set-parameters callback: refuses invalid or untimely values with the reason (also
+    combinations with the current values, ``values_of()``), and passes accepted values of live
+    parameters to ``apply_live``."""
     from rcl_interfaces.msg import SetParametersResult
 
     def callback(parameters) -> 'SetParametersResult':
         state = state_of()
+        values = dict(values_of()) if values_of is not None else {}
+        values.update({p.name: p.value for p in parameters})
         for p in parameters:
-            reason = change_refusal(p.name, p.value, state)
+            reason = change_refusal(p.name, p.value, state, values)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
         live = {p.name: p.value for p in parameters

@@ -1,0 +1,30 @@
+"""benchmarks/gpu_suite.sh --smoke: the GPU suite's script runs end to end on the CPU (tiny
+sizes), so it is known to work before a lent GPU's minutes are spent on it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_gpu_suite_smoke_runs_every_section(tmp_path):
+    out = tmp_path / "smoke.json"
+    env = dict(os.environ, PYTHON=sys.executable)
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_suite.sh"), "--smoke", "--out", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["errors"] == [], result["errors"]
+    assert result["skipped"] == []
+    assert result["sync"] is not None
+    assert {row["mode"] for row in result["speed"]} == {"eager", "compiled", "cudagraphs", "official_vos"}
+    for row in result["speed"]:
+        assert row["fps"] > 0 and row["p95_ms"] >= row["p50_ms"] > 0
+    parity = result["parity"]
+    assert set(parity) == {"float32_exact", "float32_static", "bfloat16_static"}
+    # The smoke checkpoint is alive: masks exist, so the comparison means something.
+    assert parity["float32_exact"]["max_rel_logit_err"] == 0.0 and parity["float32_exact"]["object_frames"] > 0
+    assert parity["float32_static"]["max_rel_logit_err"] < 1e-3
