@@ -42,6 +42,7 @@ import numpy as np
 from sam2_ros.tools import bagio, metrics, plots
 from sam2_ros.tools.labelpng import LabelPngError, read_label_png
 from sam2_ros.tools.prompts_file import PromptsFileError, PromptSpec, load_prompts
+from sam2_ros.tools.cli import HelpFormatter
 
 __all__ = ['EvaluationError', 'build_parser', 'evaluate', 'main']
 
@@ -601,7 +602,7 @@ def _markdown(r: dict, pngs) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='sam2_evaluate', description=__doc__.split('\n\n')[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument('--bag', required=True, type=pathlib.Path, help='rosbag2 folder (sqlite3 or mcap)')
     p.add_argument('--image-topic', required=True, help='sensor_msgs/Image or CompressedImage topic')
     p.add_argument('--prompts', type=pathlib.Path, default=None, help='prompts YAML (DESIGN.md)')

@@ -61,6 +61,7 @@ from sam2_ros.tools import bagio, metrics, plots
 from sam2_ros.tools.evaluate import (MODELS, EvaluationError, GroundTruth, _cpu_name, _fmt_stamp,
                                      _percentiles, schedule_prompts)
 from sam2_ros.tools.prompts_file import PromptsFileError, load_prompts
+from sam2_ros.tools.cli import HelpFormatter
 
 __all__ = ['LiveError', 'build_parser', 'run', 'main']
 
@@ -731,7 +732,7 @@ def run(args) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='sam2_live', description=__doc__.split('\n\n')[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument('--bag', required=True, type=pathlib.Path, help='rosbag2 folder (sqlite3 or mcap)')
     p.add_argument('--image-topic', required=True, help='sensor_msgs/Image or CompressedImage topic of the bag')
     p.add_argument('--prompts', type=pathlib.Path, default=None, help='prompts YAML (DESIGN.md)')
