@@ -318,6 +318,9 @@ def main(argv=None) -> int:
     args = _args(argv)
     try:
         return run(args)
+    except NodeExited as error:
+        print(f'[play_clip] error: {error}', file=sys.stderr)
+        return 3  # the node is gone: scripts/demo.sh tells this from a failure of the player's own
     except (PlayError, PromptsFileError) as error:
         print(f'[play_clip] error: {error}', file=sys.stderr)
         return 2
