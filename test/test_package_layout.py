@@ -8,7 +8,7 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
-# Parameters the node documents in DESIGN.md / README.md (config/tracker.yaml sets them all).
+# Parameters the node documents in README.md (config/tracker.yaml sets them all).
 DESIGN_PARAMETERS = {
     'model', 'checkpoint', 'device', 'dtype', 'image_size', 'encoder_backend', 'encoder_engine',
     'max_objects', 'num_maskmem', 'max_cond_frames', 'mask_threshold', 'frame_policy',
@@ -63,3 +63,33 @@ def test_node_entry_point_exists():
     from sam2_ros.ros import node
 
     assert callable(node.main)
+
+
+def _python_m_sam2_ros(*args, cwd):
+    import os
+    import subprocess
+    import sys
+
+    # the venv's interpreter, without the suite's sys.path: what a user's shell runs
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    return subprocess.run([sys.executable, '-m', 'sam2_ros', *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_python_m_sam2_ros_help_prints_usage_and_starts_nothing():
+    for args in (['--help'], ['-h']):
+        r = _python_m_sam2_ros(*args, cwd=ROOT)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith('usage: python -m sam2_ros')
+        assert '--ros-args' in r.stdout and '--params-file' in r.stdout
+        assert 'tracker.yaml' in r.stdout and 'README.md' in r.stdout
+        assert 'download' not in r.stderr and '[sam2_tracker]' not in r.stderr
+
+
+def test_python_m_sam2_ros_from_the_folder_holding_the_clone_says_what_to_do(tmp_path):
+    # a clone named sam2_ros, run from its parent folder: the folder shadows the package
+    (tmp_path / 'sam2_ros').symlink_to(ROOT, target_is_directory=True)
+    r = _python_m_sam2_ros('--ros-args', '-p', 'device:=cpu', cwd=tmp_path)
+    assert r.returncode == 2
+    assert 'instead of the package' in r.stderr and 'cd ' in r.stderr
+    assert 'Traceback' not in r.stderr and 'ImportError' not in r.stderr

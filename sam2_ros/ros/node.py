@@ -20,7 +20,7 @@ are tied to the old view). Object states: :mod:`sam2_ros.object_state`; detectio
 (``~/prompt_boxes``): :mod:`sam2_ros.reseed`; ``~/track_everything``: the automatic mask
 generator (:mod:`sam2_ros.automatic`) on the latest frame.
 
-Topics, services and parameters: README.md and DESIGN.md ("Contract: ROS 2 interface").
+Topics, services and parameters: README.md ("The tracker node") and config/tracker.yaml.
 """
 from __future__ import annotations
 
@@ -891,6 +891,11 @@ def main(args=None) -> int:
     SIGTERM, then stop cleanly (exit status 0). A second signal exits at once."""
     from rclpy.signals import SignalHandlerOptions
 
+    from sam2_ros.ros.usage import print_usage, wants_help
+
+    if wants_help(sys.argv[1:] if args is None else args):
+        print_usage()
+        return 0
     stop = threading.Event()
 
     def on_signal(signum, frame):
