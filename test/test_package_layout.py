@@ -93,3 +93,26 @@ def test_python_m_sam2_ros_from_the_folder_holding_the_clone_says_what_to_do(tmp
     assert r.returncode == 2
     assert 'instead of the package' in r.stderr and 'cd ' in r.stderr
     assert 'Traceback' not in r.stderr and 'ImportError' not in r.stderr
+
+
+def test_no_reference_to_documents_the_repository_lacks():
+    # every reference to a markdown document that a user meets must open in the clone
+    texts = [p for p in ROOT.rglob('*') if p.is_file() and p.suffix in {'.py', '.md', '.yaml', '.sh', '.txt'}
+             and not any(part.startswith('.') or part in {'build', 'install', 'log', 'outputs'}
+                         for part in p.relative_to(ROOT).parts)]
+    documents = {p.name for p in texts if p.suffix == '.md'}
+    for path in texts:
+        text = path.read_text(errors='replace')
+        for name in set(re.findall(r'\b([A-Za-z_][\w/.-]*\.md)\b', text)):
+            if '/' in name:  # a path: from the root or from the file's folder
+                found = (ROOT / name).is_file() or (path.parent / name).is_file()
+            else:  # a bare name (a layout listing): somewhere in the repository
+                found = name in documents
+            assert found, f'{path.relative_to(ROOT)} refers to {name}, which the repository lacks'
+
+
+def test_readme_documents_every_key_of_the_prompts_file():
+    readme = (ROOT / 'README.md').read_text()
+    section = readme.split('### Prompts files', 1)[1].split('\n## ', 1)[0]
+    for key in ('object_id', 'frame', 'stamp', 'points', 'labels', 'box', 'mask'):
+        assert f'`{key}`' in section and f'{key}:' in section, key

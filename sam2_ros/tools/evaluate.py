@@ -8,7 +8,7 @@
 
 Runs the tracker on every frame of the image topic, in bag order, deterministically (no frame
 is dropped; the ROS node's ``frame_policy: all``). Prompts come from a prompts YAML
-(DESIGN.md; ``frame`` index or ``stamp``) or from ``~/prompt`` ImageMarkers recorded in the
+(README.md, "Prompts files"; ``frame`` index or ``stamp``) or from ``~/prompt`` ImageMarkers recorded in the
 bag (``--prompt-topic``). Writes under OUT:
 
 * ``bag/``: a rosbag2 with ``/sam2_tracker/masks`` (mono16 label images, pixel = object id),
@@ -605,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=HelpFormatter)
     p.add_argument('--bag', required=True, type=pathlib.Path, help='rosbag2 folder (sqlite3 or mcap)')
     p.add_argument('--image-topic', required=True, help='sensor_msgs/Image or CompressedImage topic')
-    p.add_argument('--prompts', type=pathlib.Path, default=None, help='prompts YAML (DESIGN.md)')
+    p.add_argument('--prompts', type=pathlib.Path, default=None, help='prompts YAML (format: README.md, "Prompts files")')
     p.add_argument('--prompt-topic', default=None,
                    help='topic of recorded visualization_msgs/ImageMarker prompts (e.g. /sam2_tracker/prompt)')
     p.add_argument('--gt-topic', default=None, help='ground-truth label-image topic (mono8/mono16, '

@@ -735,7 +735,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=HelpFormatter)
     p.add_argument('--bag', required=True, type=pathlib.Path, help='rosbag2 folder (sqlite3 or mcap)')
     p.add_argument('--image-topic', required=True, help='sensor_msgs/Image or CompressedImage topic of the bag')
-    p.add_argument('--prompts', type=pathlib.Path, default=None, help='prompts YAML (DESIGN.md)')
+    p.add_argument('--prompts', type=pathlib.Path, default=None, help='prompts YAML (format: README.md, "Prompts files")')
     p.add_argument('--prompt-topic', default=None,
                    help='topic of recorded visualization_msgs/ImageMarker prompts in the bag')
     p.add_argument('--gt-topic', default=None, help='ground-truth label-image topic of the bag: J&F '
