@@ -80,6 +80,17 @@ class LiveError(RuntimeError):
         self.code = code
 
 
+def rate_hz(count: int, span_s: float) -> float | None:
+    """Frames per second of ``count`` frames whose first and last are ``span_s`` apart.
+
+    ``count - 1`` intervals, not ``count``: 6 frames of a 25 fps bag span 0.2 s, and 6 / 0.2
+    would report 30 fps. None for fewer than 2 frames or no time between them.
+    """
+    if count < 2 or span_s <= 0:
+        return None
+    return (count - 1) / span_s
+
+
 def _log(args, text: str) -> None:
     if not args.quiet:
         print(f'[sam2_live] {text}', flush=True)
@@ -656,7 +667,7 @@ def run(args) -> dict:
             rows.append(row)
         n_sent = len(frames)
         n_recv = len(received)
-        span = (max(received.values()) - start) if received else 0.0
+        out_span = (max(received.values()) - min(received.values())) if received else 0.0
         diags = [d for d in recorder.diagnostics if d['arrival'] >= start]  # during the playback
         bag_first, bag_last = frames[0].log_time, frames[-1].log_time
         diag_stamps = [d['stamp_ns'] for d in diags]
@@ -681,8 +692,8 @@ def run(args) -> dict:
             'masks_unmatched': recorder.unmatched, 'masks_repeated': recorder.repeated,
             'duplicate_input_stamps': duplicates,
             'latency_ms': {k: lat[k] for k in ('p50', 'p95', 'max', 'mean', 'min')} if lat else {},
-            'input_fps': n_sent / ((bag_last - bag_first) / 1e9 / args.rate) if bag_last > bag_first else None,
-            'output_fps': n_recv / span if span > 0 else None,
+            'input_fps': rate_hz(n_sent, (bag_last - bag_first) / 1e9 / args.rate),
+            'output_fps': rate_hz(n_recv, out_span),
             'playback_s': end_sent - start, 'wall_s': finished - start,
             'node_mode': mode,
             'node_diagnostics': diags[-1]['values'] if diags else None,
