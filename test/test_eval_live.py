@@ -126,6 +126,7 @@ def test_start_node_plays_the_bag_with_clock_and_records_one_mask_per_frame(clip
 
     # the node ran in sim time on the tool's /clock: the bag's log times, first to last
     assert report['node_mode']['frame_policy'] == 'all' and report['node_mode']['use_sim_time'] is True
+    assert report['node_checkpoint']['checkpoint_official'] is None  # random weights, told by content
     clock = report['clock']
     assert clock['published'] and clock['messages'] >= N
     assert clock['first'] == f'{header(0).sec}.{header(0).nanosec:09d}'

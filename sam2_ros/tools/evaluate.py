@@ -282,6 +282,28 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def checkpoint_identity(path: str | os.PathLike) -> dict:
+    """What a report needs to tell one checkpoint file from another: its SHA-256 prefix and,
+    when it is one of Meta's published files, that file's name.
+
+    The demo's random weights are written in the official format under an official-looking
+    name; only the content tells them apart, so the digest is computed, not the name trusted.
+    """
+    import hashlib
+
+    from sam2_ros.model.checkpoint import OFFICIAL_CHECKPOINTS, SAM2_0_CHECKPOINTS
+
+    digest = hashlib.sha256()
+    with open(path, 'rb') as stream:
+        for block in iter(lambda: stream.read(1 << 20), b''):
+            digest.update(block)
+    sha = digest.hexdigest()
+    official = next((info.filename for info in (*OFFICIAL_CHECKPOINTS.values(),
+                                                 *SAM2_0_CHECKPOINTS.values())
+                     if info.sha256 == sha), None)
+    return {'checkpoint_sha256': sha[:16], 'checkpoint_official': official}
+
+
 def _build_tracker(args):
     from sam2_ros import Tracker
     from sam2_ros.model.checkpoint import CheckpointError, resolve_checkpoint
@@ -449,13 +471,19 @@ def evaluate(args) -> dict:
             progress.close()
     wall = time.perf_counter() - wall_start
 
-    report = _report(args, checkpoint, storage, out_storage, frames, shape, latencies, memory,
+    ran = {'checkpoint': checkpoint, **checkpoint_identity(checkpoint), 'model': args.model,
+           'image_size': args.image_size, 'device': str(tracker.device),
+           'device_requested': args.device, 'dtype': str(tracker.dtype).replace('torch.', '')}
+    if ran['checkpoint_official'] is None:
+        warnings.append(f'the checkpoint {checkpoint} (SHA-256 {ran["checkpoint_sha256"]}...) is '
+                        "none of Meta's published files: fine-tuned, converted, or random weights")
+    report = _report(args, ran, storage, out_storage, frames, shape, latencies, memory,
                      per_obj, first_frame, gt, wall, warnings)
     _write_outputs(out, report, rows, per_obj, latencies, memory, gt is not None)
     return report
 
 
-def _report(args, checkpoint, storage, out_storage, frames, shape, latencies, memory, per_obj,
+def _report(args, ran: dict, storage, out_storage, frames, shape, latencies, memory, per_obj,
             first_frame, gt, wall, warnings) -> dict:
     import torch
 
@@ -491,8 +519,7 @@ def _report(args, checkpoint, storage, out_storage, frames, shape, latencies, me
                     str(args.device).startswith(('cuda', 'auto')) else None},
         'bag': str(args.bag), 'storage': storage, 'image_topic': args.image_topic,
         'prompts': str(args.prompts) if args.prompts else None, 'prompt_topic': args.prompt_topic,
-        'checkpoint': checkpoint, 'model': args.model, 'image_size': args.image_size,
-        'device': args.device,
+        **ran,  # what ran: checkpoint (path, SHA-256 prefix, official name), model, size, device, dtype
         'frames': n, 'frame_size': [int(shape[1]), int(shape[0])] if shape else None,
         'fps': n / total_s if total_s > 0 else None,
         'wall_fps': n / wall if wall > 0 else None,
@@ -556,7 +583,10 @@ def _markdown(r: dict, pngs) -> str:
         '# sam2_evaluate report', '',
         f'- bag: `{r["bag"]}` ({r["storage"]}), topic `{r["image_topic"]}`, {r["frames"]} frames '
         f'{r["frame_size"][0]}x{r["frame_size"][1]}',
-        f'- model: {r["model"]} at {r["image_size"]} px on {r["device"]}, checkpoint `{r["checkpoint"]}`',
+        f'- model: {r["model"]} at {r["image_size"]} px on {r["device"]} ({r["dtype"]})',
+        f'- checkpoint: `{r["checkpoint"]}`, SHA-256 {r["checkpoint_sha256"]}..., '
+        + (f'Meta\'s {r["checkpoint_official"]}' if r['checkpoint_official'] else
+           "**not one of Meta's published files** (fine-tuned, converted, or random weights)"),
         f'- prompts: {r["prompts"] or ""}{" + markers on " + r["prompt_topic"] if r["prompt_topic"] else ""}',
         f'- machine: {r["machine"]["cpu"]} ({r["machine"]["cpu_count"]} cores), torch {r["machine"]["torch"]}',
         f'- date: {r["date"]}', '',

@@ -59,6 +59,7 @@ import numpy as np
 
 from sam2_ros.tools import bagio, metrics, plots
 from sam2_ros.tools.evaluate import (MODELS, EvaluationError, GroundTruth, _cpu_name, _fmt_stamp,
+                                     checkpoint_identity,
                                      _percentiles, schedule_prompts)
 from sam2_ros.tools.prompts_file import PromptsFileError, load_prompts
 from sam2_ros.tools.cli import HelpFormatter
@@ -696,6 +697,9 @@ def run(args) -> dict:
             'output_fps': rate_hz(n_recv, out_span),
             'playback_s': end_sent - start, 'wall_s': finished - start,
             'node_mode': mode,
+            # the node's checkpoint by content, where this machine can read it (as sam2_evaluate)
+            'node_checkpoint': checkpoint_identity(mode['checkpoint'])
+            if mode.get('checkpoint') and os.path.isfile(mode['checkpoint']) else None,
             'node_diagnostics': diags[-1]['values'] if diags else None,
             'clock': {'published': clock_info['published'], 'messages': clock_info['messages'],
                       'first': _fmt_stamp(clock_info['first_ns']) if clock_info['first_ns'] is not None else None,
