@@ -50,3 +50,9 @@ def test_histogram_marker_labels_are_above_the_bars():
     # the two labels do not overlap: their pixel columns above the frame are disjoint
     cols = [set(np.nonzero((np.abs(img[:top].astype(int) - c).sum(-1) < 60))[1]) for c in (p50, p95)]
     assert not cols[0] & cols[1]
+
+
+def test_frame_axes_tick_whole_frames_only():
+    assert plots.nice_ticks(0, 3, 8, integer=True) == [0, 1, 2, 3]
+    assert all(float(t).is_integer() for t in plots.nice_ticks(0, 17, 8, integer=True))
+    assert plots.nice_ticks(0, 3, 8) == [0, 0.5, 1, 1.5, 2, 2.5, 3]  # real-valued axes keep halves

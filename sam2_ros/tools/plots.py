@@ -26,8 +26,9 @@ _PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 
             (140, 86, 75), (227, 119, 194), (127, 127, 127)]
 
 
-def nice_ticks(lo: float, hi: float, count: int = 6) -> list[float]:
-    """About ``count`` round tick values covering [lo, hi]."""
+def nice_ticks(lo: float, hi: float, count: int = 6, integer: bool = False) -> list[float]:
+    """About ``count`` round tick values covering [lo, hi]; whole numbers only with
+    ``integer`` (frame indices: a tick at frame 0.5 means nothing)."""
     if not math.isfinite(lo) or not math.isfinite(hi):
         return [0.0, 1.0]
     if hi <= lo:
@@ -35,6 +36,8 @@ def nice_ticks(lo: float, hi: float, count: int = 6) -> list[float]:
     raw = (hi - lo) / max(count - 1, 1)
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    if integer and not float(step).is_integer():  # below 1, or 2.5
+        step = 1.0 if step < 1 else 2.0
     start = math.floor(lo / step) * step
     ticks = []
     v = start
@@ -189,7 +192,8 @@ def line_plot(path, series: Mapping[str, tuple[Sequence[float], Sequence[float]]
     img = _canvas(title, xlabel, ylabel, top)
     xs = [float(v) for x, _ in series.values() for v in x]
     ys = [float(v) for _, y in series.values() for v in y if v is not None and math.isfinite(v)]
-    xticks = nice_ticks(min(xs, default=0.0), max(xs, default=1.0), 8)
+    whole = bool(xs) and all(float(v).is_integer() for v in xs)  # frame indices, counts
+    xticks = nice_ticks(min(xs, default=0.0), max(xs, default=1.0), 8, integer=whole)
     if ylim is None:
         lo, hi = min(ys, default=0.0), max(ys, default=1.0)
         lo = min(lo, 0.0)
