@@ -236,6 +236,15 @@ def test_demo_sh_help_is_a_usage_not_the_script():
         assert option in r.stdout
 
 
+def test_setup_sh_help_is_a_usage_not_the_script():
+    import subprocess
+
+    r = subprocess.run(['bash', str(ROOT / 'scripts' / 'setup.sh'), '--help'], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.startswith('Usage: bash scripts/setup.sh')
+    assert 'set -euo' not in r.stdout and not any(line.startswith('#') for line in r.stdout.splitlines())
+
+
 @pytest.mark.parametrize('args, says', [
     (['--model', 'huge'], 'use tiny, small, base_plus or large'),
     (['--image-size', '100'], 'multiple of 32'),
