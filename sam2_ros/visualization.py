@@ -216,12 +216,16 @@ def _draw_corner_tags(image: np.ndarray, tags: Sequence[tuple[str, tuple[int, in
     height, width = image.shape[:2]
     bottom = height - 2
     for text, color in tags:
-        (tw, th), base = cv2.getTextSize(text, _FONT, scale, thickness)
+        fit = scale
+        # on a small frame, shrink the tag to the frame's width rather than cut it off
+        while cv2.getTextSize(text, _FONT, fit, thickness)[0][0] + 8 > width and fit > 0.3:
+            fit *= 0.9
+        (tw, th), base = cv2.getTextSize(text, _FONT, fit, thickness)
         bh = th + base + 2 * max(2, thickness + 1)
         if bottom - bh < 0:
             break  # more objects than rows: the rest would be drawn off the image
         cx = width - 2 - (tw + 2 * max(2, thickness + 1)) / 2
-        _draw_tag(image, text, cx, bottom + 1, color, scale, thickness)
+        _draw_tag(image, text, cx, bottom + 1, color, fit, thickness)
         bottom -= bh + 2
 
 
