@@ -12,7 +12,7 @@ from typing import Iterable, Mapping, Sequence
 import cv2
 import numpy as np
 
-__all__ = ['color_for_id', 'overlay', 'label_image', 'stamp', 'contact_sheet']
+__all__ = ['color_for_id', 'overlay', 'draw_prompts', 'label_image', 'stamp', 'contact_sheet']
 
 _GOLDEN = 0.6180339887498949
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -88,15 +88,17 @@ def _put_text(image: np.ndarray, text: str, org: tuple[int, int], scale: float,
 
 
 def _draw_tag(image: np.ndarray, text: str, cx: float, top: int,
-              color: tuple[int, int, int], scale: float, thickness: int) -> None:
+              color: tuple[int, int, int], scale: float, thickness: int,
+              below: bool = False) -> None:
     """A filled label box in ``color`` centered on x = cx, just above row ``top`` (the mask's
-    top edge), or just below it when there is no room above; kept inside the image (in place)."""
+    top edge), or just below it when there is no room above (or ``below``); kept inside the
+    image (in place)."""
     height, width = image.shape[:2]
     (tw, th), base = cv2.getTextSize(text, _FONT, scale, thickness)
     pad = max(2, thickness + 1)
     bw, bh = tw + 2 * pad, th + base + 2 * pad
     x0 = int(np.clip(round(cx - bw / 2), 0, max(0, width - bw)))
-    y0 = top - bh - 1 if top - bh - 1 >= 0 else top + 1
+    y0 = top - bh - 1 if top - bh - 1 >= 0 and not below else top + 1
     y0 = int(np.clip(y0, 0, max(0, height - bh)))
     cv2.rectangle(image, (x0, y0), (x0 + bw - 1, y0 + bh - 1), color, cv2.FILLED)
     cv2.rectangle(image, (x0, y0), (x0 + bw - 1, y0 + bh - 1), (0, 0, 0), 1)
@@ -122,7 +124,8 @@ def overlay(frame_rgb: np.ndarray, masks: np.ndarray, object_ids: Sequence[int],
     Returns:
         A new H x W x 3 uint8 RGB image: blended masks, their outlines, and a tag with each
         visible object's id (and label, score) in its color, centered over the mask's centroid
-        on its top edge.
+        on its top edge. An object whose mask is empty gets a tag too, "<id> <score> no mask",
+        stacked in the bottom-right corner: a tracked object never disappears silently.
     """
     frame = _check_frame(frame_rgb)
     height, width = frame.shape[:2]
@@ -157,9 +160,10 @@ def overlay(frame_rgb: np.ndarray, masks: np.ndarray, object_ids: Sequence[int],
 
     scale = max(0.45, min(height, width) / 720.0 * 0.8)
     thickness = max(1, int(round(min(height, width) / 400.0)))
-    tags = []
+    tags, unmasked = [], []
     for k, obj_id in enumerate(object_ids):
         if boxes[k] is None:
+            unmasked.append((_no_mask_text(obj_id, k, scores, labels), color_for_id(obj_id)))
             continue
         y0, y1, x0, x1 = boxes[k]
         color = color_for_id(obj_id)
@@ -171,15 +175,96 @@ def overlay(frame_rgb: np.ndarray, masks: np.ndarray, object_ids: Sequence[int],
         cv2.drawContours(out, contours, -1, color, thickness, cv2.LINE_AA)
         moments = cv2.moments(crop, binaryImage=True)
         cx = x0 - 1 + moments['m10'] / moments['m00']
-        text = str(obj_id)
-        if labels and labels.get(obj_id):
-            text += f' {labels[obj_id]}'
-        if scores is not None:
-            text += f' {float(scores[k]):.2f}'
-        tags.append((text, cx, y0, color))
+        tags.append((_tag_text(obj_id, k, scores, labels), cx, y0, color))
 
     for text, cx, top_row, color in tags:  # after every outline: no outline covers a tag
         _draw_tag(out, text, cx, top_row, color, scale, thickness)
+    # larger than the mask tags: they carry a sentence, and contact sheets shrink the frame
+    _draw_corner_tags(out, unmasked, scale * 1.3, thickness)
+    return out
+
+
+def _no_mask_text(obj_id: int, k: int, scores: np.ndarray | None,
+                  labels: Mapping[int, str] | None) -> str:
+    """The tag of a tracked object whose mask is empty, e.g. "object 1 (0.03): no mask"."""
+    text = f'object {obj_id}'
+    if labels and labels.get(obj_id):
+        text += f' {labels[obj_id]}'
+    if scores is not None:
+        text += f' ({float(scores[k]):.2f})'
+    return text + ': no mask'
+
+
+def _tag_text(obj_id: int, k: int, scores: np.ndarray | None,
+              labels: Mapping[int, str] | None) -> str:
+    """The tag of object ``obj_id`` (index ``k``): its id, class label and score."""
+    text = str(obj_id)
+    if labels and labels.get(obj_id):
+        text += f' {labels[obj_id]}'
+    if scores is not None:
+        text += f' {float(scores[k]):.2f}'
+    return text
+
+
+def _draw_corner_tags(image: np.ndarray, tags: Sequence[tuple[str, tuple[int, int, int]]],
+                      scale: float, thickness: int) -> None:
+    """Filled tags stacked upwards from the bottom-right corner (in place).
+
+    The bottom-right corner because a warning banner (:func:`stamp`) covers the top rows and
+    contact-sheet captions the bottom-left.
+    """
+    height, width = image.shape[:2]
+    bottom = height - 2
+    for text, color in tags:
+        fit = scale
+        # on a small frame, shrink the tag to the frame's width rather than cut it off
+        while cv2.getTextSize(text, _FONT, fit, thickness)[0][0] + 8 > width and fit > 0.3:
+            fit *= 0.9
+        (tw, th), base = cv2.getTextSize(text, _FONT, fit, thickness)
+        bh = th + base + 2 * max(2, thickness + 1)
+        if bottom - bh < 0:
+            break  # more objects than rows: the rest would be drawn off the image
+        cx = width - 2 - (tw + 2 * max(2, thickness + 1)) / 2
+        _draw_tag(image, text, cx, bottom + 1, color, fit, thickness)
+        bottom -= bh + 2
+
+
+def draw_prompts(image: np.ndarray, points: Sequence[Sequence[float]] | None = None,
+                 labels: Sequence[int] | None = None,
+                 box: Sequence[float] | None = None, obj_id: int | None = None) -> np.ndarray:
+    """Mark one object's prompt on an RGB image (returns a new image).
+
+    Points are dots, green for foreground (label 1) and red for background (0), ringed in
+    black so that they show on any background; a box is a white rectangle with a black edge.
+    With ``obj_id`` the prompt is labelled "prompt <id>" in the object's color, so that a reader
+    can match it with the object's tag even when the object got no mask.
+    """
+    out = np.array(image, dtype=np.uint8, copy=True)
+    height, width = out.shape[:2]
+    radius = max(4, min(height, width) // 60)
+    scale = max(0.5, min(height, width) / 720.0)
+    thickness = max(1, int(round(min(height, width) / 400.0)))
+    anchor = None
+    if box is not None:
+        x0, y0, x1, y1 = (int(round(float(v))) for v in box)
+        cv2.rectangle(out, (x0, y0), (x1, y1), (0, 0, 0), thickness + 2)
+        cv2.rectangle(out, (x0, y0), (x1, y1), (255, 255, 255), thickness)
+        anchor = (min(x0, x1), max(y0, y1))
+    if points is not None:
+        labels = [1] * len(points) if labels is None else labels
+        for (x, y), label in zip(points, labels):
+            center = (int(round(float(x))), int(round(float(y))))
+            cv2.circle(out, center, radius + 2, (0, 0, 0), -1, cv2.LINE_AA)
+            cv2.circle(out, center, radius, (40, 220, 40) if int(label) else (230, 40, 40), -1,
+                       cv2.LINE_AA)
+            if anchor is None:
+                anchor = (center[0] - radius, center[1] + radius + 2)
+    if obj_id is not None and anchor is not None:
+        text = f'prompt {obj_id}'
+        (tw, _), _ = cv2.getTextSize(text, _FONT, scale, thickness)
+        # _draw_tag puts the tag above ``top`` when there is room: below the anchor, then
+        _draw_tag(out, text, anchor[0] + tw / 2, min(anchor[1], height - 1),
+                  color_for_id(obj_id), scale, thickness, below=True)
     return out
 
 
@@ -239,7 +324,14 @@ def _label_image_torch(logits, object_ids: Sequence[int], threshold: float) -> n
 def stamp(image: np.ndarray, text: str, color: tuple[int, int, int] = (255, 60, 60)) -> np.ndarray:
     """Write a warning banner across the top of an RGB image (returns a new image)."""
     out = np.array(image, dtype=np.uint8, copy=True)
-    height, width = out.shape[:2]
+    scale, thickness, th, bar = _banner_layout(text, out.shape[1])
+    out[:bar] = (out[:bar].astype(np.float32) * 0.35).astype(np.uint8)
+    _put_text(out, text, (4, th + 4), scale, color, thickness)
+    return out
+
+
+def _banner_layout(text: str, width: int) -> tuple[float, int, int, int]:
+    """(font scale, thickness, text height, banner height) of ``text`` across ``width`` px."""
     scale = max(0.45, width / 1280.0 * 1.2)
     thickness = max(1, int(round(width / 640.0)))
     # Shrink the font until the text fits the width.
@@ -248,15 +340,22 @@ def stamp(image: np.ndarray, text: str, color: tuple[int, int, int] = (255, 60, 
         if tw <= width - 8 or scale <= 0.25:
             break
         scale *= 0.9
-    bar = th + base + 8
-    out[:bar] = (out[:bar].astype(np.float32) * 0.35).astype(np.uint8)
-    _put_text(out, text, (4, th + 4), scale, color, thickness)
-    return out
+    return scale, thickness, th, th + base + 8
+
+
+def _banner_height(text: str, width: int) -> int:
+    """Rows that :func:`stamp` darkens for ``text`` on an image ``width`` px wide."""
+    return _banner_layout(text, width)[3]
 
 
 def contact_sheet(images: Iterable[np.ndarray], columns: int = 4, tile_width: int = 320,
-                  captions: Sequence[str] | None = None) -> np.ndarray:
-    """Tile images (H x W x 3 uint8, any sizes) into one image, row by row, with captions."""
+                  captions: Sequence[str] | None = None, banner: str | None = None) -> np.ndarray:
+    """Tile images (H x W x 3 uint8, any sizes) into one image, row by row, with captions.
+
+    ``banner``: a warning written once across the top of the sheet, in a strip of its own.
+    Pass the unstamped images with it: a banner stamped on each full-size image shrinks with
+    the tile to an unreadable size.
+    """
     images = list(images)
     if not images:
         raise ValueError('no images for the contact sheet')
@@ -276,4 +375,7 @@ def contact_sheet(images: Iterable[np.ndarray], columns: int = 4, tile_width: in
         r, c = divmod(k, columns)
         sheet[r * tile_height:r * tile_height + tile.shape[0],
               c * tile_width:(c + 1) * tile_width] = tile
+    if banner:
+        strip = np.zeros((_banner_height(banner, sheet.shape[1]), sheet.shape[1], 3), np.uint8)
+        sheet = stamp(np.concatenate([strip, sheet]), banner)
     return sheet

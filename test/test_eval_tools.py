@@ -6,6 +6,7 @@ prompts gives J&F = 1 (up to pixels whose logit is a float tie at the threshold)
 """
 import csv
 import json
+import pathlib
 
 import cv2
 import numpy as np
@@ -129,6 +130,15 @@ def test_davis_folder_to_bag_then_evaluate(tmp_path, davis_dir, official_checkpo
     assert report["frames"] == 4 and len(report["memory"]["state_bytes"]) == 4
     assert set(report["latency_ms"]) >= {"mean", "p50", "p95", "max"}
     assert report["objects"]["2"]["frames_evaluated"] == 3
+    # the report names what ran, and tells these random weights from Meta's files by content
+    import hashlib
+    assert report["checkpoint"] == str(ckpt) and report["model"] == "tiny" and report["image_size"] == 128
+    assert report["device"] == "cpu" and report["dtype"] == "float32"
+    assert report["checkpoint_sha256"] == hashlib.sha256(pathlib.Path(ckpt).read_bytes()).hexdigest()[:16]
+    assert report["checkpoint_official"] is None
+    assert any("none of Meta's published files" in w for w in report["warnings"])
+    markdown = (out / "report.md").read_text()
+    assert report["checkpoint_sha256"] in markdown and "not one of Meta's published files" in markdown
     # mask prompts: the prompted frame is (nearly) the annotation itself
     rows = list(csv.DictReader(open(out / "per_frame.csv")))
     first = [r for r in rows if r["frame"] == "0" and r["object_id"] == "1"][0]

@@ -8,7 +8,7 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
-# Parameters the node documents in DESIGN.md / README.md (config/tracker.yaml sets them all).
+# Parameters the node documents in README.md (config/tracker.yaml sets them all).
 DESIGN_PARAMETERS = {
     'model', 'checkpoint', 'device', 'dtype', 'image_size', 'encoder_backend', 'encoder_engine',
     'max_objects', 'num_maskmem', 'max_cond_frames', 'mask_threshold', 'frame_policy',
@@ -63,3 +63,56 @@ def test_node_entry_point_exists():
     from sam2_ros.ros import node
 
     assert callable(node.main)
+
+
+def _python_m_sam2_ros(*args, cwd):
+    import os
+    import subprocess
+    import sys
+
+    # the venv's interpreter, without the suite's sys.path: what a user's shell runs
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    return subprocess.run([sys.executable, '-m', 'sam2_ros', *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_python_m_sam2_ros_help_prints_usage_and_starts_nothing():
+    for args in (['--help'], ['-h']):
+        r = _python_m_sam2_ros(*args, cwd=ROOT)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith('usage: python -m sam2_ros')
+        assert '--ros-args' in r.stdout and '--params-file' in r.stdout
+        assert 'tracker.yaml' in r.stdout and 'README.md' in r.stdout
+        assert 'download' not in r.stderr and '[sam2_tracker]' not in r.stderr
+
+
+def test_python_m_sam2_ros_from_the_folder_holding_the_clone_says_what_to_do(tmp_path):
+    # a clone named sam2_ros, run from its parent folder: the folder shadows the package
+    (tmp_path / 'sam2_ros').symlink_to(ROOT, target_is_directory=True)
+    r = _python_m_sam2_ros('--ros-args', '-p', 'device:=cpu', cwd=tmp_path)
+    assert r.returncode == 2
+    assert 'instead of the package' in r.stderr and 'cd ' in r.stderr
+    assert 'Traceback' not in r.stderr and 'ImportError' not in r.stderr
+
+
+def test_no_reference_to_documents_the_repository_lacks():
+    # every reference to a markdown document that a user meets must open in the clone
+    texts = [p for p in ROOT.rglob('*') if p.is_file() and p.suffix in {'.py', '.md', '.yaml', '.sh', '.txt'}
+             and not any(part.startswith('.') or part in {'build', 'install', 'log', 'outputs'}
+                         for part in p.relative_to(ROOT).parts)]
+    documents = {p.name for p in texts if p.suffix == '.md'}
+    for path in texts:
+        text = path.read_text(errors='replace')
+        for name in set(re.findall(r'\b([A-Za-z_][\w/.-]*\.md)\b', text)):
+            if '/' in name:  # a path: from the root or from the file's folder
+                found = (ROOT / name).is_file() or (path.parent / name).is_file()
+            else:  # a bare name (a layout listing): somewhere in the repository
+                found = name in documents
+            assert found, f'{path.relative_to(ROOT)} refers to {name}, which the repository lacks'
+
+
+def test_readme_documents_every_key_of_the_prompts_file():
+    readme = (ROOT / 'README.md').read_text()
+    section = readme.split('### Prompts files', 1)[1].split('\n## ', 1)[0]
+    for key in ('object_id', 'frame', 'stamp', 'points', 'labels', 'box', 'mask'):
+        assert f'`{key}`' in section and f'{key}:' in section, key

@@ -169,9 +169,11 @@ def test_row_padding_is_read_correctly(fresh, frames, node):
     for j in (1, 2):
         np.testing.assert_array_equal(outs[j], outs[0])
         np.testing.assert_array_equal(overlays[j], overlays[0])
-    outside = outs[0] != 3  # where no mask is drawn, the overlay is the frame
+    # where no mask is drawn, the overlay is the frame: the median, since an object without a
+    # mask gets an "object 3 (score): no mask" tag in a corner (a misread frame moves every pixel)
+    outside = outs[0] != 3
     diff = np.abs(overlays[0].astype(int) - frames[20].astype(int)).sum(-1)[outside]
-    assert diff.size == 0 or diff.mean() < 8, diff.mean()
+    assert diff.size == 0 or np.median(diff) < 8, np.median(diff)
     # a mono8 label-image prompt with padded rows is read exactly too
     assert c.reset().success
     labels = np.zeros((H, W), np.uint8)

@@ -636,15 +636,38 @@ def test_play_clip_tool_saves_what_the_node_published(fresh, tmp_path):
     assert all(x.successful for x in c.set_params(image_qos='reliable', qos_depth=10))
     assert c.transition(Transition.TRANSITION_ACTIVATE)
     c.wait_ready()
+
+    def received():
+        # frames_received of the node's newest diagnostics, with the count of messages seen
+        with c.lock:
+            for n, arr in zip(range(len(c.diagnostics), 0, -1), reversed(c.diagnostics)):
+                for s in arr.status:
+                    if 'sam2_tracker' in s.name:
+                        return n, int({kv.key: kv.value for kv in s.values}['frames_received'])
+        return 0, None
+    seen, _ = received()
+    assert c.wait_for(lambda: received()[0] > seen, 10), 'no diagnostics'
+    _, before = received()
     out = tmp_path / 'play'
     r = subprocess.run(
         [sys.executable, '-m', 'sam2_ros.tools.play_clip', '--max-frames', '3', '--out', str(out),
-         '--png-every', '2', '--start-stamp', '5000', '--resend-after', '2', '--frame-timeout', '30',
-         '--stamp', 'RANDOM WEIGHTS'],
+         '--png-every', '2', '--start-stamp', '5000', '--frame-timeout', '30',
+         '--random-weights', '--checkpoint', 'test.pt'],
         cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS='1'), capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['frames_answered'] == 3 and summary['overlays'] == 3, summary
+    assert summary['random_weights'] is True and summary['checkpoint'] == 'test.pt'
+    # the per-frame lines and summary.json give the same latencies
+    printed = [float(line.split('answered in')[1].split('ms')[0])
+               for line in r.stdout.splitlines() if 'answered in' in line]
+    assert len(printed) == 3
+    assert summary['latency_ms_p50'] == pytest.approx(float(np.percentile(printed, 50)), abs=0.1)
+    # each frame was sent once: the node received 3 frames (a diagnostics message published
+    # after the player ended counts them all)
+    seen, _ = received()
+    assert c.wait_for(lambda: received()[0] > seen + 1, 10), 'no diagnostics'
+    assert received()[1] - before == 3
     assert (out / 'overlay.mp4').stat().st_size > 0 and (out / 'overlay_sheet.png').is_file()
     assert (out / 'overlay_00000.png').is_file() and (out / 'overlay_00002.png').is_file()
     labels = cv2.imread(str(out / 'masks_00000.png'), cv2.IMREAD_UNCHANGED)

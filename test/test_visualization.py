@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from sam2_ros.visualization import color_for_id, contact_sheet, label_image, overlay, stamp
+from sam2_ros.visualization import (color_for_id, contact_sheet, draw_prompts, label_image, overlay,
+                                    stamp)
 
 
 def _frame(h=120, w=160, seed=0):
@@ -83,7 +84,33 @@ def test_overlay_empty_and_blank_masks():
     frame = _frame()
     np.testing.assert_array_equal(overlay(frame, np.zeros((0, 120, 160), bool), []), frame)
     np.testing.assert_array_equal(overlay(frame, np.zeros((0,), bool), []), frame)
-    np.testing.assert_array_equal(overlay(frame, np.zeros((2, 120, 160), bool), [1, 2]), frame)
+
+
+def test_objects_without_a_mask_get_a_no_mask_tag_in_the_bottom_right_corner():
+    # random weights give empty masks: the overlay must still show that objects are tracked
+    frame = np.full((360, 640, 3), 90, np.uint8)
+    out = overlay(frame, np.zeros((2, 360, 640), bool), [1, 2], scores=[0.03, 0.5])
+    changed = np.abs(out.astype(int) - frame).sum(-1) > 0
+    rows, cols = np.nonzero(changed)
+    assert rows.size and rows.min() > 360 // 2 and cols.min() > 640 // 2  # bottom right only
+    assert (out[changed] == color_for_id(1)).all(-1).any() and (out[changed] == color_for_id(2)).all(-1).any()
+    # a visible object keeps its tag on its mask; only the empty one goes to the corner
+    mask = np.zeros((2, 360, 640), bool)
+    mask[0, 50:120, 60:200] = True
+    out = overlay(frame, mask, [1, 2], scores=[0.9, 0.1])
+    corner = np.abs(out[300:, 400:].astype(int) - frame[300:, 400:]).sum(-1) > 0
+    assert (out[300:, 400:][corner] == color_for_id(2)).all(-1).any()
+    assert not (out[300:, 400:][corner] == color_for_id(1)).all(-1).any()
+
+
+def test_draw_prompts_marks_points_boxes_and_the_object_id():
+    frame = np.full((120, 160, 3), 128, np.uint8)
+    out = draw_prompts(frame, points=[[40, 30], [100, 60]], labels=[1, 0], obj_id=3)
+    assert tuple(out[30, 40]) == (40, 220, 40) and tuple(out[60, 100]) == (230, 40, 40)
+    assert (out == color_for_id(3)).all(-1).any()  # the "prompt 3" label
+    assert (frame == 128).all()
+    boxed = draw_prompts(frame, box=[20, 20, 90, 80])
+    assert tuple(boxed[20, 55]) == (255, 255, 255) and tuple(boxed[50, 55]) == (128, 128, 128)
 
 
 def test_overlay_rejects_bad_input():
@@ -178,3 +205,13 @@ def test_contact_sheet_layout():
     assert sheet.shape == (2 * 45, 3 * 80, 3) and sheet.dtype == np.uint8
     with pytest.raises(ValueError):
         contact_sheet([])
+
+
+def test_contact_sheet_banner_gets_a_strip_of_its_own():
+    images = [np.full((360, 640, 3), 200, np.uint8) for _ in range(3)]
+    plain = contact_sheet(images, columns=3)
+    sheet = contact_sheet(images, columns=3, banner='RANDOM WEIGHTS: masks are meaningless')
+    extra = sheet.shape[0] - plain.shape[0]
+    assert 16 <= extra <= 60  # a strip sized for the sheet's width, not shrunk with a tile
+    np.testing.assert_array_equal(sheet[extra:], plain)  # the tiles are not covered
+    assert (sheet[:extra] != 0).any()  # the text

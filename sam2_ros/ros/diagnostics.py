@@ -157,6 +157,23 @@ def status_level(state: str, snap: Dict[str, float], stale_after_s: float = 5.0)
     return 0, f'tracking {int(snap.get("objects", 0))} object(s) at {snap.get("rate_hz", 0.0):.1f} Hz'
 
 
+def diagnostics_stamp(clock):
+    """The stamp for a diagnostics message: the node clock's time now, or None while that
+    clock has no time yet.
+
+    The timer that publishes the diagnostics runs on the steady clock (it must tick while a
+    bag is paused), but the message is stamped with the node's clock, as everything the node
+    stamps. Under ``use_sim_time`` that clock reads 0 until the first ``/clock`` message: there
+    is no time to stamp with yet, and a message stamped 0 (1970) would be read as stale or
+    wrong by aggregators and recorders. So nothing is published until time is known; the
+    counts lose nothing (they are cumulative) and the first message after ``/clock`` has them.
+    """
+    now = clock.now()
+    if now.nanoseconds == 0:
+        return None
+    return now.to_msg()
+
+
 def to_diagnostic_array(name: str, hardware_id: str, state: str, snap: Dict[str, float],
                         extra: Dict[str, object], stamp=None):
     """DiagnosticArray with one status ``name`` holding every number of ``snap`` and ``extra``."""

@@ -20,7 +20,7 @@ are tied to the old view). Object states: :mod:`sam2_ros.object_state`; detectio
 (``~/prompt_boxes``): :mod:`sam2_ros.reseed`; ``~/track_everything``: the automatic mask
 generator (:mod:`sam2_ros.automatic`) on the latest frame.
 
-Topics, services and parameters: README.md and DESIGN.md ("Contract: ROS 2 interface").
+Topics, services and parameters: README.md ("The tracker node") and config/tracker.yaml.
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ from visualization_msgs.msg import ImageMarker
 from sam2_ros.object_state import ObjectStates
 from sam2_ros.reseed import Reseeder, Tracked
 from sam2_ros.ros import conversions, detections, params, prompts
-from sam2_ros.ros.diagnostics import Stats, device_memory, to_diagnostic_array
+from sam2_ros.ros.diagnostics import Stats, device_memory, diagnostics_stamp, to_diagnostic_array
 from sam2_ros.ros.timeline import Timeline
 
 NODE_NAME = 'sam2_tracker'
@@ -763,7 +763,9 @@ class TrackerNode(LifecycleNode):
         t4 = time.perf_counter()
         # latency: steady clock inside the node; stamp age: the node's clock (sim time with
         # use_sim_time) against the image's stamp
-        age = (self.get_clock().now().nanoseconds - stamp) / 1e9 if stamp else None
+        now_ns = self.get_clock().now().nanoseconds
+        # now 0: use_sim_time before the first /clock, no time to measure an age against
+        age = (now_ns - stamp) / 1e9 if stamp and now_ns else None
         self.stats.frame_done(t4 - received, {'convert': t1 - t0, 'track': t3 - t2, 'publish': t4 - t3,
                                               'ros': (t1 - t0) + (t4 - t3)}, len(ids), stamp_age_s=age)
 
@@ -893,9 +895,12 @@ class TrackerNode(LifecycleNode):
         for obj_id, (st, score) in sorted(states.items()):
             extra[f'object_{obj_id}'] = f'{st} ({score:.2f})'
         extra.update(device_memory(tracker.device if tracker is not None else None))
+        stamp = diagnostics_stamp(self.get_clock())
+        if stamp is None:  # use_sim_time before the first /clock: see diagnostics_stamp
+            return
         array = to_diagnostic_array(f'{self.get_fully_qualified_name()}: tracking',
                                     extra['device'], self._state, self.stats.snapshot(), extra,
-                                    self.get_clock().now().to_msg())
+                                    stamp)
         self._diag_pub.publish(array)
 
 
@@ -907,6 +912,11 @@ def main(args=None) -> int:
     SIGTERM, then stop cleanly (exit status 0). A second signal exits at once."""
     from rclpy.signals import SignalHandlerOptions
 
+    from sam2_ros.ros.usage import print_usage, wants_help
+
+    if wants_help(sys.argv[1:] if args is None else args):
+        print_usage()
+        return 0
     stop = threading.Event()
 
     def on_signal(signum, frame):

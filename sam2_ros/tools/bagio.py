@@ -9,7 +9,7 @@ in Humble, Jazzy and Kilted).
   with their header (rgb8, bgr8, rgba8, bgra8, mono8, mono16, JPEG and PNG).
 * :func:`iter_labels`: label images (mono8 / mono16 / 16UC1 / 8UC1, or PNG compressed).
 * :func:`read_prompt_markers`: ``visualization_msgs/ImageMarker`` prompts as the node reads
-  them on ``~/prompt`` (DESIGN.md).
+  them on ``~/prompt`` (README.md, "The tracker node").
 * :class:`BagWriter`: new bag with Image / CompressedImage topics stamped as the source.
 
 No rclpy, no torch.
@@ -244,7 +244,7 @@ def iter_labels(path, topic: str, distro: str = 'humble') -> Iterator[ImageFrame
 
 
 def read_prompt_markers(path, topic: str, distro: str = 'humble') -> list[MarkerPrompt]:
-    """Recorded ``~/prompt`` ImageMarkers as prompts (DESIGN.md: id = object id; action ADD
+    """Recorded ``~/prompt`` ImageMarkers as prompts (README.md, "The tracker node": id = object id; action ADD
     or REMOVE; POINTS with z = label; LINE_STRIP or POLYGON with 2 points = a box)."""
     out = []
     for _, log_time, msg in _messages(path, topic, (MARKER,), 'the prompt topic', distro):

@@ -25,6 +25,8 @@ import numpy as np
 
 from sam2_ros.tools.prompts_file import PromptsFileError, PromptSpec, load_prompts
 from sam2_ros.visualization import contact_sheet, overlay, stamp
+from sam2_ros.visualization import draw_prompts as draw_prompt
+from sam2_ros.tools.cli import HelpFormatter
 
 MODELS = ('tiny', 'small', 'base_plus', 'large')
 RANDOM_WEIGHTS_STAMP = 'RANDOM WEIGHTS: masks are meaningless; pass --checkpoint'
@@ -120,20 +122,13 @@ def prompts_by_frame(specs: list[PromptSpec], fps: float) -> dict[int, list[Prom
 
 
 def draw_prompts(image: np.ndarray, specs: list[PromptSpec]) -> np.ndarray:
-    """Mark prompt points (green: foreground, red: background) and boxes on an RGB image."""
-    out = image.copy()
-    radius = max(3, min(out.shape[:2]) // 90)
+    """Mark the prompts of one frame on an RGB image: points (green: foreground, red:
+    background) and boxes, each labelled with its object id (a mask prompt is not drawn: the
+    object's mask shows it)."""
     for spec in specs:
-        if spec.box is not None:
-            x0, y0, x1, y1 = (int(round(v)) for v in spec.box)
-            cv2.rectangle(out, (x0, y0), (x1, y1), (255, 255, 255), 2, cv2.LINE_AA)
-        if spec.points is not None:
-            for (x, y), label in zip(spec.points, spec.labels):
-                center = (int(round(x)), int(round(y)))
-                cv2.circle(out, center, radius + 2, (0, 0, 0), -1, cv2.LINE_AA)
-                cv2.circle(out, center, radius, (40, 220, 40) if label else (230, 40, 40), -1,
-                           cv2.LINE_AA)
-    return out
+        image = draw_prompt(image, points=spec.points, labels=spec.labels, box=spec.box,
+                            obj_id=spec.object_id)
+    return image
 
 
 # --- model ----------------------------------------------------------------------------------
@@ -206,7 +201,7 @@ def _as_numpy(value) -> np.ndarray:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='sam2_demo', description=__doc__.split('\n\n')[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument('--video', type=pathlib.Path, default=None,
                         help='video file or folder of images (default: the bundled sample clip)')
     parser.add_argument('--prompts', type=pathlib.Path, default=None,
@@ -219,7 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help='model input size (1024 is SAM 2 as trained; 512 is 4x faster)')
     parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     parser.add_argument('--max-frames', type=int, default=None, help='stop after N frames')
-    parser.add_argument('--out', type=pathlib.Path, default=pathlib.Path('outputs/demo'),
+    # not outputs/demo: that is scripts/demo.sh's ROS run, whose overlay.mp4 and contact sheet
+    # this one would overwrite
+    parser.add_argument('--out', type=pathlib.Path, default=pathlib.Path('outputs/demo_api'),
                         help='output folder')
     parser.add_argument('--png-every', type=int, default=8,
                         help='save every Nth overlay as PNG (and in the contact sheet)')
@@ -282,13 +279,12 @@ def run(args) -> int:
             image = overlay(frame, masks, ids, scores=scores)
             if specs_now:
                 image = draw_prompts(image, specs_now)
-            if random_weights:
-                image = stamp(image, RANDOM_WEIGHTS_STAMP)
-            writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            stamped = stamp(image, RANDOM_WEIGHTS_STAMP) if random_weights else image
+            writer.write(cv2.cvtColor(stamped, cv2.COLOR_RGB2BGR))
             if index % args.png_every == 0:
                 png = args.out / f'frame_{index:05d}.png'
-                cv2.imwrite(str(png), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-                pngs.append(image)
+                cv2.imwrite(str(png), cv2.cvtColor(stamped, cv2.COLOR_RGB2BGR))
+                pngs.append(image)  # unstamped: the sheet carries one banner of its own
                 captions.append(f'frame {index}')
             areas = ', '.join(f'{i}: {int(m.sum())} px' for i, m in zip(ids, masks)) or 'none'
             print(f'[demo] frame {index:4d}  {elapsed * 1000:8.1f} ms  objects {areas}',
@@ -300,8 +296,9 @@ def run(args) -> int:
         print(f'[demo] warning: {len(late)} prompt(s) are for frames after the last one '
               f'({index}) and were not used', file=sys.stderr)
     sheet = args.out / 'overlay_sheet.png'
-    cv2.imwrite(str(sheet), cv2.cvtColor(contact_sheet(pngs, columns=3, captions=captions),
-                                         cv2.COLOR_RGB2BGR))
+    banner = RANDOM_WEIGHTS_STAMP if random_weights else None
+    cv2.imwrite(str(sheet), cv2.cvtColor(contact_sheet(pngs, columns=3, captions=captions,
+                                                       banner=banner), cv2.COLOR_RGB2BGR))
 
     steady = times[1:] or times
     print(f'[demo] {len(times)} frames; first {times[0] * 1000:.0f} ms (warm-up), then '

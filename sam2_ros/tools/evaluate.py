@@ -8,7 +8,7 @@
 
 Runs the tracker on every frame of the image topic, in bag order, deterministically (no frame
 is dropped; the ROS node's ``frame_policy: all``). Prompts come from a prompts YAML
-(DESIGN.md; ``frame`` index or ``stamp``) or from ``~/prompt`` ImageMarkers recorded in the
+(README.md, "Prompts files"; ``frame`` index or ``stamp``) or from ``~/prompt`` ImageMarkers recorded in the
 bag (``--prompt-topic``). Writes under OUT:
 
 * ``bag/``: a rosbag2 with ``/sam2_tracker/masks`` (mono16 label images, pixel = object id),
@@ -42,6 +42,7 @@ import numpy as np
 from sam2_ros.tools import bagio, metrics, plots
 from sam2_ros.tools.labelpng import LabelPngError, read_label_png
 from sam2_ros.tools.prompts_file import PromptsFileError, PromptSpec, load_prompts
+from sam2_ros.tools.cli import HelpFormatter
 
 __all__ = ['EvaluationError', 'build_parser', 'evaluate', 'main']
 
@@ -281,6 +282,28 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def checkpoint_identity(path: str | os.PathLike) -> dict:
+    """What a report needs to tell one checkpoint file from another: its SHA-256 prefix and,
+    when it is one of Meta's published files, that file's name.
+
+    The demo's random weights are written in the official format under an official-looking
+    name; only the content tells them apart, so the digest is computed, not the name trusted.
+    """
+    import hashlib
+
+    from sam2_ros.model.checkpoint import OFFICIAL_CHECKPOINTS, SAM2_0_CHECKPOINTS
+
+    digest = hashlib.sha256()
+    with open(path, 'rb') as stream:
+        for block in iter(lambda: stream.read(1 << 20), b''):
+            digest.update(block)
+    sha = digest.hexdigest()
+    official = next((info.filename for info in (*OFFICIAL_CHECKPOINTS.values(),
+                                                 *SAM2_0_CHECKPOINTS.values())
+                     if info.sha256 == sha), None)
+    return {'checkpoint_sha256': sha[:16], 'checkpoint_official': official}
+
+
 def _build_tracker(args):
     from sam2_ros import Tracker
     from sam2_ros.model.checkpoint import CheckpointError, resolve_checkpoint
@@ -448,13 +471,19 @@ def evaluate(args) -> dict:
             progress.close()
     wall = time.perf_counter() - wall_start
 
-    report = _report(args, checkpoint, storage, out_storage, frames, shape, latencies, memory,
+    ran = {'checkpoint': checkpoint, **checkpoint_identity(checkpoint), 'model': args.model,
+           'image_size': args.image_size, 'device': str(tracker.device),
+           'device_requested': args.device, 'dtype': str(tracker.dtype).replace('torch.', '')}
+    if ran['checkpoint_official'] is None:
+        warnings.append(f'the checkpoint {checkpoint} (SHA-256 {ran["checkpoint_sha256"]}...) is '
+                        "none of Meta's published files: fine-tuned, converted, or random weights")
+    report = _report(args, ran, storage, out_storage, frames, shape, latencies, memory,
                      per_obj, first_frame, gt, wall, warnings)
     _write_outputs(out, report, rows, per_obj, latencies, memory, gt is not None)
     return report
 
 
-def _report(args, checkpoint, storage, out_storage, frames, shape, latencies, memory, per_obj,
+def _report(args, ran: dict, storage, out_storage, frames, shape, latencies, memory, per_obj,
             first_frame, gt, wall, warnings) -> dict:
     import torch
 
@@ -490,8 +519,7 @@ def _report(args, checkpoint, storage, out_storage, frames, shape, latencies, me
                     str(args.device).startswith(('cuda', 'auto')) else None},
         'bag': str(args.bag), 'storage': storage, 'image_topic': args.image_topic,
         'prompts': str(args.prompts) if args.prompts else None, 'prompt_topic': args.prompt_topic,
-        'checkpoint': checkpoint, 'model': args.model, 'image_size': args.image_size,
-        'device': args.device,
+        **ran,  # what ran: checkpoint (path, SHA-256 prefix, official name), model, size, device, dtype
         'frames': n, 'frame_size': [int(shape[1]), int(shape[0])] if shape else None,
         'fps': n / total_s if total_s > 0 else None,
         'wall_fps': n / wall if wall > 0 else None,
@@ -555,7 +583,10 @@ def _markdown(r: dict, pngs) -> str:
         '# sam2_evaluate report', '',
         f'- bag: `{r["bag"]}` ({r["storage"]}), topic `{r["image_topic"]}`, {r["frames"]} frames '
         f'{r["frame_size"][0]}x{r["frame_size"][1]}',
-        f'- model: {r["model"]} at {r["image_size"]} px on {r["device"]}, checkpoint `{r["checkpoint"]}`',
+        f'- model: {r["model"]} at {r["image_size"]} px on {r["device"]} ({r["dtype"]})',
+        f'- checkpoint: `{r["checkpoint"]}`, SHA-256 {r["checkpoint_sha256"]}..., '
+        + (f'Meta\'s {r["checkpoint_official"]}' if r['checkpoint_official'] else
+           "**not one of Meta's published files** (fine-tuned, converted, or random weights)"),
         f'- prompts: {r["prompts"] or ""}{" + markers on " + r["prompt_topic"] if r["prompt_topic"] else ""}',
         f'- machine: {r["machine"]["cpu"]} ({r["machine"]["cpu_count"]} cores), torch {r["machine"]["torch"]}',
         f'- date: {r["date"]}', '',
@@ -601,10 +632,10 @@ def _markdown(r: dict, pngs) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='sam2_evaluate', description=__doc__.split('\n\n')[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument('--bag', required=True, type=pathlib.Path, help='rosbag2 folder (sqlite3 or mcap)')
     p.add_argument('--image-topic', required=True, help='sensor_msgs/Image or CompressedImage topic')
-    p.add_argument('--prompts', type=pathlib.Path, default=None, help='prompts YAML (DESIGN.md)')
+    p.add_argument('--prompts', type=pathlib.Path, default=None, help='prompts YAML (format: README.md, "Prompts files")')
     p.add_argument('--prompt-topic', default=None,
                    help='topic of recorded visualization_msgs/ImageMarker prompts (e.g. /sam2_tracker/prompt)')
     p.add_argument('--gt-topic', default=None, help='ground-truth label-image topic (mono8/mono16, '

@@ -59,8 +59,10 @@ import numpy as np
 
 from sam2_ros.tools import bagio, metrics, plots
 from sam2_ros.tools.evaluate import (MODELS, EvaluationError, GroundTruth, _cpu_name, _fmt_stamp,
+                                     checkpoint_identity,
                                      _percentiles, schedule_prompts)
 from sam2_ros.tools.prompts_file import PromptsFileError, load_prompts
+from sam2_ros.tools.cli import HelpFormatter
 
 __all__ = ['LiveError', 'build_parser', 'run', 'main']
 
@@ -77,6 +79,17 @@ class LiveError(RuntimeError):
     def __init__(self, text: str, code: int = 2):
         super().__init__(text)
         self.code = code
+
+
+def rate_hz(count: int, span_s: float) -> float | None:
+    """Frames per second of ``count`` frames whose first and last are ``span_s`` apart.
+
+    ``count - 1`` intervals, not ``count``: 6 frames of a 25 fps bag span 0.2 s, and 6 / 0.2
+    would report 30 fps. None for fewer than 2 frames or no time between them.
+    """
+    if count < 2 or span_s <= 0:
+        return None
+    return (count - 1) / span_s
 
 
 def _log(args, text: str) -> None:
@@ -655,7 +668,7 @@ def run(args) -> dict:
             rows.append(row)
         n_sent = len(frames)
         n_recv = len(received)
-        span = (max(received.values()) - start) if received else 0.0
+        out_span = (max(received.values()) - min(received.values())) if received else 0.0
         diags = [d for d in recorder.diagnostics if d['arrival'] >= start]  # during the playback
         bag_first, bag_last = frames[0].log_time, frames[-1].log_time
         diag_stamps = [d['stamp_ns'] for d in diags]
@@ -680,10 +693,13 @@ def run(args) -> dict:
             'masks_unmatched': recorder.unmatched, 'masks_repeated': recorder.repeated,
             'duplicate_input_stamps': duplicates,
             'latency_ms': {k: lat[k] for k in ('p50', 'p95', 'max', 'mean', 'min')} if lat else {},
-            'input_fps': n_sent / ((bag_last - bag_first) / 1e9 / args.rate) if bag_last > bag_first else None,
-            'output_fps': n_recv / span if span > 0 else None,
+            'input_fps': rate_hz(n_sent, (bag_last - bag_first) / 1e9 / args.rate),
+            'output_fps': rate_hz(n_recv, out_span),
             'playback_s': end_sent - start, 'wall_s': finished - start,
             'node_mode': mode,
+            # the node's checkpoint by content, where this machine can read it (as sam2_evaluate)
+            'node_checkpoint': checkpoint_identity(mode['checkpoint'])
+            if mode.get('checkpoint') and os.path.isfile(mode['checkpoint']) else None,
             'node_diagnostics': diags[-1]['values'] if diags else None,
             'clock': {'published': clock_info['published'], 'messages': clock_info['messages'],
                       'first': _fmt_stamp(clock_info['first_ns']) if clock_info['first_ns'] is not None else None,
@@ -731,10 +747,10 @@ def run(args) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='sam2_live', description=__doc__.split('\n\n')[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument('--bag', required=True, type=pathlib.Path, help='rosbag2 folder (sqlite3 or mcap)')
     p.add_argument('--image-topic', required=True, help='sensor_msgs/Image or CompressedImage topic of the bag')
-    p.add_argument('--prompts', type=pathlib.Path, default=None, help='prompts YAML (DESIGN.md)')
+    p.add_argument('--prompts', type=pathlib.Path, default=None, help='prompts YAML (format: README.md, "Prompts files")')
     p.add_argument('--prompt-topic', default=None,
                    help='topic of recorded visualization_msgs/ImageMarker prompts in the bag')
     p.add_argument('--gt-topic', default=None, help='ground-truth label-image topic of the bag: J&F '

@@ -7,19 +7,24 @@ Frames go out as sensor_msgs/Image (rgb8) on ``<namespace>/image``, stamped ``--
 + index / fps; the prompts file's prompts go to ``<namespace>/sam2_tracker/prompt`` (points:
 ImageMarker POINTS, box: LINE_STRIP with 2 points) and ``.../prompt_mask`` (masks), stamped with
 their frame's stamp and sent before it, so the node applies each to exactly its frame.
-By default each frame waits for the node's answer (``--lockstep``: every frame is tracked, at
-the node's pace); ``--rate HZ`` plays in real time instead (the node may drop frames).
+By default each frame is sent once and waits for the node's answer (lockstep: every frame is
+tracked, at the node's pace; the node should subscribe reliable, ``image_qos: reliable``, so that
+no frame is lost on the way); ``--rate HZ`` plays in real time instead (the node may drop frames).
+With ``--node-pid PID`` (and ``--node-log FILE``) the wait ends as soon as that process exits,
+printing the end of its log: the node's reason.
 
 Writes OUT/overlay.mp4 (the node's ``~/overlay``), OUT/overlay_NNNNN.png every --png-every
 frames, OUT/overlay_sheet.png, OUT/masks_NNNNN.png (the mono16 label images, every frame) and
-OUT/summary.json (frames sent / answered, latency). ``--stamp TEXT`` writes a warning banner on
-the saved overlays (the demo uses it for random weights).
+OUT/summary.json (frames sent / answered, latency, the checkpoint and whether its weights are
+random). Each saved overlay shows the prompts sent with its frame; ``--random-weights`` writes a
+warning banner on the saved overlays and the contact sheet (the demo uses it when offline).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import pathlib
+import os
 import sys
 import threading
 import time
@@ -29,6 +34,7 @@ import numpy as np
 
 from sam2_ros.tools.demo import bundled_sample, read_frames, video_fps
 from sam2_ros.tools.prompts_file import PromptsFileError, load_prompts
+from sam2_ros.tools.cli import HelpFormatter
 
 
 class PlayError(RuntimeError):
@@ -37,7 +43,7 @@ class PlayError(RuntimeError):
 
 def _args(argv=None):
     p = argparse.ArgumentParser(prog='play_clip', description=__doc__.split('\n\n')[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument('--video', type=pathlib.Path, default=None, help='video file or image folder '
                    '(default: the bundled sample clip)')
     p.add_argument('--prompts', type=pathlib.Path, default=None, help='prompts YAML (default: the '
@@ -50,14 +56,49 @@ def _args(argv=None):
     p.add_argument('--rate', type=float, default=None, help='publish at this rate (Hz) instead of '
                    'waiting for each answer')
     p.add_argument('--frame-timeout', type=float, default=120.0, help='seconds to wait for an answer')
-    p.add_argument('--resend-after', type=float, default=5.0, help='send a frame again when it has '
-                   'no answer after this many seconds (lockstep)')
     p.add_argument('--wait-node', type=float, default=180.0, help='seconds to wait for the node')
+    p.add_argument('--node-pid', type=int, default=None, help="the node's process id: stop waiting "
+                   'as soon as it exits')
+    p.add_argument('--node-log', type=pathlib.Path, default=None, help="the node's log file: its "
+                   'last lines are shown when the node exits')
+    p.add_argument('--checkpoint', default=None, help='the checkpoint the node runs, for summary.json')
+    p.add_argument('--random-weights', action='store_true', help='the node runs random weights: '
+                   'banner on every saved overlay, noted in summary.json')
     p.add_argument('--png-every', type=int, default=8)
     p.add_argument('--start-stamp', type=float, default=1000.0, help='stamp of the first frame (s)')
     p.add_argument('--frame-id', default='sample_camera')
-    p.add_argument('--stamp', default=None, help='warning banner for the saved overlays')
     return p.parse_args(argv)
+
+
+RANDOM_WEIGHTS_STAMP = 'RANDOM WEIGHTS: masks are meaningless; pass --checkpoint'
+
+
+class NodeExited(PlayError):
+    """The node's process ended while we waited for it (the message holds its log's end)."""
+
+
+def process_exited(pid: int) -> bool:
+    """True when process ``pid`` no longer runs (gone, or a zombie that its parent has not
+    reaped yet: the demo's shell reaps its node only when it next waits)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # someone else's process with that id: it runs
+        return False
+    try:
+        stat = pathlib.Path(f'/proc/{pid}/stat').read_text()
+    except OSError:
+        return False  # no /proc (not Linux): kill() said it exists
+    return stat.rpartition(')')[2].split()[0] == 'Z'
+
+
+def log_tail(path: pathlib.Path | None, lines: int = 15) -> str:
+    """The last ``lines`` lines of a log file, indented ('' without one)."""
+    if path is None or not path.is_file():
+        return ''
+    text = path.read_text(errors='replace').rstrip().splitlines()[-lines:]
+    return '\n'.join('  ' + line for line in text)
 
 
 def _time(seconds: float):
@@ -110,7 +151,7 @@ def run(args) -> int:
     from visualization_msgs.msg import ImageMarker
 
     from sam2_ros.ros.conversions import image_to_labels, image_to_rgb, numpy_to_image
-    from sam2_ros.visualization import contact_sheet, stamp as stamp_image
+    from sam2_ros.visualization import contact_sheet, draw_prompts, stamp as stamp_image
 
     video = args.video or bundled_sample('bunny.mp4')
     prompts_path = args.prompts or bundled_sample('prompts.yaml')
@@ -148,7 +189,7 @@ def run(args) -> int:
     def on_masks(msg):
         with lock:
             masks[_ns(msg.header.stamp)] = msg
-            received[_ns(msg.header.stamp)] = time.monotonic()
+            received.setdefault(_ns(msg.header.stamp), time.monotonic())  # the first answer
 
     node.create_subscription(Image, f'{tracker}/overlay', on_overlay, reliable)
     node.create_subscription(Image, f'{tracker}/masks', on_masks, reliable)
@@ -164,14 +205,25 @@ def run(args) -> int:
     thread.start()
 
     def wait(cond, timeout):
+        # polls: the node's exit must end the wait at once, not after the timeout
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if cond():
                 return True
+            if args.node_pid is not None and process_exited(args.node_pid):
+                tail = log_tail(args.node_log)
+                where = f' (its log: {args.node_log})' if args.node_log else ''
+                raise NodeExited(f'the node (pid {args.node_pid}) exited{where}'
+                                 + (f':\n{tail}' if tail else ''))
             time.sleep(0.02)
         return cond()
 
     sent = {}
+
+    def latency_ms(key: int) -> float:
+        # one definition for the per-frame lines and summary.json's percentiles
+        return (received[key] - sent[key]) * 1000.0
+
     try:
         print(f'[play_clip] waiting for the node {tracker} (image topic {ns}/image) ...', flush=True)
         if not wait(lambda: image_pub.get_subscription_count() > 0 and marker_pub.get_subscription_count() > 0
@@ -197,19 +249,12 @@ def run(args) -> int:
             if args.rate:
                 time.sleep(max(0.0, start + (i + 1) / args.rate - time.monotonic()))
                 continue
-            # lockstep: wait for the answer; a frame lost on the way (best-effort QoS drops
-            # large frames under load) is sent again, with the same stamp
-            deadline = time.monotonic() + args.frame_timeout
-            step = min(args.resend_after, args.frame_timeout)
-            while not wait(lambda: key in masks and key in overlays, step):
-                if time.monotonic() >= deadline:
-                    raise PlayError(f'no answer to frame {i} within {args.frame_timeout:.0f} s')
-                if key not in masks:
-                    print(f'[play_clip] frame {i:4d}: no answer yet, sending it again', flush=True)
-                    sent[key] = time.monotonic()
-                    image_pub.publish(msg)
-            print(f'[play_clip] frame {i:4d}: answered in '
-                  f'{(received[key] - sent[key]) * 1000:7.1f} ms', flush=True)
+            # lockstep: the frame was sent once, reliably; waiting longer is no reason to send
+            # it again (with frame_policy: all the node would track every copy)
+            if not wait(lambda: key in masks and key in overlays, args.frame_timeout):
+                raise PlayError(f'no answer to frame {i} within {args.frame_timeout:.0f} s '
+                                '(is the node subscribed reliable, image_qos: reliable?)')
+            print(f'[play_clip] frame {i:4d}: answered in {latency_ms(key):7.1f} ms', flush=True)
         if args.rate:
             wait(lambda: _ns(stamps[-1]) in masks, args.frame_timeout)
             time.sleep(0.5)
@@ -231,28 +276,39 @@ def run(args) -> int:
         if key not in overlays:
             continue
         rgb = np.ascontiguousarray(image_to_rgb(overlays[key]))
-        if args.stamp:
-            rgb = stamp_image(rgb, args.stamp)
-        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        for spec in by_frame.get(i, []):  # what was asked, beside what the node answered
+            rgb = draw_prompts(rgb, points=spec.points, labels=spec.labels, box=spec.box,
+                               obj_id=spec.object_id)
+        stamped = stamp_image(rgb, RANDOM_WEIGHTS_STAMP) if args.random_weights else rgb
+        bgr = cv2.cvtColor(stamped, cv2.COLOR_RGB2BGR)
         writer.write(bgr)
         if i % args.png_every == 0:
             cv2.imwrite(str(args.out / f'overlay_{i:05d}.png'), bgr)
-            pngs.append(rgb)
+            pngs.append(rgb)  # unstamped: the sheet carries one readable banner of its own
             captions.append(f'frame {i}')
     writer.release()
     if pngs:
-        cv2.imwrite(str(args.out / 'overlay_sheet.png'),
-                    cv2.cvtColor(contact_sheet(pngs, columns=3, captions=captions), cv2.COLOR_RGB2BGR))
-    latency = [(received[k] - sent[k]) * 1000 for k in keys if k in received and k in sent]
-    summary = {'video': str(video), 'frames_sent': len(keys),
+        sheet = contact_sheet(pngs, columns=3, captions=captions,
+                              banner=RANDOM_WEIGHTS_STAMP if args.random_weights else None)
+        cv2.imwrite(str(args.out / 'overlay_sheet.png'), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    latency = [latency_ms(k) for k in keys if k in received and k in sent]
+    summary = {'video': str(video), 'checkpoint': args.checkpoint,
+               'random_weights': bool(args.random_weights),
+               'frames_sent': len(keys),
                'frames_answered': sum(k in masks for k in keys),
                'overlays': sum(k in overlays for k in keys),
                'mode': f'rate {args.rate} Hz' if args.rate else 'lockstep',
+               'latency': 'image published -> its masks received, ms (wall clock)',
                'latency_ms_p50': float(np.percentile(latency, 50)) if latency else None,
-               'latency_ms_p95': float(np.percentile(latency, 95)) if latency else None}
+               'latency_ms_p95': float(np.percentile(latency, 95)) if latency else None,
+               'latency_ms_max': float(np.max(latency)) if latency else None}
     (args.out / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n')
     print(f"[play_clip] {summary['frames_answered']} of {len(keys)} frames answered; latency p50 "
-          f"{summary['latency_ms_p50'] or float('nan'):.1f} ms")
+          f"{summary['latency_ms_p50'] or float('nan'):.1f} ms, p95 "
+          f"{summary['latency_ms_p95'] or float('nan'):.1f} ms")
+    if args.random_weights:
+        print('[play_clip] RANDOM WEIGHTS: the masks are meaningless (summary.json: '
+              '"random_weights": true)')
     print(f'[play_clip] wrote {args.out}/overlay.mp4, {len(pngs)} overlay PNG(s), overlay_sheet.png, '
           f'masks_*.png and summary.json')
     return 0
@@ -262,6 +318,9 @@ def main(argv=None) -> int:
     args = _args(argv)
     try:
         return run(args)
+    except NodeExited as error:
+        print(f'[play_clip] error: {error}', file=sys.stderr)
+        return 3  # the node is gone: scripts/demo.sh tells this from a failure of the player's own
     except (PlayError, PromptsFileError) as error:
         print(f'[play_clip] error: {error}', file=sys.stderr)
         return 2

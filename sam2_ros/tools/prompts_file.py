@@ -121,7 +121,8 @@ def parse_prompts(data: Any, base_dir: pathlib.Path | str = '.') -> list[PromptS
             raise PromptsFileError(f'{where}: must be a mapping, got {entry!r}')
         unknown = set(entry) - {'frame', 'stamp', 'object_id', 'points', 'labels', 'box', 'mask'}
         if unknown:
-            raise PromptsFileError(f'{where}: unknown keys {sorted(unknown)}')
+            raise PromptsFileError(f'{where}: unknown keys {sorted(unknown)} (known: frame or stamp, '
+                                   'object_id, points and labels, box, mask)')
         obj_id = entry.get('object_id')
         if isinstance(obj_id, bool) or not isinstance(obj_id, int) or not 1 <= obj_id <= 65535:
             raise PromptsFileError(f'{where}: object_id must be an integer in 1..65535, '
@@ -177,4 +178,4 @@ def load_prompts(path: pathlib.Path | str) -> list[PromptSpec]:
     try:
         return parse_prompts(data, path.parent)
     except PromptsFileError as error:
-        raise PromptsFileError(f'{path}: {error}') from None
+        raise PromptsFileError(f'{path}: {error} (the format: README.md, "Prompts files")') from None

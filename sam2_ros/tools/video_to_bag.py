@@ -26,6 +26,7 @@ import yaml
 
 from sam2_ros.tools import bagio
 from sam2_ros.tools.labelpng import LabelPngError, read_label_png
+from sam2_ros.tools.cli import HelpFormatter
 
 __all__ = ['ConvertError', 'convert', 'main']
 
@@ -174,7 +175,7 @@ def convert(args) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='sam2_video_to_bag', description=__doc__.split('\n\n')[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument('--video', type=pathlib.Path, default=None, help='video file')
     p.add_argument('--davis-dir', type=pathlib.Path, default=None, help='DAVIS-style dataset root')
     p.add_argument('--sequence', default=None, help='sequence name under --davis-dir')
