@@ -687,6 +687,10 @@ class TrackerNode(LifecycleNode):
                    else conversions.image_to_rgb(msg, max_pixels=budget))
         except conversions.ConversionError as error:
             self.stats.count('refused', error=f'image skipped: {error}')
+            if isinstance(error, conversions.ImageTooLarge):
+                self.stats.count('refused_too_large')
+            elif isinstance(error, conversions.UnsupportedFormat):
+                self.stats.count('refused_format')
             self.log('warning', 'image:' + getattr(msg, 'encoding', getattr(msg, 'format', ''))
                      + re.sub(r'\d+', '#', str(error)), f'image skipped: {error}')
             return
