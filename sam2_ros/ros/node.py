@@ -64,9 +64,26 @@ SIGNAL_GRACE_S = 1.0
 EXIT_OK, EXIT_CONFIGURE_FAILED, EXIT_BAD_PARAMETERS = 0, 1, 2
 PROMPT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
+# The node's own services: requests are answered at once, but a burst arrives faster than one
+# executor turn; the default depth (10) would lose the requests beyond it (as parameter
+# services, 1000 deep).
+SERVICE_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
 # Reliable publishers serve reliable and best-effort subscribers alike.
 OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
+
+
+def _lifecycle_services():
+    from lifecycle_msgs import srv
+
+    return (('change_state', srv.ChangeState), ('get_state', srv.GetState),
+            ('get_available_states', srv.GetAvailableStates),
+            ('get_available_transitions', srv.GetAvailableTransitions),
+            ('get_transition_graph', srv.GetAvailableTransitions))
+
+
+_LIFECYCLE_SERVICES = _lifecycle_services()
 
 
 def image_qos(kind: str, depth: int) -> QoSProfile:
@@ -187,7 +204,17 @@ class TrackerNode(LifecycleNode):
     """The sam2_tracker lifecycle node (see the module docstring)."""
 
     def __init__(self, **kwargs) -> None:
+        # The lifecycle services rcl creates are 10 requests deep: a burst of get_state calls
+        # would lose the rest. Where rclpy's own handlers can be reached, the node serves the
+        # same five services itself, as deep as its other services (SERVICE_QOS).
+        own = all(hasattr(LifecycleNode, f'_LifecycleNodeMixin__on_{n}') for n, _ in _LIFECYCLE_SERVICES)
+        if own:
+            kwargs.setdefault('enable_communication_interface', False)
         super().__init__(NODE_NAME, **kwargs)
+        if own and not kwargs['enable_communication_interface']:
+            for name, srv_type in _LIFECYCLE_SERVICES:
+                self.create_service(srv_type, f'~/{name}', getattr(self, f'_LifecycleNodeMixin__on_{name}'),
+                                    qos_profile=SERVICE_QOS)
         self.log = RateLimitedLog(self.get_logger())
         self.p = params.declare(self)  # ParameterError on bad overrides
         self.add_on_set_parameters_callback(params.make_callback(self._state_label, self._apply_live))
@@ -308,8 +335,9 @@ class TrackerNode(LifecycleNode):
 
         self._diag_timer = self.create_timer(1.0, self._publish_diagnostics,
                                              clock=Clock(clock_type=ClockType.STEADY_TIME))
-        self._own_services.append(self.create_service(Trigger, '~/reset', self._on_reset))
-        self._own_services.append(self.create_service(Trigger, '~/track_everything', self._on_track_everything))
+        self._own_services.append(self.create_service(Trigger, '~/reset', self._on_reset, qos_profile=SERVICE_QOS))
+        self._own_services.append(self.create_service(Trigger, '~/track_everything', self._on_track_everything,
+                                                      qos_profile=SERVICE_QOS))
         self._watch_clock()
         self._state = 'inactive'
         return TransitionCallbackReturn.SUCCESS
@@ -1034,8 +1062,7 @@ def main(args=None) -> int:
                  f'first signal: exiting at once ({128 + signum})\n'.encode())
         os._exit(128 + signum)
 
-    # Installed for the rest of the process, never restored: a repeat arriving after the clean
-    # stop, while the interpreter exits, must not become a KeyboardInterrupt (exit 130).
+    # Installed for the rest of main(), never restored (see the end of it).
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
@@ -1080,6 +1107,12 @@ def main(args=None) -> int:
                   '(the same request delivered twice, e.g. by ros2 launch and the process group)',
                   file=sys.stderr, flush=True)
         rclpy.try_shutdown()
+        # Stopped: what is left is the interpreter's exit, during which Python puts the default
+        # handlers back, so that a repeat arriving then would kill the process (status -2,
+        # launch's "process has died"). Ignore both signals from here: exiting is under way.
+        if first_at:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_IGN)
     return code
 
 
