@@ -11,6 +11,10 @@ With ``autostart`` (default) the node configures and activates itself, so ``ros2
 ``ros2 launch`` simply work; when the model cannot be loaded it then exits with the reason.
 
 Threads: message callbacks only queue work; one worker thread converts, tracks and publishes.
+No callback waits for the frame being tracked (issue 14): what must change the tracker is run
+at once when the tracker lock is free, else queued and run by the worker, in order, as soon as
+its frame is done (``_run_or_queue``); long requests (``~/track_everything``) are jobs for the
+worker, answered at once. Services are 1000 requests deep, the lifecycle ones too.
 ``frame_policy: latest`` keeps only the newest frame waiting (older ones are dropped and
 counted), ``all`` keeps every frame in order. Prompt timing (prompts stamped with a frame in
 the tracker's prompt buffer go to that frame): see :mod:`sam2_ros.ros.prompts`. Time along the
