@@ -642,8 +642,8 @@ class TrackerNode(LifecycleNode):
             response.message = ('queued: segmenting everything on the latest tracked frame (stamped '
                                 f'{prompts.format_stamp(prompts.stamp_to_ns(last[1].stamp))}) between two '
                                 'frames; the new objects start on that frame and are logged')
-        if not response.success:
-            self.get_logger().info(f'track_everything: {response.message}')
+        if not response.success:  # rate-limited: a burst of refused calls is one line
+            self.log('info', 'track_everything:' + response.message[:20], f'track_everything: {response.message}')
         return response
 
     def _track_everything(self) -> None:
@@ -654,6 +654,7 @@ class TrackerNode(LifecycleNode):
         p = self.p
         tracker, last = self.tracker, self._last_frame
         if tracker is None or last is None:
+            self.get_logger().info('track_everything: started 0 objects: no frame tracked since the reset')
             return
         rgb, header, index, label = last
         free = tracker.max_objects - len(tracker.object_ids)
@@ -703,6 +704,7 @@ class TrackerNode(LifecycleNode):
         too; prompts that arrive after this call are kept (they come after the reset)."""
         n = len(set(self._ids))
         self.prompts.clear()
+        self._jobs.clear()  # a segment-everything run asked for before the reset is dropped too
         self._last_click_id = 0  # clicks from now on start again from id 1
         self._ids = []
 
@@ -713,6 +715,7 @@ class TrackerNode(LifecycleNode):
             self._ids = []
             self._forget_stream(new_timeline=False)
             self._frame_hw = None
+            self._last_frame = None  # segment everything waits for a frame after the reset
         now = self._run_or_queue(reset)
         response.success = True
         response.message = f'dropped {n} object(s)' + (
