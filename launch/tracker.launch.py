@@ -2,15 +2,41 @@
 
 Example:
   ros2 launch sam2_ros tracker.launch.py image:=/camera/image_raw model:=tiny
+
+When the node stops by itself with an error status (1: it could not configure or activate,
+e.g. an unknown model or a missing checkpoint; 2: invalid parameters; the reason is in its
+log), the whole launch is shut down with that reason, instead of going on without a tracker.
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, RegisterEventHandler
+from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
+
+
+# The node's exit statuses (sam2_ros.ros.node.main); kept here as literals so that this file
+# imports nothing of the package.
+EXIT_REASONS = {
+    1: 'the tracker node could not configure or activate (model or checkpoint: see its log above)',
+    2: 'the tracker node was given invalid parameters (see its log above)',
+}
+
+
+def _on_node_exit(event, context):
+    """Shut the launch down, with the reason, when the node exits with an error status; a clean
+    stop (status 0) or one ordered by launch itself leaves launch to carry on as usual."""
+    code = event.returncode
+    if code == 0 or code is None:
+        return None
+    reason = EXIT_REASONS.get(code, f'the tracker node exited with status {code}')
+    reason = f'{reason} [exit status {code}]'
+    return [LogInfo(msg=f'sam2_tracker: {reason}; shutting the launch down'),
+            EmitEvent(event=Shutdown(reason=reason))]
 
 
 def generate_launch_description():
@@ -63,4 +89,8 @@ def generate_launch_description():
         remappings=[('image', LaunchConfiguration('image'))],
     )
 
-    return LaunchDescription(arguments + [node])
+    # A failed configure must not leave the launch running without a tracker: shut it down with
+    # the reason (the documented way for launch to act on a process's exit status).
+    on_failure = RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_on_node_exit))
+
+    return LaunchDescription(arguments + [node, on_failure])

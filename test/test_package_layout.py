@@ -49,6 +49,14 @@ def test_launch_file_parses_and_declares_arguments():
                      'use_sim_time', 'encoder_backend'):
         assert f"'{argument}'" in source
     assert "executable='tracker_node'" in source and "name='sam2_tracker'" in source
+    # issue 14: a node that cannot configure shuts the launch down with the reason
+    assert 'OnProcessExit(target_action=node, on_exit=_on_node_exit)' in source
+    assert 'EmitEvent(event=Shutdown(reason=reason))' in source
+    from sam2_ros.ros import node
+
+    reasons = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == 'EXIT_REASONS')
+    codes = {k.value for k in reasons.value.keys}
+    assert codes == {node.EXIT_CONFIGURE_FAILED, node.EXIT_BAD_PARAMETERS}
 
 
 def test_config_sets_every_design_parameter():

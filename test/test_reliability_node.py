@@ -213,13 +213,27 @@ def test_bad_compressed_images_are_refused_and_tracking_goes_on(fresh, frames, n
         k = next_k(10)
         jpg = cv2.imencode('.jpg', frames[7][..., ::-1])[1].tobytes()
         huge = cv2.imencode('.jpg', np.zeros((4320, 7680), np.uint8))[1].tobytes()  # 8K, 0.4 MB
+        from test_decoding_bombs import bombs, unaccepted
+
+        bomb = bombs()
+        other = unaccepted()
         cases = [
-            ('jpeg', b'definitely not a jpeg', 'OpenCV could not decode the compressed image'),
-            ('jpeg', jpg[:len(jpg) // 2], None),  # truncated: same kind, counted
+            ('jpeg', b'definitely not a jpeg', 'compressed image data is unknown format (first bytes 64 65'),
+            ('jpeg', jpg[:len(jpg) // 2], 'OpenCV could not decode the compressed jpeg image'),  # truncated
             ('jpeg', huge, 'compressed jpeg image (from its header) is 7680x4320 = 33.2 MP'),
             ('16UC1; compressedDepth png', jpg, 'compressed depth images'),
             ('jpeg', b'', 'compressed image has no data'),
+            # issue 14: a bomb in every accepted format, refused from its header whatever the
+            # label says; formats that cannot be sized up front refused from their bytes
+            ('jpeg', bomb['bmp_rle'][0], 'compressed bmp image (from its header) is 8000x8000 = 64.0 MP'),
+            ('png', bomb['webp_lossless'][0], 'compressed webp image (from its header) is 6000x6000'),
+            ('jpeg', bomb['png'][0], 'compressed png image (from its header) is 8000x8000'),
+            ('jpeg', bomb['ppm'][0], 'compressed pnm image (from its header) is 20000x20000'),
+            ('png', other['tiff'][0], 'compressed image data is TIFF'),
+            ('jpeg', other['gif'][0], 'compressed image data is GIF'),
+            ('png', other['avif'][0], "compressed image data is 'avif' ISO media file"),
         ]
+        too_large0, format0 = counter(c, 'frames_refused_too_large'), counter(c, 'frames_refused_format')
         for j, (fmt, data, text) in enumerate(cases):
             msg = CompressedImage(format=fmt)
             msg.header.stamp = make_stamp(k + j)
@@ -234,7 +248,11 @@ def test_bad_compressed_images_are_refused_and_tracking_goes_on(fresh, frames, n
         msg.data = array.array('B', jpg)
         c.compressed_pub.publish(msg)
         assert c.wait_for(lambda: k_ns(k + 8) in c.masks, 10), 'a good frame after the bad ones was not answered'
-        assert int(fresh_status(c)['frames_refused']) - refused0 == len(cases)
+        values = fresh_status(c)
+        assert int(values['frames_refused']) - refused0 == len(cases)
+        assert int(values['frames_refused_too_large']) - too_large0 == 5
+        assert int(values['frames_refused_format']) - format0 == 5  # junk, depth, TIFF, GIF, AVIF
+        assert 'accepted are JPEG, PNG, WebP, BMP and PNM' in node.stderr()[mark:]
         assert 'Traceback' not in node.stderr()[mark:]
     finally:
         assert c.transition(Transition.TRANSITION_DEACTIVATE)

@@ -16,8 +16,11 @@ says what was wrong and what is accepted): an unknown encoding; a zero width or 
 ``step`` smaller than a row; ``data`` whose length is not ``step x height`` (as cv_bridge
 refuses it: a wrong width, height or encoding would otherwise be read as garbage); more pixels
 than ``max_pixels`` (the node's ``max_image_pixels``), checked from the header fields before
-anything is allocated, and for JPEG / PNG from the file header before decoding; a compressed
-payload that does not decode. Row padding (``step`` larger than a row) is accepted and skipped.
+anything is allocated (:class:`ImageTooLarge`). Compressed payloads are recognized from their
+bytes, never from the message's ``format`` label: JPEG, PNG, WebP, BMP and PNM are sized from
+their own headers and checked against the budget before decoding; any other payload (TIFF,
+GIF, AVIF, ... or unknown) is refused before OpenCV sees it (:class:`UnsupportedFormat`), and
+so is one that does not decode. Row padding (``step`` larger than a row) is accepted and skipped.
 
 Outputs (label images, masks, overlays) are written straight into the message's buffer.
 No rclpy import here: the functions work on any object with the message's fields, so they are
@@ -35,7 +38,8 @@ import numpy as np
 __all__ = [
     'ConversionError', 'SUPPORTED_ENCODINGS', 'image_to_rgb', 'compressed_to_rgb', 'image_to_labels',
     'numpy_to_image', 'rgb_to_bgr8_image', 'label_to_image', 'mask_to_image', 'image_to_numpy',
-    'DEFAULT_MAX_PIXELS', 'compressed_size', 'check_pixels',
+    'DEFAULT_MAX_PIXELS', 'compressed_size', 'check_pixels', 'ImageTooLarge', 'UnsupportedFormat',
+    'ACCEPTED_COMPRESSED',
 ]
 
 DEFAULT_MAX_PIXELS = 3840 * 2160  # 4K UHD, 8.3 MP: the node's default max_image_pixels
@@ -79,7 +83,7 @@ SUPPORTED_ENCODINGS = tuple(sorted(_ENCODINGS))
 def check_pixels(width: int, height: int, max_pixels: Optional[int], what: str = 'image') -> None:
     """Refuse a ``width`` x ``height`` image above the pixel budget (None: no budget)."""
     if max_pixels is not None and int(width) * int(height) > int(max_pixels):
-        raise ConversionError(
+        raise ImageTooLarge(
             f'{what} is {width}x{height} = {int(width) * int(height) / 1e6:.1f} MP, more than '
             f'max_image_pixels = {int(max_pixels)} ({int(max_pixels) / 1e6:.1f} MP); send smaller images '
             'or raise max_image_pixels')
@@ -124,7 +128,7 @@ def image_to_rgb(msg, max_pixels: Optional[int] = None) -> np.ndarray:
     enc = msg.encoding
     spec = _ENCODINGS.get(enc)
     if spec is None:
-        raise ConversionError(f'unsupported image encoding {enc!r}; '
+        raise UnsupportedFormat(f'unsupported image encoding {enc!r}; '
                               f'supported: {", ".join(SUPPORTED_ENCODINGS)}')
     channels, depth, code = spec
     if enc.startswith(('yuv422', 'uyvy', 'yuyv')) and int(msg.width) % 2:
@@ -143,20 +147,57 @@ def image_to_rgb(msg, max_pixels: Optional[int] = None) -> np.ndarray:
 
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
+# What compressed payloads are decoded: each of these is sized from its own header before any
+# decoding. The ``format`` field of the message is a label anyone can set: never trusted.
+ACCEPTED_COMPRESSED = ('jpeg', 'png', 'webp', 'bmp', 'pnm')
+_ACCEPTED_TEXT = 'JPEG, PNG, WebP, BMP and PNM (P1 to P6)'
+# Formats OpenCV could decode but that are refused: their size cannot be read safely from a
+# fixed header (TIFF: IFDs anywhere in the file, several pages; GIF: frames larger than the
+# screen; AVIF / JPEG 2000: boxes to walk) or they are not camera formats (HDR, PFM, PAM,
+# Sun raster, EXR). Named in the refusal, so that the sender knows what it sent.
+_REFUSED_MAGIC = (
+    (b'II*\x00', 'TIFF'), (b'MM\x00*', 'TIFF'), (b'II+\x00', 'BigTIFF'), (b'MM\x00+', 'BigTIFF'),
+    (b'GIF87a', 'GIF'), (b'GIF89a', 'GIF'), (b'#?RADIANCE', 'Radiance HDR'), (b'#?RGBE', 'Radiance HDR'),
+    (b'\x59\xa6\x6a\x95', 'Sun raster'), (b'\x76\x2f\x31\x01', 'OpenEXR'), (b'P7', 'PAM'),
+    (b'PF', 'PFM'), (b'Pf', 'PFM'), (b'\xff\x4f\xff\x51', 'JPEG 2000 codestream'),
+    (b'\x00\x00\x00\x0cjP  ', 'JPEG 2000'), (b'\xff\x0a', 'JPEG XL'),
+    (b'\x00\x00\x00\x0cJXL ', 'JPEG XL'),
+)
 
-def compressed_size(data) -> Optional[Tuple[str, int, int]]:
-    """(format, width, height) read from a JPEG or PNG header without decoding; None for other
-    formats. :class:`ConversionError` if a JPEG / PNG header is broken."""
-    head = bytes(data[:32])
-    if head.startswith(b'\x89PNG\r\n\x1a\n'):
-        if len(head) < 24 or head[12:16] != b'IHDR':
-            raise ConversionError('broken PNG: no IHDR header chunk')
-        return 'png', int.from_bytes(head[16:20], 'big'), int.from_bytes(head[20:24], 'big')
-    if not head.startswith(b'\xff\xd8'):
-        return None
-    buf = memoryview(data)  # items are Python ints (bytes, or a uint8 array)
-    if buf.format != 'B' or buf.ndim != 1:
-        buf = buf.cast('B')
+
+class ImageTooLarge(ConversionError):
+    """An image with more pixels than the budget (``max_image_pixels``)."""
+
+
+class UnsupportedFormat(ConversionError):
+    """An encoding or compressed format the node does not accept."""
+
+
+def _u16be(b: bytes, i: int) -> int:
+    return (b[i] << 8) | b[i + 1]
+
+
+def _u16le(b: bytes, i: int) -> int:
+    return b[i] | (b[i + 1] << 8)
+
+
+def _u32le(b: bytes, i: int) -> int:
+    return int.from_bytes(b[i:i + 4], 'little')
+
+
+def _describe(head: bytes) -> str:
+    """What a payload looks like, for a refusal: the format named from its magic bytes, else
+    its first bytes in hex."""
+    if head[4:8] == b'ftyp':
+        return f'{head[8:12].decode("latin-1")!r} ISO media file (AVIF / HEIF / MP4)'
+    for magic, name in _REFUSED_MAGIC:
+        if head.startswith(magic):
+            return name
+    return 'unknown format (first bytes ' + (head[:8].hex(' ') or 'none') + ')'
+
+
+def _jpeg_size(buf: memoryview) -> Tuple[int, int]:
+    """(width, height) from the first frame header (SOFn) of a JPEG, walking the segments."""
     n = len(buf)
     i = 2
     while i + 4 <= n:
@@ -166,7 +207,7 @@ def compressed_size(data) -> Optional[Tuple[str, int, int]]:
         if marker == 0xFF:  # fill byte
             i += 1
             continue
-        if marker in (0x01,) or 0xD0 <= marker <= 0xD7:  # markers without a length
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
             i += 2
             continue
         if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
@@ -177,38 +218,131 @@ def compressed_size(data) -> Optional[Tuple[str, int, int]]:
                 break
             h = (buf[i + 5] << 8) | buf[i + 6]
             w = (buf[i + 7] << 8) | buf[i + 8]
-            return 'jpeg', w, h
+            if h == 0:  # the height comes later, in a DNL segment: cannot be sized up front
+                raise UnsupportedFormat('JPEG with height 0 in its frame header (height given later '
+                                        'by a DNL marker) cannot be sized before decoding: refused')
+            return w, h
         if length < 2:
             raise ConversionError(f'broken JPEG: segment length {length} at byte {i}')
         i += 2 + length
     raise ConversionError('broken JPEG: no frame header (SOF) found; truncated or not a JPEG')
 
 
-def compressed_to_rgb(msg, max_pixels: Optional[int] = None) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg, png, ...) -> H x W x 3 uint8 RGB.
+def _webp_size(head: bytes) -> Tuple[int, int]:
+    """(width, height) of a WebP from its first chunk: VP8 (lossy), VP8L (lossless) or VP8X
+    (extended: the canvas, which bounds every frame)."""
+    if len(head) < 30:
+        raise ConversionError('broken WebP: shorter than its header (30 bytes)')
+    chunk = head[12:16]
+    if chunk == b'VP8 ':
+        if head[23:26] != b'\x9d\x01\x2a':
+            raise ConversionError('broken WebP: VP8 chunk without its start code')
+        return _u16le(head, 26) & 0x3FFF, _u16le(head, 28) & 0x3FFF
+    if chunk == b'VP8L':
+        if head[20] != 0x2F:
+            raise ConversionError('broken WebP: VP8L chunk without its signature')
+        bits = _u32le(head, 21)
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b'VP8X':
+        return (int.from_bytes(head[24:27], 'little') + 1, int.from_bytes(head[27:30], 'little') + 1)
+    raise ConversionError(f'broken WebP: first chunk is {chunk!r}, not VP8, VP8L or VP8X')
 
-    ``max_pixels``: refuse images with more pixels; for JPEG and PNG (what image_transport's
-    compressed plugin sends) the size is read from the file header, before decoding."""
+
+def _bmp_size(head: bytes) -> Tuple[int, int]:
+    """(width, height) of a BMP from its DIB header (OS/2 core or Windows info headers)."""
+    if len(head) < 26:
+        raise ConversionError('broken BMP: shorter than its header')
+    dib = _u32le(head, 14)
+    if dib == 12:  # BITMAPCOREHEADER: 16-bit sizes
+        return _u16le(head, 18), _u16le(head, 20)
+    if dib in (40, 52, 56, 64, 108, 124):  # BITMAPINFOHEADER and its extensions
+        w = int.from_bytes(head[18:22], 'little', signed=True)
+        h = int.from_bytes(head[22:26], 'little', signed=True)
+        return w, abs(h)  # a negative height means rows top-down
+    raise ConversionError(f'broken BMP: DIB header of {dib} bytes (12, 40, 52, 56, 64, 108 or 124 expected)')
+
+
+def _pnm_size(head: bytes) -> Tuple[int, int]:
+    """(width, height) of a PBM / PGM / PPM (P1 to P6): the first two numbers after the magic,
+    comments (``#`` to the end of the line) skipped."""
+    numbers = []
+    i, n = 2, len(head)
+    while len(numbers) < 2:
+        while i < n and head[i] in b' \t\r\n\x0b\x0c':
+            i += 1
+        if i < n and head[i] == 0x23:  # '#': a comment
+            while i < n and head[i] not in b'\r\n':
+                i += 1
+            continue
+        j = i
+        while j < n and 0x30 <= head[j] <= 0x39 and j - i < 10:
+            j += 1
+        if j == i or j >= n:
+            raise ConversionError('broken PNM: no width and height in its first '
+                                  f'{len(head)} bytes')
+        numbers.append(int(head[i:j]))
+        i = j
+    return numbers[0], numbers[1]
+
+
+def compressed_size(data) -> Tuple[str, int, int]:
+    """(format, width, height) read from the header of a compressed image, without decoding.
+
+    The format is recognized from the bytes (magic numbers), never from a label. Accepted:
+    ``ACCEPTED_COMPRESSED`` (JPEG, PNG, WebP, BMP, PNM P1 to P6). Raises
+    :class:`UnsupportedFormat` for any other payload (saying what it looks like and what is
+    accepted) and :class:`ConversionError` for a broken header of an accepted format.
+    """
+    buf = memoryview(data)  # items are Python ints (bytes, or a uint8 array)
+    if buf.format != 'B' or buf.ndim != 1:
+        buf = buf.cast('B')
+    head = bytes(buf[:4096])  # every accepted header is in the first bytes (PNM: comments aside)
+    if head.startswith(b'\x89PNG\r\n\x1a\n'):
+        if len(head) < 24 or head[12:16] != b'IHDR':
+            raise ConversionError('broken PNG: no IHDR header chunk')
+        kind, w, h = 'png', int.from_bytes(head[16:20], 'big'), int.from_bytes(head[20:24], 'big')
+    elif head.startswith(b'\xff\xd8'):  # SOI
+        kind, (w, h) = 'jpeg', _jpeg_size(buf)
+    elif head.startswith(b'RIFF') and head[8:12] == b'WEBP':
+        kind, (w, h) = 'webp', _webp_size(head)
+    elif head.startswith(b'BM'):
+        kind, (w, h) = 'bmp', _bmp_size(head)
+    elif len(head) > 2 and head[0] == 0x50 and 0x31 <= head[1] <= 0x36 and head[2] in b' \t\r\n#':
+        kind, (w, h) = 'pnm', _pnm_size(head)
+    else:
+        raise UnsupportedFormat(
+            f'compressed image data is {_describe(head)} ({len(buf)} bytes): not accepted; accepted are '
+            f'{_ACCEPTED_TEXT}, recognized from their bytes whatever the format field says')
+    return kind, w, h
+
+
+def compressed_to_rgb(msg, max_pixels: Optional[int] = None) -> np.ndarray:
+    """sensor_msgs/CompressedImage -> H x W x 3 uint8 RGB.
+
+    The payload's format is recognized from its bytes (the ``format`` field is only checked for
+    ``compressedDepth``, which cannot be tracked); only the formats of ``ACCEPTED_COMPRESSED``
+    are decoded, each after its size has been read from its header and checked against
+    ``max_pixels`` (:class:`ImageTooLarge`), so that a small message can never make the node
+    allocate a large image. Anything else is refused (:class:`UnsupportedFormat`) before
+    OpenCV sees it."""
     fmt = str(getattr(msg, 'format', '')).lower()
     if 'compresseddepth' in fmt:
-        raise ConversionError(f'compressed depth images ({msg.format!r}) cannot be tracked; '
-                              'send a color or mono image')
+        raise UnsupportedFormat(f'compressed depth images ({msg.format!r}) cannot be tracked; '
+                                'send a color or mono image')
     data = np.frombuffer(msg.data, np.uint8)
     if data.size == 0:
         raise ConversionError('compressed image has no data')
-    size = compressed_size(data)
-    if size is not None:
-        kind, w, h = size
-        if w <= 0 or h <= 0:
-            raise ConversionError(f'compressed {kind} image is empty ({w}x{h} in its header)')
-        check_pixels(w, h, max_pixels, f'compressed {kind} image (from its header)')
+    kind, w, h = compressed_size(data)
+    if w <= 0 or h <= 0:
+        raise ConversionError(f'compressed {kind} image is empty ({w}x{h} in its header)')
+    check_pixels(w, h, max_pixels, f'compressed {kind} image (from its header)')
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if bgr is None:
-        raise ConversionError(f'OpenCV could not decode the compressed image (format {msg.format!r}, '
-                              f'{data.size} bytes): corrupt, truncated or not an image; jpeg and png '
-                              'are accepted')
-    if size is None:
-        check_pixels(bgr.shape[1], bgr.shape[0], max_pixels, 'compressed image')
+        raise ConversionError(f'OpenCV could not decode the compressed {kind} image ({w}x{h} in its '
+                              f'header, {data.size} bytes): corrupt or truncated')
+    if bgr.shape[0] * bgr.shape[1] != w * h:  # never expected: the decoder reads the same header
+        raise ConversionError(f'compressed {kind} image decoded to {bgr.shape[1]}x{bgr.shape[0]}, '
+                              f'its header says {w}x{h}: refused')
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

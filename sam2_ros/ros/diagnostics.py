@@ -39,6 +39,8 @@ class Stats:
             self.tracked = 0
             self.dropped = 0
             self.refused = 0  # frames that could not be converted
+            self.refused_too_large = 0  # of which: above max_image_pixels (from their headers)
+            self.refused_format = 0  # of which: an encoding or compressed format not accepted
             self.prompt_errors = 0
             self.frame_errors = 0  # frames skipped by an unexpected error while tracking
             self.queue_max = 0  # most frames waiting at once
@@ -93,6 +95,8 @@ class Stats:
                 rate = 0.0
             out = {'rate_hz': rate, 'frames_received': self.received, 'frames_tracked': self.tracked,
                    'frames_dropped': self.dropped, 'frames_refused': self.refused,
+                   'frames_refused_too_large': self.refused_too_large,
+                   'frames_refused_format': self.refused_format,
                    'prompt_errors': self.prompt_errors, 'frame_errors': self.frame_errors,
                    'frames_waiting_max': self.queue_max, 'objects': self.objects,
                    'frames_out_of_order': self.out_of_order, 'time_jumps': self.time_jumps,

@@ -11,6 +11,10 @@ With ``autostart`` (default) the node configures and activates itself, so ``ros2
 ``ros2 launch`` simply work; when the model cannot be loaded it then exits with the reason.
 
 Threads: message callbacks only queue work; one worker thread converts, tracks and publishes.
+No callback waits for the frame being tracked (issue 14): what must change the tracker is run
+at once when the tracker lock is free, else queued and run by the worker, in order, as soon as
+its frame is done (``_run_or_queue``); long requests (``~/track_everything``) are jobs for the
+worker, answered at once. Services are 1000 requests deep, the lifecycle ones too.
 ``frame_policy: latest`` keeps only the newest frame waiting (older ones are dropped and
 counted), ``all`` keeps every frame in order. Prompt timing (prompts stamped with a frame in
 the tracker's prompt buffer go to that frame): see :mod:`sam2_ros.ros.prompts`. Time along the
@@ -57,11 +61,33 @@ NODE_NAME = 'sam2_tracker'
 ALL_POLICY_QUEUE_LIMIT = 500  # frames waiting with frame_policy: all (then the oldest go)
 ALL_POLICY_QUEUE_BYTES = 1 << 30  # and at most this many bytes of image data waiting
 LOG_INTERVAL_S = 5.0  # the same warning at most once per interval
+# A signal repeated within this time of the first is the same request delivered twice (ros2
+# launch signals the node and, without a terminal, the process group does too): ignored. A
+# later one is the user insisting: the process exits at once with 128 + the signal number.
+SIGNAL_GRACE_S = 1.0
+EXIT_OK, EXIT_CONFIGURE_FAILED, EXIT_BAD_PARAMETERS = 0, 1, 2
 PROMPT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
+# The node's own services: requests are answered at once, but a burst arrives faster than one
+# executor turn; the default depth (10) would lose the requests beyond it (as parameter
+# services, 1000 deep).
+SERVICE_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
 # Reliable publishers serve reliable and best-effort subscribers alike.
 OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
+
+
+def _lifecycle_services():
+    from lifecycle_msgs import srv
+
+    return (('change_state', srv.ChangeState), ('get_state', srv.GetState),
+            ('get_available_states', srv.GetAvailableStates),
+            ('get_available_transitions', srv.GetAvailableTransitions),
+            ('get_transition_graph', srv.GetAvailableTransitions))
+
+
+_LIFECYCLE_SERVICES = _lifecycle_services()
 
 
 def image_qos(kind: str, depth: int) -> QoSProfile:
@@ -182,7 +208,17 @@ class TrackerNode(LifecycleNode):
     """The sam2_tracker lifecycle node (see the module docstring)."""
 
     def __init__(self, **kwargs) -> None:
+        # The lifecycle services rcl creates are 10 requests deep: a burst of get_state calls
+        # would lose the rest. Where rclpy's own handlers can be reached, the node serves the
+        # same five services itself, as deep as its other services (SERVICE_QOS).
+        own = all(hasattr(LifecycleNode, f'_LifecycleNodeMixin__on_{n}') for n, _ in _LIFECYCLE_SERVICES)
+        if own:
+            kwargs.setdefault('enable_communication_interface', False)
         super().__init__(NODE_NAME, **kwargs)
+        if own and not kwargs['enable_communication_interface']:
+            for name, srv_type in _LIFECYCLE_SERVICES:
+                self.create_service(srv_type, f'~/{name}', getattr(self, f'_LifecycleNodeMixin__on_{name}'),
+                                    qos_profile=SERVICE_QOS)
         self.log = RateLimitedLog(self.get_logger())
         self.p = params.declare(self)  # ParameterError on bad overrides
         self.add_on_set_parameters_callback(
@@ -193,13 +229,20 @@ class TrackerNode(LifecycleNode):
         self.frames.policy = self.p['frame_policy']
         self.prompts = prompts.PromptQueue(self.p['prompt_buffer'])
         self._lock = threading.Lock()  # the tracker and what goes with it (labels, size, ids)
+        # Callbacks never wait for this lock (the worker holds it for a whole frame): what they
+        # need done under it is run at once when it is free, else queued here and run, in
+        # order, by the holder before it lets go (see _run_or_queue and _tracker_locked).
+        self._commands: deque = deque()
+        self._commands_lock = threading.Lock()
+        self._jobs: deque = deque()  # long work for the worker thread (segment everything)
         self.tracker = None
         self._labels: Dict[int, str] = {}  # object id -> class label (ImageMarker.ns)
         self._ids: List[int] = []  # tracked ids after the last frame (for clicks)
         self._last_click_id = 0
         self._frame_hw: Optional[Tuple[int, int]] = None
         self._worker: Optional[threading.Thread] = None
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # the current worker's; each worker has its own
+        self._workers: List[threading.Thread] = []  # started and maybe still finishing a frame
         self._subs: list = []
         self._own_services: list = []
         self._pubs: Dict[str, object] = {}
@@ -251,9 +294,9 @@ class TrackerNode(LifecycleNode):
             self._reseeder.configure(**self._reseed_settings(self.p))
         tracker = self.tracker
         if tracker is not None:
-            if 'prompt_buffer' in values:
-                with self._lock:  # the worker may be using the buffer
-                    tracker.prompt_buffer = int(values['prompt_buffer'])
+            if 'prompt_buffer' in values:  # the worker may be using the buffer: between frames
+                size = int(values['prompt_buffer'])
+                self._run_or_queue(lambda: setattr(tracker, 'prompt_buffer', size))
             if 'mask_threshold' in values:
                 tracker.mask_threshold = float(values['mask_threshold'])
             if 'max_objects' in values:
@@ -269,16 +312,19 @@ class TrackerNode(LifecycleNode):
             self.get_logger().error(f'cannot configure: {error}')
             return TransitionCallbackReturn.FAILURE
         try:
-            self.tracker = self._load_tracker(p)
+            tracker = self._load_tracker(p)
         except Exception as error:  # noqa: BLE001 - every load error becomes a clear message
             self.get_logger().error(f'cannot configure: {type(error).__name__}: {error}')
-            self.tracker = None
             return TransitionCallbackReturn.FAILURE
-        self._frame_hw = None
-        self._labels.clear()
-        self._ids = []
+
+        def install() -> None:  # under the tracker lock: a worker stopped just before may still hold it
+            self.tracker = tracker
+            self._frame_hw = None
+            self._labels.clear()
+            self._ids = []
+            self._forget_stream(new_timeline=True)
+        self._run_or_queue(install)
         self.stats.reset()
-        self._forget_stream(new_timeline=True)
         self._pubs['masks'] = self.create_publisher(Image, '~/masks', OUTPUT_QOS)
         self._pubs['overlay'] = self.create_publisher(Image, '~/overlay', OUTPUT_QOS)
         self._vision = detections.load()
@@ -294,8 +340,9 @@ class TrackerNode(LifecycleNode):
 
         self._diag_timer = self.create_timer(1.0, self._publish_diagnostics,
                                              clock=Clock(clock_type=ClockType.STEADY_TIME))
-        self._own_services.append(self.create_service(Trigger, '~/reset', self._on_reset))
-        self._own_services.append(self.create_service(Trigger, '~/track_everything', self._on_track_everything))
+        self._own_services.append(self.create_service(Trigger, '~/reset', self._on_reset, qos_profile=SERVICE_QOS))
+        self._own_services.append(self.create_service(Trigger, '~/track_everything', self._on_track_everything,
+                                                      qos_profile=SERVICE_QOS))
         self._watch_clock()
         self._state = 'inactive'
         return TransitionCallbackReturn.SUCCESS
@@ -361,8 +408,12 @@ class TrackerNode(LifecycleNode):
         if self._vision is not None:
             self._subs.append(self.create_subscription(
                 self._vision.Detection2DArray, '~/prompt_boxes', self._on_prompt_boxes, PROMPT_QOS))
-        self._stop.clear()
-        self._worker = threading.Thread(target=self._work, name='sam2_worker', daemon=True)
+        # A new worker with its own stop event: one stopped by a deactivate just before may
+        # still be finishing its frame (deactivate does not wait for it), and stops after it.
+        self._stop = stop = threading.Event()
+        self._workers = [w for w in self._workers if w.is_alive()]
+        self._worker = threading.Thread(target=self._work, args=(stop,), name='sam2_worker', daemon=True)
+        self._workers.append(self._worker)
         self._worker.start()
         self._state = 'active'
         topic = self.resolve_topic_name(
@@ -376,7 +427,7 @@ class TrackerNode(LifecycleNode):
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs.clear()
-        self.stop_worker()
+        self.stop_worker(timeout=None)  # a frame in progress finishes on its own, unpublished
         self.frames.clear()
         self._state = 'inactive'
         return TransitionCallbackReturn.SUCCESS
@@ -406,7 +457,7 @@ class TrackerNode(LifecycleNode):
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs.clear()
-        self.stop_worker()
+        self.stop_worker(timeout=None)
         for srv in self._own_services:
             self.destroy_service(srv)
         self._own_services.clear()
@@ -425,10 +476,15 @@ class TrackerNode(LifecycleNode):
         if self._jump_handle is not None:
             self._jump_handle.unregister()
             self._jump_handle = None
-        with self._lock:
-            tracker, self.tracker = self.tracker, None
-            self._forget_stream(new_timeline=True)
         self.prompts.clear()
+        self._jobs.clear()
+        # now if no frame is in progress, else by the worker once its frame is done
+        self._run_or_queue(self._drop_tracker)
+
+    def _drop_tracker(self) -> None:
+        """Forget the tracker and free its memory (under the tracker lock)."""
+        tracker, self.tracker = self.tracker, None
+        self._forget_stream(new_timeline=True)
         if tracker is not None:
             device = tracker.device
             del tracker
@@ -440,18 +496,63 @@ class TrackerNode(LifecycleNode):
 
                 torch.cuda.empty_cache()
 
-    def stop_worker(self, timeout: float = 30.0) -> bool:
-        """Stop the inference thread; False if it did not finish within ``timeout``."""
-        worker = self._worker
-        if worker is None:
-            return True
+    def stop_worker(self, timeout: Optional[float] = 30.0) -> bool:
+        """Tell the inference thread to stop after its current frame (it publishes nothing
+        more). ``timeout`` None: return at once (callbacks never wait for a frame); else wait
+        up to ``timeout`` s for every worker started so far. False if one is still running."""
         self._stop.set()
-        self.frames.wake()
-        worker.join(timeout)
-        if worker.is_alive():
-            return False
         self._worker = None
+        self.frames.wake()
+        if timeout is None:
+            return not any(w.is_alive() for w in self._workers)
+        deadline = time.monotonic() + timeout
+        for worker in self._workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        self._workers = [w for w in self._workers if w.is_alive()]
+        return not self._workers
+
+    # ------------------------------------------------------------------ commands
+    def _run_or_queue(self, command) -> bool:
+        """Run ``command()`` under the tracker lock now if the lock is free, else queue it for
+        the holder (the worker, mid-frame) to run before it lets go. Never waits. Commands run
+        in the order they were given. Returns True if it ran now."""
+        with self._commands_lock:
+            if not self._lock.acquire(blocking=False):
+                self._commands.append(command)
+                return False
+            self._commands.append(command)
+        self._release_tracker_lock()
         return True
+
+    def _release_tracker_lock(self) -> None:
+        """Run the queued commands, then release the tracker lock (held by the caller). The
+        queue is checked empty and the lock released under the commands lock, so a command
+        queued meanwhile is never left behind."""
+        while True:
+            with self._commands_lock:
+                if not self._commands:
+                    self._lock.release()
+                    return
+                command = self._commands.popleft()
+            try:
+                command()
+            except Exception as error:  # noqa: BLE001 - one failed command must not stop the others
+                self.stats.count('frame_errors', error=f'command failed: {type(error).__name__}: {error}')
+                self.get_logger().error(f'command failed: {type(error).__name__}: {error}')
+
+    def _tracker_locked(self):
+        """Context manager: hold the tracker lock (waiting for it: worker thread only), running
+        the commands queued meanwhile before letting go."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def held():
+            self._lock.acquire()
+            try:
+                yield
+            finally:
+                self._release_tracker_lock()
+        return held()
 
     # ------------------------------------------------------------------ inputs
     def _on_image(self, msg, compressed: bool) -> None:
@@ -534,74 +635,108 @@ class TrackerNode(LifecycleNode):
 
     def _on_track_everything(self, request, response):
         """Segment everything on the latest tracked frame and track each mask found (largest
-        first, up to max_objects), as mask prompts on that frame."""
+        first, up to max_objects), as mask prompts on that frame.
+
+        Answered at once: the work (seconds on a CPU) is queued for the worker thread, which
+        runs it between two frames and logs the result (``track_everything: started ...``).
+        Calls while one is waiting are answered as covered by it."""
+        tracker, last = self.tracker, self._last_frame
+        if self._state != 'active' or tracker is None:
+            response.success, response.message = False, f'the node is {self._state}: activate it first'
+        elif last is None:
+            response.success, response.message = False, 'no frame tracked yet: send images first'
+        elif len(set(self._ids) | self.prompts.pending_ids()) >= tracker.max_objects:
+            response.success = False
+            response.message = f'max_objects ({tracker.max_objects}) objects are tracked already'
+        elif self._jobs:
+            response.success = True
+            response.message = 'already queued: the segment-everything run waiting covers this request'
+        else:
+            self._jobs.append(self._track_everything)
+            self.frames.wake()
+            response.success = True
+            response.message = ('queued: segmenting everything on the latest tracked frame (stamped '
+                                f'{prompts.format_stamp(prompts.stamp_to_ns(last[1].stamp))}) between two '
+                                'frames; the new objects start on that frame and are logged')
+        if not response.success:  # rate-limited: a burst of refused calls is one line
+            self.log('info', 'track_everything:' + response.message[:20], f'track_everything: {response.message}')
+        return response
+
+    def _track_everything(self) -> None:
+        """The work of ~/track_everything (worker thread, tracker lock held)."""
         from sam2_ros.automatic import AutomaticMaskGenerator
         from sam2_ros.reseed import select_new_masks
 
         p = self.p
-        with self._lock:  # the worker waits meanwhile (frames are dropped or queued by frame_policy)
-            tracker, last = self.tracker, self._last_frame
-            if tracker is None or last is None:
-                response.success, response.message = False, 'no frame tracked yet: send images first'
-                return response
-            rgb, header, index, label = last
-            free = tracker.max_objects - len(tracker.object_ids)
-            if free <= 0:
-                response.success = False
-                response.message = f'max_objects ({tracker.max_objects}) objects are tracked already'
-                return response
-            start = time.perf_counter()
-            generator = AutomaticMaskGenerator(
-                tracker.model, points_per_side=p['everything_points_per_side'],
-                points_per_batch=p['everything_points_per_batch'], pred_iou_thresh=p['everything_pred_iou_thresh'],
-                stability_score_thresh=p['everything_stability_score_thresh'],
-                box_nms_thresh=p['everything_box_nms_thresh'],
-                min_mask_region_area=p['everything_min_mask_region_area'])
-            records = generator.generate(rgb)
-            ids = [i for i in np.unique(label) if i]
-            existing = np.stack([label == i for i in ids]) if ids else None
-            chosen = select_new_masks(records, existing, free, p['everything_min_area'])
-            used = set(tracker.object_ids) | self.prompts.pending_ids() | {self._last_click_id}
-            new = []
-            for mask in chosen:
-                oid = prompts.next_free_id(used)
-                used.add(oid)
-                new.append(prompts.Prompt(oid, mask=mask))
-            if new:
-                self._last_click_id = new[-1].obj_id
-            where = 'on the latest frame'
-            if new and index in tracker.buffered_frames:
-                tracker.prompt_past(index, new)
-                self._ids = list(tracker.object_ids)
-            elif new:
-                stamp = prompts.stamp_to_ns(header.stamp)
-                for pr in new:
-                    self.prompts.push(prompts.PromptOp('add', pr.obj_id, pr, None, stamp, '~/track_everything'))
-                where = 'from the next frame (prompt_buffer is 0)'
-        took = time.perf_counter() - start
-        response.success = True
+        tracker, last = self.tracker, self._last_frame
+        if tracker is None or last is None:
+            self.get_logger().info('track_everything: started 0 objects: no frame tracked since the reset')
+            return
+        rgb, header, index, label = last
+        free = tracker.max_objects - len(tracker.object_ids)
+        if free <= 0:
+            self.get_logger().info(f'track_everything: started 0 objects: max_objects ({tracker.max_objects}) '
+                                   'objects are tracked already')
+            return
+        start = time.perf_counter()
+        generator = AutomaticMaskGenerator(
+            tracker.model, points_per_side=p['everything_points_per_side'],
+            points_per_batch=p['everything_points_per_batch'], pred_iou_thresh=p['everything_pred_iou_thresh'],
+            stability_score_thresh=p['everything_stability_score_thresh'],
+            box_nms_thresh=p['everything_box_nms_thresh'],
+            min_mask_region_area=p['everything_min_mask_region_area'])
+        records = generator.generate(rgb)
+        ids = [i for i in np.unique(label) if i]
+        existing = np.stack([label == i for i in ids]) if ids else None
+        chosen = select_new_masks(records, existing, free, p['everything_min_area'])
+        used = set(tracker.object_ids) | self.prompts.pending_ids() | {self._last_click_id}
+        new = []
+        for mask in chosen:
+            oid = prompts.next_free_id(used)
+            used.add(oid)
+            new.append(prompts.Prompt(oid, mask=mask))
         if new:
-            response.message = (f'started {len(new)} object(s) {where}: ids {new[0].obj_id} to {new[-1].obj_id} '
-                                 f'({len(records)} mask(s) found in {took:.1f} s)')
+            self._last_click_id = new[-1].obj_id
+        where = 'on the latest frame'
+        if new and index in tracker.buffered_frames:
+            tracker.prompt_past(index, new)
+            self._ids = list(tracker.object_ids)
+        elif new:
+            stamp = prompts.stamp_to_ns(header.stamp)
+            for pr in new:
+                self.prompts.push(prompts.PromptOp('add', pr.obj_id, pr, None, stamp, '~/track_everything'))
+            where = 'from the next frame (prompt_buffer is 0)'
+        took = time.perf_counter() - start
+        if new:
+            message = (f'started {len(new)} object(s) {where}: ids {new[0].obj_id} to {new[-1].obj_id} '
+                       f'({len(records)} mask(s) found in {took:.1f} s)')
         else:
-            response.message = f'started 0 objects: {len(records)} mask(s) found in {took:.1f} s, none new and large enough'
-        self.get_logger().info(f'track_everything: {response.message}')
-        return response
+            message = f'started 0 objects: {len(records)} mask(s) found in {took:.1f} s, none new and large enough'
+        self.get_logger().info(f'track_everything: {message}')
 
     def _on_reset(self, request, response):
-        with self._lock:  # waits for the frame being tracked, if any
-            n = len(self.tracker.object_ids) if self.tracker is not None else 0
+        """Drop every object. Answered at once: applied now if no frame is being tracked, else
+        as soon as that frame is done, before the next one. Prompts waiting now are dropped
+        too; prompts that arrive after this call are kept (they come after the reset)."""
+        n = len(set(self._ids))
+        self.prompts.clear()
+        self._jobs.clear()  # a segment-everything run asked for before the reset is dropped too
+        self._last_click_id = 0  # clicks from now on start again from id 1
+        self._ids = []
+
+        def reset() -> None:
             if self.tracker is not None:
                 self.tracker.reset()
-            self.prompts.clear()
             self._labels.clear()
             self._ids = []
             self._forget_stream(new_timeline=False)
-            self._last_click_id = 0
             self._frame_hw = None
+            self._last_frame = None  # segment everything waits for a frame after the reset
+        now = self._run_or_queue(reset)
         response.success = True
-        response.message = f'dropped {n} object(s)'
-        self.get_logger().info(f'reset: {response.message}')
+        response.message = f'dropped {n} object(s)' + (
+            '' if now else ' (a frame was being tracked: applied as soon as it is done, before the next frame)')
+        self.log('info', 'reset', f'reset: {response.message}')
         return response
 
     def _bad_prompt(self, source: str, reason: str) -> None:
@@ -681,21 +816,35 @@ class TrackerNode(LifecycleNode):
         return late
 
     # ------------------------------------------------------------------ worker
-    def _work(self) -> None:
-        while not self._stop.is_set():
+    def _work(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            if self._jobs:
+                self._run_jobs(stop)
+                continue
             item = self.frames.get(timeout=0.2)
-            if item is None or self._stop.is_set():
+            if item is None or stop.is_set():
                 continue
             try:
-                self._process(*item)
+                self._process(*item, stop=stop)
             except Exception as error:  # noqa: BLE001 - keep tracking; say what happened
-                if self._stop.is_set() or not rclpy.ok(context=self.context):
+                if stop.is_set() or not rclpy.ok(context=self.context):
                     return  # shutting down: publishers may be gone
                 self.stats.count('frame_errors', error=f'frame skipped: {type(error).__name__}: {error}')
                 self.log('error', f'frame:{type(error).__name__}',
                          f'frame skipped: {type(error).__name__}: {error}')
 
-    def _process(self, msg, compressed: bool, received: float) -> None:
+    def _run_jobs(self, stop: threading.Event) -> None:
+        """Long requests (segment everything), between two frames."""
+        while self._jobs and not stop.is_set():
+            job = self._jobs.popleft()
+            try:
+                with self._tracker_locked():
+                    job()
+            except Exception as error:  # noqa: BLE001 - keep tracking; say what happened
+                self.stats.count('frame_errors', error=f'request failed: {type(error).__name__}: {error}')
+                self.get_logger().error(f'request failed: {type(error).__name__}: {error}')
+
+    def _process(self, msg, compressed: bool, received: float, stop: Optional[threading.Event] = None) -> None:
         t0 = time.perf_counter()
         try:
             budget = self.p['max_image_pixels']
@@ -703,15 +852,19 @@ class TrackerNode(LifecycleNode):
                    else conversions.image_to_rgb(msg, max_pixels=budget))
         except conversions.ConversionError as error:
             self.stats.count('refused', error=f'image skipped: {error}')
+            if isinstance(error, conversions.ImageTooLarge):
+                self.stats.count('refused_too_large')
+            elif isinstance(error, conversions.UnsupportedFormat):
+                self.stats.count('refused_format')
             self.log('warning', 'image:' + getattr(msg, 'encoding', getattr(msg, 'format', ''))
                      + re.sub(r'\d+', '#', str(error)), f'image skipped: {error}')
             return
         t1 = time.perf_counter()
         hw = rgb.shape[:2]
         stamp = prompts.stamp_to_ns(msg.header.stamp)
-        with self._lock:
+        with self._tracker_locked():
             tracker = self.tracker
-            if tracker is None:
+            if tracker is None or (stop is not None and stop.is_set()):
                 return
             verdict = self._timeline.check(stamp)
             if verdict == 'out_of_order':
@@ -759,6 +912,8 @@ class TrackerNode(LifecycleNode):
             labels = dict(self._labels)
             self._timeline.tracked(stamp, result.frame_index, tracker.buffered_frames)
             self._frame_count += 1
+        if stop is not None and stop.is_set():
+            return  # deactivated or shutting down while this frame was tracked: nothing goes out
         self._publish(msg.header, rgb, result, ids, labels)
         t4 = time.perf_counter()
         # latency: steady clock inside the node; stamp age: the node's clock (sim time with
@@ -909,7 +1064,13 @@ class TrackerNode(LifecycleNode):
 
 def main(args=None) -> int:
     """Entry point of ``tracker_node`` and ``python -m sam2_ros``: run the node until SIGINT or
-    SIGTERM, then stop cleanly (exit status 0). A second signal exits at once."""
+    SIGTERM, then stop cleanly.
+
+    Exit status: 0 after a clean stop; 1 when the node cannot configure or activate with
+    ``autostart`` (unknown model, missing checkpoint, ...: the reason is logged); 2 for invalid
+    parameters at start-up; 128 + N when a second signal N came more than ``SIGNAL_GRACE_S``
+    after the first (the user insisting: exit at once). A repeat within the grace period is the
+    same request delivered twice and is ignored."""
     from rclpy.signals import SignalHandlerOptions
 
     from sam2_ros.ros.usage import print_usage, wants_help
@@ -918,31 +1079,45 @@ def main(args=None) -> int:
         print_usage()
         return 0
     stop = threading.Event()
+    first_at: List[float] = []  # monotonic time of the first signal
+    ignored: List[int] = []  # signals repeated within the grace period
 
     def on_signal(signum, frame):
-        if stop.is_set():
-            os._exit(128 + signum)
-        stop.set()
+        now = time.monotonic()
+        if not first_at:
+            first_at.append(now)
+            stop.set()
+            return
+        if now - first_at[0] < SIGNAL_GRACE_S:
+            ignored.append(signum)
+            return
+        os.write(2, f'[{NODE_NAME}] {signal.Signals(signum).name} again {now - first_at[0]:.1f} s after the '
+                 f'first signal: exiting at once ({128 + signum})\n'.encode())
+        os._exit(128 + signum)
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    # Installed for the rest of main(), never restored (see the end of it).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
-    code = 0
+    code = EXIT_OK
     try:
         try:
             node = TrackerNode()
         except params.ParameterError as error:
             print(f'[{NODE_NAME}] {error}', file=sys.stderr, flush=True)
-            return 2
+            return EXIT_BAD_PARAMETERS
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         if node.p['autostart'] and not stop.is_set():
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().fatal('autostart: configure failed (reason above); exiting')
-                return 1
+                node.get_logger().fatal(f'autostart: configure failed (reason above); exiting with status '
+                                        f'{EXIT_CONFIGURE_FAILED}')
+                return EXIT_CONFIGURE_FAILED
             if not stop.is_set() and node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().fatal('autostart: activate failed (reason above); exiting')
-                return 1
+                node.get_logger().fatal(f'autostart: activate failed (reason above); exiting with status '
+                                        f'{EXIT_CONFIGURE_FAILED}')
+                return EXIT_CONFIGURE_FAILED
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
         if stop.is_set():
@@ -959,9 +1134,18 @@ def main(args=None) -> int:
                 node.destroy_node()
             except Exception:  # noqa: BLE001 - shutting down anyway
                 pass
+        if ignored:
+            names = ', '.join(signal.Signals(n).name for n in ignored)
+            print(f'[{NODE_NAME}] ignored {names} repeated within {SIGNAL_GRACE_S} s of the first signal '
+                  '(the same request delivered twice, e.g. by ros2 launch and the process group)',
+                  file=sys.stderr, flush=True)
         rclpy.try_shutdown()
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        # Stopped: what is left is the interpreter's exit, during which Python puts the default
+        # handlers back, so that a repeat arriving then would kill the process (status -2,
+        # launch's "process has died"). Ignore both signals from here: exiting is under way.
+        if first_at:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_IGN)
     return code
 
 
