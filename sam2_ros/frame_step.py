@@ -50,6 +50,12 @@ class StepTables(nn.Module):
     def __init__(self, model: SAM2, layout: BankLayout) -> None:
         super().__init__()
         h = layout.feat_size
+        # The model caches its constant encodings on first use. Fill those caches here, eagerly:
+        # filled inside a compiled or exported graph they would hold that graph's rounding (or
+        # a fake tensor), and every later eager call, the exact path's too, would use it.
+        model.image_encoder.position_encoding.grid(h, h, model.device)
+        with torch.no_grad():
+            model.sam_prompt_encoder.dense_pe()
         grid = model.memory_encoder.position_encoding.grid(h, h, model.device)  # (1, C_mem, h, w)
         self.register_buffer("mem_pos", grid.flatten(2).transpose(1, 2)[0].contiguous(), persistent=False)  # (hw, C_mem)
 

@@ -43,8 +43,11 @@ def test_batched_objects_equal_single_object_runs(model, frames):
     plan = _prompts(h, w)
     together = _run(Tracker(model, batch_objects=True), frames, plan)
     looped = _run(Tracker(model, batch_objects=False), frames, plan)
-    for a, b in zip(together, looped):  # batched or one after another: the same bits
-        assert all(torch.equal(a[k][0], b[k][0]) for k in a)
+    # Batched or one after another: the same bits where the CPU's kernels round a batch as they
+    # round its rows (the AMD EPYC machines of earlier runs); within float rounding elsewhere
+    # (this project's Intel Xeon CI machine differs in the last bits).
+    stats = assert_same(together, looped)
+    assert stats["tie_flips"] <= 1e-4 * max(stats["pixels"], 1)
     for oid in (1, 2, 3):
         alone = _run(Tracker(model), frames, plan, only=oid)
         mine = [{k: v for k, v in f.items() if k == oid} for f in together]
