@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every check that needs a GPU, in one command that writes one JSON (DESIGN.md, "GPU checks"):
+# Every check that needs a GPU, in one command that writes one JSON (README.md, "The static frame step"):
 #
 #   bash benchmarks/gpu_suite.sh                      # on the GPU machine: under 8 minutes
 #   bash benchmarks/gpu_suite.sh --smoke --out F.json # anywhere, on the CPU, in seconds

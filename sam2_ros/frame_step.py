@@ -79,7 +79,7 @@ def gather_memory(model: SAM2, layout: BankLayout, tables: StepTables, state: Ba
     """
     L, cfg = layout, model.cfg
     t = state.frame
-    s, e, hw, cm = state.mem.shape
+    _, e, hw, cm = state.mem.shape
     big = 1 << 40  # above any frame index: sorts after every valid entry
 
     is_cond_mem = torch.arange(L.mem_entries, device=t.device) < L.cond  # (K + R,)

@@ -706,7 +706,7 @@ def test_lifecycle_without_autostart(tmp_path, checkpoint, frames):
         assert c.transition(Transition.TRANSITION_CONFIGURE) and c.state() == 'inactive'
         assert "encoder backend 'onnxruntime' cannot be used" in proc.stderr()
         assert 'falling back to the torch encoder' in proc.stderr()
-        assert 'torch encoder): loaded' in proc.stderr()
+        assert 'torch encoder, torch step, compile false): loaded' in proc.stderr()
         (r,) = c.set_params(image_size=128)
         assert not r.successful and 'read-only once the node is configured' in r.reason
         assert c.transition(Transition.TRANSITION_ACTIVATE)

@@ -105,7 +105,7 @@ class TensorRTFrameStep(_ExportedStep):
             raise BackendError("step backend tensorrt needs TensorRT's Python package (JetPack: python3-libnvinfer; "
                                "elsewhere pip install tensorrt)") from e
         from .metadata import read_engine_metadata
-        from .tensorrt_backend import _torch_dtype, machine_facts
+        from .tensorrt_backend import _torch_dtype, deserialize, machine_facts
 
         if model.device.type != "cuda":
             raise BackendError(f"step backend tensorrt needs the model on a CUDA device, it is on {model.device}")
@@ -115,11 +115,7 @@ class TensorRTFrameStep(_ExportedStep):
         raise_if_different(engine_path, {k: meta.get(k) for k in ("tensorrt_version", "gpu_name", "compute_capability")},
                            machine_facts(trt, model.device), hint)
         super().__init__(model, layout, max_points, dtype, encoder, torch.float32)
-        self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        with open(engine_path, "rb") as f:
-            self.engine = self.runtime.deserialize_cuda_engine(f.read())
-        if self.engine is None:
-            raise BackendError(f"TensorRT could not deserialize {engine_path} (see the TensorRT log above)")
+        self.runtime, self.engine = deserialize(trt, engine_path)
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         if set(names) != set(INPUTS) | set(OUTPUTS):

@@ -84,6 +84,16 @@ def check_engine_file(model, engine_path: os.PathLike) -> Dict:
     return meta
 
 
+def deserialize(trt, engine_path: os.PathLike):
+    """(runtime, engine) of a checked engine file; the runtime must outlive the engine."""
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    with open(engine_path, "rb") as f:
+        engine = runtime.deserialize_cuda_engine(f.read())
+    if engine is None:
+        raise BackendError(f"TensorRT could not deserialize {engine_path} (see the TensorRT log above)")
+    return runtime, engine
+
+
 class TensorRTEncoder:
     def __init__(self, model, engine_path: str) -> None:
         try:
@@ -100,12 +110,7 @@ class TensorRTEncoder:
         raise_if_different(engine_path, found, machine_facts(trt, self.device), _HINT)
         self.model = model
         self.trt = trt
-        self.logger = trt.Logger(trt.Logger.WARNING)
-        self.runtime = trt.Runtime(self.logger)
-        with open(engine_path, "rb") as f:
-            self.engine = self.runtime.deserialize_cuda_engine(f.read())
-        if self.engine is None:
-            raise BackendError(f"TensorRT could not deserialize {engine_path} (see the TensorRT log above)")
+        self.runtime, self.engine = deserialize(trt, engine_path)
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
