@@ -7,8 +7,10 @@ each holds as the stream goes on; ``--macs`` counts the multiply-accumulates of 
 
     .venv/bin/python benchmarks/bench_tracker.py --sizes 256 512 --objects 1 4 --frames 30 --macs
     .venv/bin/python benchmarks/bench_tracker.py --sizes 256 --objects 1 4 --dtype bfloat16
-    .venv/bin/python benchmarks/bench_tracker.py --sizes 256 512 --objects 1 4 \
-        --modes exact static compiled compiled-bf16      # the static frame step, eager and compiled
+    TORCHINDUCTOR_COMPILE_THREADS=1 .venv/bin/python benchmarks/bench_tracker.py --sizes 256 512 \
+        --objects 1 4 --modes exact compiled compiled-bf16   # the static frame step, compiled
+    (one compile thread: inductor's parallel compile workers otherwise go on compiling in the
+    background for seconds after the first frames and slow down every timed frame)
     .venv/bin/python benchmarks/bench_tracker.py --memory-frames 2000 --sizes 256 --objects 1
 
 Needs the test dependencies (the official ``sam2`` package): ``bash scripts/setup.sh --test``.
@@ -138,7 +140,8 @@ def run_speed(size: str, image_size: int, n_objects: int, n_frames: int, ckpt: P
     for m in modes:
         ours = statistics.median(ms[m])
         out["modes"][m] = {"ms": round(ours, 1), "speedup": round(theirs / ours, 2), "first_two_frames_s": round(first[m], 1),
-                           "min_iou_vs_exact": round(min(ious[m]), 4) if ious[m] else None}
+                           "min_iou_vs_exact": round(min(ious[m]), 4) if ious[m] else None,
+                           "mean_iou_vs_exact": round(statistics.mean(ious[m]), 4) if ious[m] else None}
     return out
 
 

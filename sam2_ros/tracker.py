@@ -26,7 +26,7 @@ Numerically this is Meta's ``SAM2VideoPredictor`` driven one frame at a time (se
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -38,53 +38,12 @@ from .model.build import autocast, build_model, build_random_model, resolve_devi
 from .model.preprocess import check_image, frame_to_model_coords, to_frame_resolution, to_model_input
 from .model.sam2 import SAM2, ImageFeatures, MaskPrediction
 from .bank import BankLayout
+from .exact_memory import Memory, ObjectMemory, Output, Pending, Windows, commit, evict, memory_of, store
 from .frame_step import COMPILE_MODES, CORRECTION, MASK, NEW_POINTS, FrameStep, build_prompt_batch
 from .postprocess import fill_small_holes
 from .track_types import FrameNotBuffered, Prompt, PromptError, TrackResult
 
 __all__ = ["FrameNotBuffered", "Prompt", "PromptError", "TrackResult", "Tracker"]
-
-
-@dataclass
-class _Memory:
-    """One frame's memory of one object."""
-
-    features: Optional[Tensor]  # (C_mem, h, w) bfloat16; None once too old for the bank
-    ptr: Tensor  # (C,) object pointer
-
-
-@dataclass
-class _Output:
-    """One object's answer on one frame."""
-
-    low_res: Tensor  # (1, 1, S/4, S/4) float32 logits (a later correction starts from them)
-    score: Tensor  # (1, 1) float32 object-score logit
-
-
-@dataclass
-class _Pending:
-    """A prompted output not yet in the object's memory (upstream's temporary outputs): it
-    joins the memory when the next frame is tracked."""
-
-    memory: _Memory
-    output: _Output
-    cond: bool
-
-
-@dataclass
-class _Object:
-    # Conditioning (prompted) frames, in the order upstream's dict holds them; the ones that
-    # can still be selected for a frame that may be tracked or prompted (see Tracker._evict).
-    cond: "OrderedDict[int, _Memory]" = field(default_factory=OrderedDict)
-    cond_seen: int = 0  # conditioning frames ever stored (more than are kept, once over the cap)
-    recent: Dict[int, _Memory] = field(default_factory=dict)  # tracked frames in the window
-    low_res: Optional[Tensor] = None  # (1, 1, S/4, S/4) logits on the last tracked frame
-    score: Optional[Tensor] = None  # (1, 1) object-score logit on the last tracked frame
-    # With a prompt buffer: outputs on the buffered frames (what is in memory), the buffered
-    # frames the object was tracked on, and prompted outputs waiting for the next frame.
-    outputs: Dict[int, _Output] = field(default_factory=dict)
-    tracked: set = field(default_factory=set)
-    pending: "OrderedDict[int, _Pending]" = field(default_factory=OrderedDict)
 
 
 @dataclass
@@ -224,7 +183,7 @@ class Tracker:
 
                 self._step = make_frame_step(step_backend, model, layout, step_engine, self.max_prompt_points,
                                              self.dtype, encoder)
-        self._objects: "OrderedDict[int, _Object]" = OrderedDict()
+        self._objects: "OrderedDict[int, ObjectMemory]" = OrderedDict()
         self._frame_index = -1
         self._frame_hw: Optional[Tuple[int, int]] = None
         self._mem_pos: Optional[Tensor] = None  # (1, hw, C_mem) constant position encoding of memories
@@ -291,8 +250,12 @@ class Tracker:
         self._prompt_buffer = int(frames)
         if self._frame_index >= 0:
             for obj in self._objects.values():
-                self._evict(obj, self._frame_index)
+                evict(self._windows, obj, self._frame_index)
             self._trim_frames()
+
+    @property
+    def _windows(self) -> Windows:
+        return Windows(self.max_cond_frames, self.num_maskmem, self.max_ptrs, self._prompt_buffer)
 
     @property
     def buffered_frames(self) -> List[int]:
@@ -360,7 +323,7 @@ class Tracker:
         if hw != self._frame_hw:
             self._frames.clear()  # buffered frames of another size cannot be prompted with this one's prompts
         self._frame_hw = hw
-        self._commit()  # prompted outputs of earlier calls join the memory first, as upstream's preflight
+        commit(self._windows, self._objects.values())  # prompted outputs of earlier calls join the memory first, as upstream's preflight
         t = self._frame_index + 1
         dev = self.device
         corrected = [o for o in list(point_prompts) + list(mask_prompts) if o in self._objects]
@@ -388,7 +351,7 @@ class Tracker:
                 pred = self._filled(self.model.mask_as_output(feats, self._mask_to_model(mask)))
                 steps[oid] = _Step(pred, True, oid not in self._objects or self.corrections_as_cond)
             for oid in new_ids:
-                self._objects[oid] = _Object()
+                self._objects[oid] = ObjectMemory()
             # Corrections of this frame join the memory with the next frame (upstream adds them
             # after the frame was tracked); until then prompt_past sees them as pending.
             self._remember(t, feats, steps, pending=corrected, latest=True)
@@ -398,7 +361,7 @@ class Tracker:
             for obj in self._objects.values():
                 obj.tracked.add(t)
         for obj in self._objects.values():
-            self._evict(obj, t)
+            evict(self._windows, obj, t)
         self._trim_frames()
         return self._result(t, hw)
 
@@ -456,7 +419,7 @@ class Tracker:
                 if init:
                     emb = self.model.image_embedding(feats)
                 else:
-                    spatial, ptrs = self._memory_of(obj, p)
+                    spatial, ptrs = memory_of(self._windows, obj, p)
                     memory, memory_pos, n_ptr = self._assemble([(oid, spatial, ptrs)], len(ptrs))
                     emb = self.model.condition_on_memory(feats, memory, memory_pos, n_ptr)
                 multimask = self.model.use_multimask(len(labs))
@@ -468,7 +431,7 @@ class Tracker:
                 pred = self._filled(self.model.mask_as_output(feats, self._mask_to_model(mask)))
                 steps[oid] = _Step(pred, True, init or self.corrections_as_cond)
             for oid in new_ids:
-                self._objects[oid] = _Object()
+                self._objects[oid] = ObjectMemory()
             self._remember(p, feats, steps, pending=list(steps), latest=False)
         ids = [o for o in self.object_ids if self._output_at(self._objects[o], p) is not None]
         return self._outputs_result(p, hw, ids, [self._output_at(self._objects[o], p) for o in ids])
@@ -530,7 +493,7 @@ class Tracker:
         return self._logits_result(self._frame_index, hw, ids, low.index_select(0, index), score.index_select(0, index))
 
     @staticmethod
-    def _output_at(obj: _Object, f: int) -> Optional[_Output]:
+    def _output_at(obj: ObjectMemory, f: int) -> Optional[Output]:
         """The object's latest output on frame f: a pending prompt output, else the one in memory."""
         pend = obj.pending.get(f)
         return pend.output if pend is not None else obj.outputs.get(f)
@@ -548,7 +511,7 @@ class Tracker:
         """Track ``ids`` on frame t; returns each object's memory-conditioned features."""
         groups: Dict[Tuple[int, int], List[Tuple[int, list, list]]] = {}
         for oid in ids:
-            spatial, ptrs = self._memory_of(self._objects[oid], t)
+            spatial, ptrs = memory_of(self._windows, self._objects[oid], t)
             groups.setdefault((len(spatial), len(ptrs)), []).append((oid, spatial, ptrs))
         conditioned = {}
         batches = []
@@ -567,54 +530,6 @@ class Tracker:
                 steps[oid] = _Step(_row(pred, i), False, False)
                 conditioned[oid] = pix[i : i + 1]
         return conditioned
-
-    def _select_cond(self, obj: _Object, t: int) -> Tuple[List[Tuple[int, _Memory]], Dict[int, _Memory]]:
-        """The conditioning frames frame t attends to, in upstream's order, and the others.
-
-        As upstream's ``select_closest_cond_frames``: all of them while the object has had at
-        most ``max_cond_frames``; else the closest before t, the closest at or after t, then
-        the nearest others. The frames kept in ``obj.cond`` include every one this can pick
-        for a frame that can still be tracked or prompted (see :meth:`_evict`).
-        """
-        items = list(obj.cond.items())
-        if obj.cond_seen <= self.max_cond_frames:
-            return items, {}
-        frames = [f for f, _ in items]
-        chosen: List[int] = []
-        before = max((f for f in frames if f < t), default=None)
-        if before is not None:
-            chosen.append(before)
-        after = min((f for f in frames if f >= t), default=None)
-        if after is not None:
-            chosen.append(after)
-        rest = sorted((f for f in frames if f not in chosen), key=lambda f: abs(f - t))
-        chosen += rest[: self.max_cond_frames - len(chosen)]
-        return [(f, obj.cond[f]) for f in chosen], {f: m for f, m in items if f not in chosen}
-
-    def _memory_of(self, obj: _Object, t: int) -> Tuple[list, list]:
-        """The object's memory for frame t, in upstream's order.
-
-        Returns spatial memories [(features, frames_back)] (conditioning frames first, then
-        recent frames oldest first) and pointers [(ptr, signed frame offset)]. A conditioning
-        frame not selected serves as a recent frame while it is one, as upstream.
-        """
-        selected, unselected = self._select_cond(obj, t)
-
-        def recent(f: int) -> Optional[_Memory]:
-            m = obj.recent.get(f)
-            return m if m is not None else unselected.get(f)
-
-        spatial = [(m.features, 0) for _, m in selected]
-        for back in range(self.num_maskmem - 1, 0, -1):
-            m = recent(t - back)
-            if m is not None and m.features is not None:
-                spatial.append((m.features, back))
-        ptrs = [(m.ptr, t - f) for f, m in selected if f <= t]
-        for back in range(1, self.max_ptrs):
-            m = recent(t - back)
-            if m is not None:
-                ptrs.append((m.ptr, back))
-        return spatial, ptrs
 
     def _assemble(self, members, n_ptrs: int) -> Tuple[Tensor, Tensor, int]:
         """Stack the members' memories: tokens and positions (B, M, C_mem), and the number of
@@ -670,67 +585,14 @@ class Tracker:
         pending = set(pending)
         for i, oid in enumerate(ids):
             obj, st = self._objects[oid], steps[oid]
-            entry = _Memory(mem[i].clone(), st.pred.obj_ptr[0].float().clone())
-            out = _Output(st.pred.low_res_masks.float(), st.pred.object_score_logits.float())
+            entry = Memory(mem[i].clone(), st.pred.obj_ptr[0].float().clone())
+            out = Output(st.pred.low_res_masks.float(), st.pred.object_score_logits.float())
             if oid in pending:
-                obj.pending[t] = _Pending(entry, out, st.cond)  # a second prompt replaces it in place
+                obj.pending[t] = Pending(entry, out, st.cond)  # a second prompt replaces it in place
             else:
-                self._store(obj, t, entry, out, st.cond)
+                store(self._windows, obj, t, entry, out, st.cond)
             if latest:
                 obj.low_res, obj.score = out.low_res, out.score
-
-    def _store(self, obj: _Object, t: int, entry: _Memory, out: _Output, cond: bool) -> None:
-        """Put frame t's memory of the object in its bank."""
-        if cond:
-            if t not in obj.cond:
-                obj.cond_seen += 1
-            obj.cond[t] = entry  # an existing frame keeps its place, as in upstream's dict
-            obj.recent.pop(t, None)
-        elif t in obj.cond:
-            # Upstream drops a non-conditioning output on a conditioning frame (its preflight
-            # removes non-conditioning outputs of conditioning frames).
-            return
-        else:
-            obj.recent[t] = entry
-        if self._prompt_buffer:
-            obj.outputs[t] = out
-
-    def _commit(self) -> None:
-        """Pending prompted outputs join the memory (upstream's preflight: per object, the
-        non-conditioning ones first, then the conditioning ones, each in the order given)."""
-        for obj in self._objects.values():
-            if not obj.pending:
-                continue
-            items = list(obj.pending.items())
-            for cond in (False, True):
-                for t, pend in items:
-                    if pend.cond == cond:
-                        self._store(obj, t, pend.memory, pend.output, cond)
-            obj.pending.clear()
-
-    def _evict(self, obj: _Object, t: int) -> None:
-        """After frame t: keep only what a later frame, or a prompt on a buffered frame, can use.
-
-        With B = prompt_buffer, the frames that can still be tracked or prompted are those from
-        L = t + 1 - B on. They use the pointers of the max_ptrs - 1 frames before them and the
-        spatial memories of the num_maskmem - 1 frames before them; and of the conditioning
-        frames, those from L on and the max_cond_frames latest before L (upstream's selection
-        cannot pick others for any frame from L on). A conditioning frame dropped from that set
-        still serves as a recent frame while it is one, as upstream's unselected ones.
-        """
-        first = t + 1 - self._prompt_buffer
-        older = sorted(f for f in obj.cond if f < first)
-        for f in older[: max(0, len(older) - self.max_cond_frames)]:
-            obj.recent[f] = obj.cond.pop(f)
-        for f in list(obj.recent):
-            back = first - f
-            if back >= self.max_ptrs:
-                del obj.recent[f]
-            elif back >= self.num_maskmem and obj.recent[f].features is not None:
-                obj.recent[f] = _Memory(None, obj.recent[f].ptr)
-        for f in [f for f in obj.outputs if f < first]:
-            del obj.outputs[f]
-        obj.tracked = {f for f in obj.tracked if f >= first}
 
     def _trim_frames(self) -> None:
         first = self._frame_index + 1 - self._prompt_buffer
@@ -739,9 +601,9 @@ class Tracker:
 
     def _result(self, t: int, hw: Tuple[int, int]) -> TrackResult:
         ids = self.object_ids
-        return self._outputs_result(t, hw, ids, [_Output(self._objects[o].low_res, self._objects[o].score) for o in ids])
+        return self._outputs_result(t, hw, ids, [Output(self._objects[o].low_res, self._objects[o].score) for o in ids])
 
-    def _outputs_result(self, t: int, hw: Tuple[int, int], ids: List[int], outputs: List[_Output]) -> TrackResult:
+    def _outputs_result(self, t: int, hw: Tuple[int, int], ids: List[int], outputs: List[Output]) -> TrackResult:
         if not ids:
             return self._logits_result(t, hw, ids, None, None)
         return self._logits_result(t, hw, ids, torch.cat([o.low_res for o in outputs]), torch.cat([o.score for o in outputs]))
