@@ -4,23 +4,17 @@ Frames arrive one at a time; objects are prompted (points, box or mask) on any f
 corrected on any frame and removed at any time. Per frame the image is encoded once and all
 objects go through memory attention, the decoder and the memory encoder as batches.
 
-What an object remembers (and nothing else, so the state is constant on an endless stream):
+Two paths behind one API:
 
-* its conditioning frames (prompted frames), at most ``max_cond_frames``: the most recent
-  ones, which are the ones Meta's ``max_cond_frames_in_attn`` would select for a frame that
-  comes after all of them; a conditioning frame pushed out still serves as a recent frame
-  while it is one, as upstream does with unselected conditioning frames;
-* the memories of its last ``num_maskmem - 1`` tracked frames;
-* the object pointers of its last 15 frames (16 with the current one).
-
-With ``prompt_buffer=B`` the last B tracked frames can still be prompted
-(:meth:`Tracker.prompt_past`, as Meta's predictor prompts an earlier frame): their image
-features are kept, with each object's logits on them, and the windows above reach B frames
-further back (and keep the conditioning frames upstream could select for them): still a
-constant state.
-
-Numerically this is Meta's ``SAM2VideoPredictor`` driven one frame at a time (see
-``test/test_tracker_parity.py``), with memories stored in bfloat16 as upstream stores them.
+* the exact path (default): each object's memory as upstream keeps it
+  (``sam2_ros.exact_memory``: the latest ``max_cond_frames`` conditioning frames, the memories
+  of the last ``num_maskmem - 1`` frames, the pointers of the last 15; a constant state), with
+  ``prompt_buffer`` frames that :meth:`Tracker.prompt_past` can still prompt. Numerically
+  Meta's ``SAM2VideoPredictor`` driven one frame at a time (``test/test_tracker_parity.py``),
+  memories stored in bfloat16 as upstream stores them.
+* the static frame step (``compile``, ``static`` or an exported ``step_backend``): the same
+  windows in a fixed-capacity bank (``sam2_ros.bank``), all slots in one pure tensor step
+  (``sam2_ros.frame_step``) that torch.compile, CUDA graphs, ONNX and TensorRT take whole.
 """
 
 from __future__ import annotations
