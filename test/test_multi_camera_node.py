@@ -150,6 +150,16 @@ def test_each_camera_tracks_as_a_single_camera_tracker(cams, frames, checkpoint)
         # batched encoding may round the last bits differently: a pixel whose logit is a tie
         # at the threshold may flip; anything more is a real difference
         assert differ <= 1e-3 * 6 * H * W, f'{cam}: {differ} pixels differ from a single-camera tracker'
+        print(f'{cam}: {differ} pixels of {6 * H * W} differ from a single-camera tracker')
+    # the frames were batched across cameras (the process's worker says so in the diagnostics)
+    c = cams['front']
+
+    def batched():
+        with c.lock:
+            values = [int(v.value) for m in c.diagnostics for s in m.status for v in s.values
+                      if v.key == 'frames_batched' and s.name.startswith('/front/sam2_tracker')]
+        return values and max(values) > 0
+    assert c.wait_for(batched, 15), 'no frame was encoded in a batch of several cameras'
 
 
 def test_headers_and_object_ids_belong_to_their_camera(cams, frames):

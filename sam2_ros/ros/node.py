@@ -1105,6 +1105,10 @@ class TrackerNode(LifecycleNode):
         for obj_id, (st, score) in sorted(states.items()):
             extra[f'object_{obj_id}'] = f'{st} ({score:.2f})'
         extra.update(device_memory(tracker.device if tracker is not None else None))
+        if self._shared is not None:  # one camera of several: what the process's worker did
+            worker = self._shared.worker
+            extra['cameras_attached'] = worker.attached
+            extra['frames_batched'] = worker.batched_frames
         stamp = diagnostics_stamp(self.get_clock())
         if stamp is None:  # use_sim_time before the first /clock: see diagnostics_stamp
             return

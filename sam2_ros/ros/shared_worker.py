@@ -44,6 +44,11 @@ class SharedWorker:
         self.batched_frames = 0  # frames whose features came from a batch of two or more
 
     # ------------------------------------------------------------------ membership
+    @property
+    def attached(self) -> int:
+        """How many cameras the worker serves now."""
+        return len(self._members)
+
     def attach(self, node, stop: threading.Event) -> None:
         """Start tracking ``node``'s frames (its activate); starts the thread on first use."""
         node.frames.listener = self.notify
