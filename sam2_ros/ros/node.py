@@ -409,11 +409,12 @@ class TrackerNode(LifecycleNode):
             tracker.track(frame, [prompts.Prompt(1, points=[[size / 2, size / 2]], labels=[1])])
             tracker.track(frame)
             tracker.reset()
+        took = ("the process's shared model, already loaded and warm" if warm else
+                f'loaded in {loaded - start:.1f} s, warmed up in {time.perf_counter() - loaded:.1f} s')
         self.get_logger().info(
             f"model {p['model']} ({checkpoint or 'official SAM 2.1 checkpoint'}) at {size} px on "
             f"{tracker.device} ({tracker.dtype}, {self._backend} encoder, {self._step_backend} step, compile "
-            f"{p['compile']}): loaded in "
-            f'{loaded - start:.1f} s, warmed up in {time.perf_counter() - loaded:.1f} s')
+            f"{p['compile']}): {took}")
         return tracker
 
     @_logged
