@@ -247,6 +247,24 @@ def test_a_camera_deactivated_or_silent_leaves_the_others_tracking(cams, frames)
     assert left.state() == 'active'
 
 
+def test_a_shared_parameter_is_refused_on_one_camera_at_run_time(cams, frames, node):
+    """left cleaned up (its model parameters writable again on a single node): model and
+    image_size are still refused, with the reason (the process has one model); per-camera
+    ones are not; configured again, left runs on the shared model."""
+    left = cams['left']
+    assert left.transition(Transition.TRANSITION_DEACTIVATE) and left.transition(Transition.TRANSITION_CLEANUP)
+    for name, value in (('model', 'small'), ('image_size', 256)):
+        result = left.set_params(**{name: value})[0]
+        assert not result.successful and f'{name} is shared by every camera of this process' in result.reason
+    assert all(r.successful for r in left.set_params(max_objects=8))
+    k = next_k(1)
+    _each({c: cams[c] for c in ('front', 'right')}, lambda cam, c: c.frame(frames[0], k))  # the others go on
+    assert left.transition(Transition.TRANSITION_CONFIGURE) and left.transition(Transition.TRANSITION_ACTIVATE)
+    left.wait_ready()
+    k = next_k(1)
+    _each(cams, lambda cam, c: c.frame(frames[1], k))
+
+
 def test_a_camera_shut_down_leaves_the_others_tracking(cams, frames):
     """Last test of the module: right is finalized (its node stays in the process)."""
     k = next_k(2)

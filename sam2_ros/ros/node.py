@@ -239,7 +239,8 @@ class TrackerNode(LifecycleNode):
         self.log = RateLimitedLog(self.get_logger())
         self.p = params.declare(self)  # ParameterError on bad overrides
         self.add_on_set_parameters_callback(
-            params.make_callback(self._state_label, self._apply_live, lambda: params.current(self)))
+            params.make_callback(self._state_label, self._apply_live, lambda: params.current(self),
+                                 self._shared.refusal if self._shared is not None else None))
 
         self.stats = Stats()
         self.frames = FrameQueue(self.stats)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from typing import Dict, List, Optional, Tuple
 
-from sam2_ros.shared_model import SharedModel, encode_together
+from sam2_ros.shared_model import SHARED_PARAMETERS, SharedModel, encode_together
 
 IDLE_WAIT_S = 0.2  # longest sleep with nothing to do (stop requests wake it earlier)
 
@@ -169,3 +169,13 @@ class SharedCameras:
     def __init__(self, log_error=None) -> None:
         self.model = SharedModel()
         self.worker = SharedWorker(log_error)
+
+    def refusal(self, name: str, value) -> Optional[str]:
+        """Why one camera may not set parameter ``name`` to ``value`` (None: it may): the
+        parameters that build the model are the same on every camera, once it is loaded."""
+        loaded = self.model.settings
+        if loaded is None or name not in SHARED_PARAMETERS or loaded[name] == value:
+            return None
+        return (f'{name} is shared by every camera of this process (one model, loaded with {name} = '
+                f'{loaded[name]!r}): it cannot change on one camera; run a separate process for a camera '
+                'that needs another value')
