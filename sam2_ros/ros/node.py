@@ -10,7 +10,9 @@ A lifecycle node (rclpy.lifecycle):
 With ``autostart`` (default) the node configures and activates itself, so ``ros2 run`` and
 ``ros2 launch`` simply work; when the model cannot be loaded it then exits with the reason.
 
-Threads: message callbacks only queue work; one worker thread converts, tracks and publishes.
+Threads: message callbacks only queue work; one worker thread converts, tracks and publishes
+(several cameras in one process, ``--cameras``: one worker for all of them, batching their
+frames, and one model: :mod:`sam2_ros.ros.multi`, :mod:`sam2_ros.ros.shared_worker`).
 No callback waits for the frame being tracked (issue 14): what must change the tracker is run
 at once when the tracker lock is free, else queued and run by the worker, in order, as soon as
 its frame is done (``_run_or_queue``); long requests (``~/track_everything``) are jobs for the
