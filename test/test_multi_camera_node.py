@@ -293,7 +293,8 @@ def test_a_shared_parameter_set_on_one_camera_is_refused(tmp_path, checkpoint): 
 
 @pytest.mark.parametrize('sig', [signal.SIGTERM])
 def test_signal_stops_every_camera_cleanly(tmp_path, checkpoint, frames, sig):  # noqa: F811
-    proc = MultiProcess(tmp_path, checkpoint, ('a', 'b'), '-r', '__ns:=/robot', name='signal')
+    # reliable: a best-effort reader may miss the first frames right after discovery
+    proc = MultiProcess(tmp_path, checkpoint, ('a', 'b'), '-r', '__ns:=/robot', 'image_qos:=reliable', name='signal')
     clients = {cam: Client(f'/robot/{cam}', name=f'signal_client_{cam}') for cam in ('a', 'b')}
     try:
         for c in clients.values():
