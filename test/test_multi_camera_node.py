@@ -309,3 +309,4 @@ def test_signal_stops_every_camera_cleanly(tmp_path, checkpoint, frames, sig):  
     finally:
         for c in clients.values():
             c.close()
+        proc.stop(signal.SIGKILL)  # after a failure above: the process must not outlive the test
