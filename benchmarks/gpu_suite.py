@@ -12,6 +12,11 @@ its ``--deadline``, so the command always ends in time and keeps what it measure
    with the peak GPU memory of each.
 3. ``parity``: CUDA float32 against CPU float32 logits on the tracker-parity scenario (exact
    and static paths), and bfloat16 fidelity (mask IoU against CPU float32).
+4. ``multi_camera`` (issue 13): one process with 1 and 3 cameras sharing one model (frames
+   batched) against 1 and 3 separate processes, at ``--image-size`` (1024): peak GPU memory
+   and RSS, total frames per second, each camera's latency p50/p95
+   (``benchmarks/multi_camera.py``; target: 3 cameras in one process >= 2x the total fps of
+   three processes).
 
 ``--smoke`` runs all of it on the CPU at tiny sizes in seconds (the test suite does, so the
 script is known to work before a GPU is spent on it): compiled modes then run the static step
@@ -114,7 +119,7 @@ class Suite:
                         "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
                         "cuda": torch.version.cuda},
             "settings": {k: v for k, v in vars(args).items() if k != "out"},
-            "sync": None, "speed": [], "parity": {}, "skipped": [], "errors": [],
+            "sync": None, "speed": [], "parity": {}, "multi_camera": [], "skipped": [], "errors": [],
         }
 
     def left(self) -> float:
@@ -252,6 +257,16 @@ class Suite:
                                         "object_frames": len(ious)}
         print(f"[gpu_suite]   parity {json.dumps(self.out['parity'])}", flush=True)
 
+    def multi_camera(self) -> None:
+        """One process with N cameras (one model, frames batched) against N processes."""
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from multi_camera import run_suite
+
+        a = self.args
+        dtype = "auto" if self.device.type == "cuda" else "float32"
+        self.out["multi_camera"] = run_suite(str(checkpoint("tiny", self.tmp)), [1, 3], a.image_size, str(self.device),
+                                             dtype, frames=max(2, a.frames // 2), warmup=a.warmup, objects=a.objects[0])
+
     def run(self) -> None:
         a = self.args
         self.section("sync", self.check_sync)
@@ -262,6 +277,7 @@ class Suite:
             if mode in a.modes:
                 self.section(f"speed {model} {n} obj {mode}", self.speed, model, n, mode)
         self.section("parity", self.parity)
+        self.section("multi_camera", self.multi_camera)
         self.out["elapsed_s"] = round(time.perf_counter() - self.start, 1)
         self.save()
 

@@ -1,7 +1,14 @@
-"""Launch the SAM 2 tracker node.
+"""Launch the SAM 2 tracker node, or one process tracking several cameras with one model.
 
-Example:
+Examples:
   ros2 launch sam2_ros tracker.launch.py image:=/camera/image_raw model:=tiny
+  ros2 launch sam2_ros tracker.launch.py cameras:=front,left \
+      front_image:=/head/camera/image_raw left_image:=/wrist/camera/image_raw
+
+With ``cameras``, camera ``front``'s node is ``sam2_tracker`` in namespace ``front`` (under
+``namespace``, if set): it subscribes ``front/image`` (``front_image:=TOPIC`` remaps it) and
+publishes ``/front/sam2_tracker/masks`` etc.; all cameras share one model and one worker
+(``python -m sam2_ros --cameras``). Per-camera parameters: config/tracker.yaml.
 
 When the node stops by itself with an error status (1: it could not configure or activate,
 e.g. an unknown model or a missing checkpoint; 2: invalid parameters; the reason is in its
@@ -11,7 +18,7 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, RegisterEventHandler
+from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler
 from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
@@ -66,13 +73,23 @@ def generate_launch_description():
         DeclareLaunchArgument(
             'encoder_backend', default_value='torch',
             description='Image-encoder backend: torch, onnxruntime or tensorrt'),
+        DeclareLaunchArgument(
+            'cameras', default_value='',
+            description='Comma-separated camera names (e.g. front,left): one process, one model, '
+                        'one sam2_tracker node per camera in namespace <camera>; <camera>_image:=TOPIC '
+                        'remaps that camera\'s image; empty: the single node'),
     ]
+    return LaunchDescription(arguments + [OpaqueFunction(function=_tracker_actions)])
 
+
+def _tracker_actions(context):
+    """The node (and its exit handler), once the launch arguments are known: ``cameras`` decides
+    between the single node and the one process of several cameras."""
+    cameras = [c.strip() for c in context.launch_configurations.get('cameras', '').split(',') if c.strip()]
     # The launch arguments below take precedence over the same keys in params_file.
-    node = Node(
+    common = dict(
         package='sam2_ros',
         executable='tracker_node',
-        name='sam2_tracker',
         namespace=LaunchConfiguration('namespace'),
         output='screen',
         emulate_tty=True,
@@ -86,11 +103,18 @@ def generate_launch_description():
                                                value_type=bool),
             },
         ],
-        remappings=[('image', LaunchConfiguration('image'))],
     )
+    if not cameras:
+        node = Node(name='sam2_tracker', remappings=[('image', LaunchConfiguration('image'))], **common)
+    else:
+        # No `name`: each camera's node is named sam2_tracker in its own namespace by the process
+        # (a node-name remap would give them all one name). `<camera>/image` remaps are made
+        # absolute under the launch namespace by the process (sam2_ros.ros.multi).
+        remaps = [(f'{cam}/image', context.launch_configurations[f'{cam}_image'])
+                  for cam in cameras if context.launch_configurations.get(f'{cam}_image')]
+        node = Node(arguments=['--cameras'] + cameras, remappings=remaps, **common)
 
     # A failed configure must not leave the launch running without a tracker: shut it down with
     # the reason (the documented way for launch to act on a process's exit status).
     on_failure = RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_on_node_exit))
-
-    return LaunchDescription(arguments + [node, on_failure])
+    return [node, on_failure]

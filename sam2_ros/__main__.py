@@ -1,5 +1,6 @@
 """`python -m sam2_ros` starts the tracker node (same as `ros2 run sam2_ros tracker_node`);
-`python -m sam2_ros --help` prints its usage and exits."""
+`python -m sam2_ros --cameras front left --ros-args ...` one node per camera in one process,
+sharing one model (sam2_ros.ros.multi); `python -m sam2_ros --help` prints its usage and exits."""
 import sys
 
 if __name__ == '__main__':

@@ -286,10 +286,16 @@ class FrameStep(nn.Module):
         return self._step(feats, prompts)
 
     @torch.inference_mode()
-    def forward(self, image: Tensor, prompts: Optional[PromptBatch] = None) -> Tuple[Tensor, Tensor]:
+    def forward(self, image: Optional[Tensor], prompts: Optional[PromptBatch] = None,
+                features: Optional[ImageFeatures] = None) -> Tuple[Tensor, Tensor]:
         """One frame (normalized (1, 3, S, S)) for every slot: low-res logits (S, 1, 4h, 4w)
-        and object-score logits (S, 1), valid until the next call (CUDA graphs reuse them)."""
-        feats = self._encode(image)
+        and object-score logits (S, 1), valid until the next call (CUDA graphs reuse them).
+        ``features``: the frame's features encoded already (e.g. batched with other cameras'
+        frames); ``image`` is then not used and the encoder does not run."""
+        if features is not None:
+            feats = (features.feat, features.pos, *features.high_res)
+        else:
+            feats = self._encode(image)
         if prompts is None:
             return self._track(feats)
         return self._prompted(feats, prompts)

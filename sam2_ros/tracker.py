@@ -298,13 +298,49 @@ class Tracker:
 
     # ------------------------------------------------------------------ track
     @torch.inference_mode()
-    def track(self, frame: np.ndarray, prompts: Sequence[Prompt] = ()) -> TrackResult:
+    def encode(self, frames: Sequence[np.ndarray]) -> List[ImageFeatures]:
+        """Image features of ``frames`` (each H x W x 3 uint8 RGB, any size: each is resized to
+        the model's input as :meth:`track` does), encoded as one batch; pass one as
+        ``track(frame, prompts, features=...)``. Several trackers sharing one model (one per
+        camera) encode their frames together this way. One frame gives exactly the features
+        :meth:`track` computes itself; a batch of several may differ from one-at-a-time in the
+        last bits where the CPU's batched kernels sum in another order."""
+        if not frames:
+            return []
+        with autocast(self.device, self.dtype):
+            if self._encode is not self.model.encode_image:
+                # another backend (ONNX Runtime, TensorRT): its graphs are built for one image
+                return [self._encode(to_model_input([f], self.image_size, self.device)) for f in frames]
+            feats = self._encode(to_model_input(list(frames), self.image_size, self.device))
+        if len(frames) == 1:
+            return [feats]
+        # copies, not views: a frame kept in one camera's prompt buffer must not hold the batch
+        return [ImageFeatures(feats.feat[i:i + 1].clone(), feats.pos[i:i + 1].clone(),
+                              [x[i:i + 1].clone() for x in feats.high_res]) for i in range(len(frames))]
+
+    @property
+    def accepts_features(self) -> bool:
+        """Whether :meth:`track` takes precomputed ``features`` (not with an exported frame
+        step, whose graph starts at the image)."""
+        return self._step is None or isinstance(self._step, FrameStep)
+
+    @torch.inference_mode()
+    def track(self, frame: np.ndarray, prompts: Sequence[Prompt] = (),
+              features: Optional[ImageFeatures] = None) -> TrackResult:
         """Track every object on ``frame`` (H x W x 3 uint8 RGB) after applying ``prompts``.
+
+        ``features``: the frame's image features from :meth:`encode` (of this tracker or one
+        sharing its model), so that the image encoder does not run again; None: encoded here.
 
         All prompts are validated before anything changes: a bad prompt raises
         :class:`PromptError` and leaves the tracker as it was.
         """
         hw = check_image(frame, "frame")
+        if features is not None and not self.accepts_features:
+            raise ValueError("this tracker's exported frame step encodes the image itself: track(frame) without features")
+        if features is not None and tuple(features.feat.shape[-2:]) != (self.model.cfg.feat_size,) * 2:
+            raise ValueError(f"features of a {tuple(features.feat.shape[-2:])} feature map do not fit this "
+                             f"tracker's model (feature size {self.model.cfg.feat_size}): encode with the same model")
         if self.object_ids and hw != self._frame_hw:
             raise ValueError(
                 f"frame size changed from {self._frame_hw[1]}x{self._frame_hw[0]} to {hw[1]}x{hw[0]}; "
@@ -312,7 +348,7 @@ class Tracker:
             )
         point_prompts, mask_prompts, new_ids = self._parse(prompts, hw)
         if self.static:
-            return self._track_static(frame, hw, point_prompts, mask_prompts, new_ids)
+            return self._track_static(frame, hw, point_prompts, mask_prompts, new_ids, features)
 
         if hw != self._frame_hw:
             self._frames.clear()  # buffered frames of another size cannot be prompted with this one's prompts
@@ -322,7 +358,7 @@ class Tracker:
         dev = self.device
         corrected = [o for o in list(point_prompts) + list(mask_prompts) if o in self._objects]
         with autocast(dev, self.dtype):
-            feats = self._encode(to_model_input([frame], self.image_size, dev))
+            feats = features if features is not None else self._encode(to_model_input([frame], self.image_size, dev))
             steps: Dict[int, _Step] = {}
             # 1. Objects with memory (not given a new mask) are tracked, batched.
             tracked = [o for o in self._objects if o not in mask_prompts]
@@ -459,7 +495,8 @@ class Tracker:
                     )
         return point_prompts, mask_prompts, new_ids
 
-    def _track_static(self, frame: np.ndarray, hw: Tuple[int, int], point_prompts, mask_prompts, new_ids) -> TrackResult:
+    def _track_static(self, frame: np.ndarray, hw: Tuple[int, int], point_prompts, mask_prompts, new_ids,
+                      features: Optional[ImageFeatures] = None) -> TrackResult:
         """:meth:`track` through the static frame step: objects are bank slots; a frame without
         prompts is one call of the (compiled) step, a prompted one builds its prompt batch first."""
         step, dev = self._step, self.device
@@ -480,7 +517,10 @@ class Tracker:
                 cond = oid in new_ids or self.corrections_as_cond
                 rows[self._slots[oid]] = (MASK, None, None, self._mask_to_model(mask), False, cond)
             batch = build_prompt_batch(self.max_objects, self.max_prompt_points, self.image_size, dev, rows)
-        low, score = step(to_model_input([frame], self.image_size, dev), batch)
+        if features is not None:
+            low, score = step(None, batch, features=features)
+        else:
+            low, score = step(to_model_input([frame], self.image_size, dev), batch)
         self._frame_index += 1
         ids = self.object_ids
         index = torch.tensor([self._slots[o] for o in ids], dtype=torch.int64, device=dev)

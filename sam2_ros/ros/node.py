@@ -10,7 +10,9 @@ A lifecycle node (rclpy.lifecycle):
 With ``autostart`` (default) the node configures and activates itself, so ``ros2 run`` and
 ``ros2 launch`` simply work; when the model cannot be loaded it then exits with the reason.
 
-Threads: message callbacks only queue work; one worker thread converts, tracks and publishes.
+Threads: message callbacks only queue work; one worker thread converts, tracks and publishes
+(several cameras in one process, ``--cameras``: one worker for all of them, batching their
+frames, and one model: :mod:`sam2_ros.ros.multi`, :mod:`sam2_ros.ros.shared_worker`).
 No callback waits for the frame being tracked (issue 14): what must change the tracker is run
 at once when the tracker lock is free, else queued and run by the worker, in order, as soon as
 its frame is done (``_run_or_queue``); long requests (``~/track_everything``) are jobs for the
@@ -136,6 +138,9 @@ class FrameQueue:
         self._items: deque = deque()
         self._stats = stats
         self.policy = 'latest'
+        # Called after a frame is queued or the queue is woken: the worker serving several
+        # cameras (sam2_ros.ros.shared_worker) waits on all their queues at once.
+        self.listener = None
 
     def put(self, item) -> int:
         """Queue a frame; returns how many frames were dropped for it."""
@@ -156,7 +161,14 @@ class FrameQueue:
             self._cond.notify()
         if dropped:
             self._stats.count('dropped', dropped)
+        if self.listener is not None:
+            self.listener()
         return dropped
+
+    def get_nowait(self):
+        """The next frame, or None at once when none is waiting."""
+        with self._cond:
+            return self._items.popleft() if self._items else None
 
     def get(self, timeout: float):
         with self._cond:
@@ -181,6 +193,8 @@ class FrameQueue:
     def wake(self) -> None:
         with self._cond:
             self._cond.notify_all()
+        if self.listener is not None:
+            self.listener()
 
 
 def _nbytes(item) -> int:
@@ -207,7 +221,12 @@ def _logged(method):
 class TrackerNode(LifecycleNode):
     """The sam2_tracker lifecycle node (see the module docstring)."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, shared=None, **kwargs) -> None:
+        """``shared``: a :class:`sam2_ros.ros.shared_worker.SharedCameras` when this node is
+        one camera of several in one process (one model, one worker for all; see
+        :mod:`sam2_ros.ros.multi`); None: a node of its own, with its own model and worker.
+        Other keyword arguments go to rclpy's node (``namespace``: the camera's)."""
+        self._shared = shared
         # The lifecycle services rcl creates are 10 requests deep: a burst of get_state calls
         # would lose the rest. Where rclpy's own handlers can be reached, the node serves the
         # same five services itself, as deep as its other services (SERVICE_QOS).
@@ -222,7 +241,8 @@ class TrackerNode(LifecycleNode):
         self.log = RateLimitedLog(self.get_logger())
         self.p = params.declare(self)  # ParameterError on bad overrides
         self.add_on_set_parameters_callback(
-            params.make_callback(self._state_label, self._apply_live, lambda: params.current(self)))
+            params.make_callback(self._state_label, self._apply_live, lambda: params.current(self),
+                                 self._shared.refusal if self._shared is not None else None))
 
         self.stats = Stats()
         self.frames = FrameQueue(self.stats)
@@ -354,12 +374,16 @@ class TrackerNode(LifecycleNode):
 
         checkpoint = p['checkpoint'] or None
         start = time.perf_counter()
-        model = build_model(checkpoint, model=p['model'], image_size=p['image_size'],
-                            device=resolve_device(p['device']))
-        # a backend that cannot be used (package missing, file made for another model, size,
-        # GPU or TensorRT version) falls back to torch with a warning saying why
-        encoder, self._backend = make_encoder_or_fallback(
-            p['encoder_backend'], model, p['encoder_engine'] or None, warn=self.get_logger().warning)
+        if self._shared is not None:  # one camera of several: the process's one model
+            model, encoder, self._backend, warm = self._shared.model.get(p, warn=self.get_logger().warning)
+        else:
+            model = build_model(checkpoint, model=p['model'], image_size=p['image_size'],
+                                device=resolve_device(p['device']))
+            # a backend that cannot be used (package missing, file made for another model, size,
+            # GPU or TensorRT version) falls back to torch with a warning saying why
+            encoder, self._backend = make_encoder_or_fallback(
+                p['encoder_backend'], model, p['encoder_engine'] or None, warn=self.get_logger().warning)
+            warm = False
         settings = dict(max_objects=p['max_objects'], num_maskmem=p['num_maskmem'],
                         max_cond_frames=p['max_cond_frames'], mask_threshold=p['mask_threshold'],
                         dtype=p['dtype'], encoder=encoder, prompt_buffer=p['prompt_buffer'],
@@ -378,17 +402,22 @@ class TrackerNode(LifecycleNode):
                 self._step_backend = 'torch'
                 tracker = Tracker(model, static=True, **settings)
         loaded = time.perf_counter()
-        # Warm-up: one prompted frame and one tracked frame, so the first camera frame is not slow.
         size = p['image_size']
-        frame = np.full((size, size, 3), 128, np.uint8)
-        tracker.track(frame, [prompts.Prompt(1, points=[[size / 2, size / 2]], labels=[1])])
-        tracker.track(frame)
-        tracker.reset()
+        if not warm:
+            # Warm-up: one prompted frame and one tracked frame, so the first camera frame is not
+            # slow. Not for a camera of several once the model is warm: the shared worker may be
+            # running the model for the other cameras right now (their frames, not this one's, and
+            # no callback of ours may wait for them); a compiled step compiles on its first frames.
+            frame = np.full((size, size, 3), 128, np.uint8)
+            tracker.track(frame, [prompts.Prompt(1, points=[[size / 2, size / 2]], labels=[1])])
+            tracker.track(frame)
+            tracker.reset()
+        took = ("the process's shared model, already loaded and warm" if warm else
+                f'loaded in {loaded - start:.1f} s, warmed up in {time.perf_counter() - loaded:.1f} s')
         self.get_logger().info(
             f"model {p['model']} ({checkpoint or 'official SAM 2.1 checkpoint'}) at {size} px on "
             f"{tracker.device} ({tracker.dtype}, {self._backend} encoder, {self._step_backend} step, compile "
-            f"{p['compile']}): loaded in "
-            f'{loaded - start:.1f} s, warmed up in {time.perf_counter() - loaded:.1f} s')
+            f"{p['compile']}): {took}")
         return tracker
 
     @_logged
@@ -411,10 +440,13 @@ class TrackerNode(LifecycleNode):
         # A new worker with its own stop event: one stopped by a deactivate just before may
         # still be finishing its frame (deactivate does not wait for it), and stops after it.
         self._stop = stop = threading.Event()
-        self._workers = [w for w in self._workers if w.is_alive()]
-        self._worker = threading.Thread(target=self._work, args=(stop,), name='sam2_worker', daemon=True)
-        self._workers.append(self._worker)
-        self._worker.start()
+        if self._shared is not None:  # the process's one worker tracks this camera's frames too
+            self._shared.worker.attach(self, stop)
+        else:
+            self._workers = [w for w in self._workers if w.is_alive()]
+            self._worker = threading.Thread(target=self._work, args=(stop,), name='sam2_worker', daemon=True)
+            self._workers.append(self._worker)
+            self._worker.start()
         self._state = 'active'
         topic = self.resolve_topic_name(
             'image/compressed' if p['image_transport'] == 'compressed' else 'image')
@@ -502,6 +534,8 @@ class TrackerNode(LifecycleNode):
         up to ``timeout`` s for every worker started so far. False if one is still running."""
         self._stop.set()
         self._worker = None
+        if self._shared is not None:  # the shared worker drops this camera (the others go on)
+            return self._shared.worker.detach(self, timeout)
         self.frames.wake()
         if timeout is None:
             return not any(w.is_alive() for w in self._workers)
@@ -827,11 +861,22 @@ class TrackerNode(LifecycleNode):
             try:
                 self._process(*item, stop=stop)
             except Exception as error:  # noqa: BLE001 - keep tracking; say what happened
-                if stop.is_set() or not rclpy.ok(context=self.context):
-                    return  # shutting down: publishers may be gone
-                self.stats.count('frame_errors', error=f'frame skipped: {type(error).__name__}: {error}')
-                self.log('error', f'frame:{type(error).__name__}',
-                         f'frame skipped: {type(error).__name__}: {error}')
+                if not self.frame_failed(error, stop):
+                    return
+
+    def frame_failed(self, error: Exception, stop: threading.Event) -> bool:
+        """A frame raised ``error``: count and log it. False when the node is stopping (the
+        error is then only a sign of it: publishers may be gone)."""
+        if stop.is_set() or not rclpy.ok(context=self.context):
+            return False
+        self.stats.count('frame_errors', error=f'frame skipped: {type(error).__name__}: {error}')
+        self.log('error', f'frame:{type(error).__name__}', f'frame skipped: {type(error).__name__}: {error}')
+        return True
+
+    def run_jobs(self, stop: threading.Event) -> None:
+        """Long requests waiting for the worker (see :meth:`_run_jobs`), if any."""
+        if self._jobs:
+            self._run_jobs(stop)
 
     def _run_jobs(self, stop: threading.Event) -> None:
         """Long requests (segment everything), between two frames."""
@@ -845,6 +890,14 @@ class TrackerNode(LifecycleNode):
                 self.get_logger().error(f'request failed: {type(error).__name__}: {error}')
 
     def _process(self, msg, compressed: bool, received: float, stop: Optional[threading.Event] = None) -> None:
+        frame = self.prepare(msg, compressed, received)
+        if frame is not None:
+            self.track_prepared(frame, stop)
+
+    def prepare(self, msg, compressed: bool, received: float) -> Optional[Tuple]:
+        """First half of a frame: the message converted to RGB (no tracker lock: the shared
+        worker converts every camera's frame before encoding them together). None when the
+        image is refused (counted and logged with the reason)."""
         t0 = time.perf_counter()
         try:
             budget = self.p['max_image_pixels']
@@ -858,8 +911,14 @@ class TrackerNode(LifecycleNode):
                 self.stats.count('refused_format')
             self.log('warning', 'image:' + getattr(msg, 'encoding', getattr(msg, 'format', ''))
                      + re.sub(r'\d+', '#', str(error)), f'image skipped: {error}')
-            return
-        t1 = time.perf_counter()
+            return None
+        return msg, rgb, received, t0, time.perf_counter()
+
+    def track_prepared(self, frame: Tuple, stop: Optional[threading.Event] = None, features=None) -> None:
+        """Second half of a frame from :meth:`prepare`: prompts, tracking, publishing.
+        ``features``: the frame's image features, encoded already with the other cameras'
+        frames (``Tracker.encode``); None: the tracker encodes it."""
+        msg, rgb, received, t0, t1 = frame
         hw = rgb.shape[:2]
         stamp = prompts.stamp_to_ns(msg.header.stamp)
         with self._tracker_locked():
@@ -902,10 +961,10 @@ class TrackerNode(LifecycleNode):
             frame_prompts = self._checked_prompts(tracker, batch.adds + late, hw)
             t2 = time.perf_counter()
             try:
-                result = tracker.track(rgb, frame_prompts)
+                result = tracker.track(rgb, frame_prompts, features=features)
             except prompts.PromptError as error:  # safety net: prompts were checked above
                 self._bad_prompt('prompt', str(error))
-                result = tracker.track(rgb)
+                result = tracker.track(rgb, features=features)
             t3 = time.perf_counter()
             ids = list(result.object_ids)
             self._ids = ids
@@ -1050,6 +1109,10 @@ class TrackerNode(LifecycleNode):
         for obj_id, (st, score) in sorted(states.items()):
             extra[f'object_{obj_id}'] = f'{st} ({score:.2f})'
         extra.update(device_memory(tracker.device if tracker is not None else None))
+        if self._shared is not None:  # one camera of several: what the process's worker did
+            worker = self._shared.worker
+            extra['cameras_attached'] = worker.attached
+            extra['frames_batched'] = worker.batched_frames
         stamp = diagnostics_stamp(self.get_clock())
         if stamp is None:  # use_sim_time before the first /clock: see diagnostics_stamp
             return
@@ -1064,7 +1127,8 @@ class TrackerNode(LifecycleNode):
 
 def main(args=None) -> int:
     """Entry point of ``tracker_node`` and ``python -m sam2_ros``: run the node until SIGINT or
-    SIGTERM, then stop cleanly.
+    SIGTERM, then stop cleanly. With ``--cameras A B ...``: one node per camera in this process,
+    sharing one model and one worker (:func:`sam2_ros.ros.multi.main`).
 
     Exit status: 0 after a clean stop; 1 when the node cannot configure or activate with
     ``autostart`` (unknown model, missing checkpoint, ...: the reason is logged); 2 for invalid
@@ -1075,29 +1139,20 @@ def main(args=None) -> int:
 
     from sam2_ros.ros.usage import print_usage, wants_help
 
-    if wants_help(sys.argv[1:] if args is None else args):
+    argv = sys.argv[1:] if args is None else list(args)
+    if wants_help(argv):
         print_usage()
         return 0
-    stop = threading.Event()
-    first_at: List[float] = []  # monotonic time of the first signal
-    ignored: List[int] = []  # signals repeated within the grace period
+    from sam2_ros.ros import multi
 
-    def on_signal(signum, frame):
-        now = time.monotonic()
-        if not first_at:
-            first_at.append(now)
-            stop.set()
-            return
-        if now - first_at[0] < SIGNAL_GRACE_S:
-            ignored.append(signum)
-            return
-        os.write(2, f'[{NODE_NAME}] {signal.Signals(signum).name} again {now - first_at[0]:.1f} s after the '
-                 f'first signal: exiting at once ({128 + signum})\n'.encode())
-        os._exit(128 + signum)
-
-    # Installed for the rest of main(), never restored (see the end of it).
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, on_signal)
+    try:
+        cameras, rest = multi.split_cameras(argv)
+    except multi.CameraArgumentError as error:
+        print(f'[{NODE_NAME}] {error}', file=sys.stderr, flush=True)
+        return EXIT_BAD_PARAMETERS
+    if cameras is not None:  # several cameras, one model: one node per camera in this process
+        return multi.main(cameras, rest)
+    stop, first_at, ignored = install_signal_handlers()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     code = EXIT_OK
@@ -1134,19 +1189,51 @@ def main(args=None) -> int:
                 node.destroy_node()
             except Exception:  # noqa: BLE001 - shutting down anyway
                 pass
-        if ignored:
-            names = ', '.join(signal.Signals(n).name for n in ignored)
-            print(f'[{NODE_NAME}] ignored {names} repeated within {SIGNAL_GRACE_S} s of the first signal '
-                  '(the same request delivered twice, e.g. by ros2 launch and the process group)',
-                  file=sys.stderr, flush=True)
-        rclpy.try_shutdown()
-        # Stopped: what is left is the interpreter's exit, during which Python puts the default
-        # handlers back, so that a repeat arriving then would kill the process (status -2,
-        # launch's "process has died"). Ignore both signals from here: exiting is under way.
-        if first_at:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(signum, signal.SIG_IGN)
+        finish_signals(first_at, ignored)
     return code
+
+
+def install_signal_handlers() -> Tuple[threading.Event, List[float], List[int]]:
+    """SIGINT and SIGTERM handlers for a node process (see :func:`main` for the rules): returns
+    the event set by the first signal, the time of that signal (a list, empty until then) and
+    the signals ignored as repeats. Installed for the rest of the process, never restored."""
+    stop = threading.Event()
+    first_at: List[float] = []  # monotonic time of the first signal
+    ignored: List[int] = []  # signals repeated within the grace period
+
+    def on_signal(signum, frame):
+        now = time.monotonic()
+        if not first_at:
+            first_at.append(now)
+            stop.set()
+            return
+        if now - first_at[0] < SIGNAL_GRACE_S:
+            ignored.append(signum)
+            return
+        os.write(2, f'[{NODE_NAME}] {signal.Signals(signum).name} again {now - first_at[0]:.1f} s after the '
+                 f'first signal: exiting at once ({128 + signum})\n'.encode())
+        os._exit(128 + signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+    return stop, first_at, ignored
+
+
+def finish_signals(first_at: List[float], ignored: List[int]) -> None:
+    """At the end of a node process: say which repeated signals were ignored, shut rclpy down,
+    and ignore further signals while the interpreter exits."""
+    if ignored:
+        names = ', '.join(signal.Signals(n).name for n in ignored)
+        print(f'[{NODE_NAME}] ignored {names} repeated within {SIGNAL_GRACE_S} s of the first signal '
+              '(the same request delivered twice, e.g. by ros2 launch and the process group)',
+              file=sys.stderr, flush=True)
+    rclpy.try_shutdown()
+    # Stopped: what is left is the interpreter's exit, during which Python puts the default
+    # handlers back, so that a repeat arriving then would kill the process (status -2,
+    # launch's "process has died"). Ignore both signals from here: exiting is under way.
+    if first_at:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
 
 
 if __name__ == '__main__':

@@ -335,10 +335,12 @@ def current(node, names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 
 def make_callback(state_of: Callable[[], str], apply_live: Callable[[Dict[str, Any]], None],
-                  values_of: Optional[Callable[[], Dict[str, Any]]] = None):
+                  values_of: Optional[Callable[[], Dict[str, Any]]] = None,
+                  refusal_of: Optional[Callable[[str, Any], Optional[str]]] = None):
     """A set-parameters callback: refuses invalid or untimely values with the reason (also
-    combinations with the current values, ``values_of()``), and passes accepted values of live
-    parameters to ``apply_live``."""
+    combinations with the current values, ``values_of()``, and whatever ``refusal_of(name,
+    value)`` refuses: a camera of several may not change what its cameras share), and passes
+    accepted values of live parameters to ``apply_live``."""
     from rcl_interfaces.msg import SetParametersResult
 
     def callback(parameters) -> 'SetParametersResult':
@@ -347,6 +349,8 @@ def make_callback(state_of: Callable[[], str], apply_live: Callable[[Dict[str, A
         values.update({p.name: p.value for p in parameters})
         for p in parameters:
             reason = change_refusal(p.name, p.value, state, values)
+            if not reason and refusal_of is not None:
+                reason = refusal_of(p.name, p.value)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
         live = {p.name: p.value for p in parameters

@@ -18,12 +18,17 @@ def params_file() -> str:
 
 
 USAGE = """\
-usage: python -m sam2_ros [--help] [--ros-args ARGS...]
-       ros2 run sam2_ros tracker_node [--ros-args ARGS...]
+usage: python -m sam2_ros [--help] [--cameras NAME [NAME ...]] [--ros-args ARGS...]
+       ros2 run sam2_ros tracker_node [--cameras NAME [NAME ...]] [--ros-args ARGS...]
 
 Starts the sam2_tracker node (a lifecycle node that configures and activates itself, loading
 the model). It runs until SIGINT / SIGTERM. Without a `checkpoint` parameter it downloads
 Meta's official SAM 2.1 checkpoint of `model` once into ~/.cache/sam2_ros.
+
+--cameras front left: one process, one model, one worker for several cameras: camera front's
+node is sam2_tracker in namespace front (topics front/image, /front/sam2_tracker/masks, ...;
+remap a camera's image with -r front/image:=/head/image_raw); their frames are batched.
+Per-camera parameters: a /front/sam2_tracker section in the parameters file (see it).
 
 ROS arguments (after --ros-args):
   -r image:=/camera/image_raw        the camera topic to track (remap `image`)

@@ -1,0 +1,222 @@
+"""Several cameras, one model (issue 13): one process tracking N cameras with one shared SAM 2
+(frames of a round encoded as one batch, as the node's shared worker does:
+``sam2_ros.shared_model.encode_together`` then ``Tracker.track(features=...)``) against N
+separate processes with a model each, on the same frames.
+
+Per configuration: resident memory (peak RSS, summed over the processes; peak GPU memory on
+CUDA), total frames per second (all cameras' frames over the wall time they took together) and
+each camera's latency p50 / p95 (a frame's time from the start of its round, or of its own
+step for a separate process, to its masks on the host). Cameras run saturated (a frame always
+waiting, as ``frame_policy: all`` under load); camera k sees its own part of the sample clip at
+its own resolution (640x360, 320x240, 480x272, ...). The separate processes share the CPU
+fairly: each gets cores // N torch threads (the shared process gets all of them); they load and
+warm up first, then start together.
+
+    python benchmarks/multi_camera.py --cameras 1 2 3 --image-size 256 --out benchmarks/results/multi_camera.json
+
+This measures the tracking core without DDS (the node adds the same conversion and publishing
+per frame either way). ``run_suite`` is also the GPU suite's ``multi_camera`` section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT)]
+
+RESOLUTIONS = [(640, 360), (320, 240), (480, 272), (800, 448), (256, 256), (960, 544)]
+
+
+def _frames(n: int, width: int, height: int, start: int) -> list:
+    import cv2
+
+    cap = cv2.VideoCapture(str(ROOT / "data" / "sample" / "bunny.mp4"))
+    frames = []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (width, height), interpolation=cv2.INTER_AREA))
+    cap.release()
+    return [frames[(start + i) % len(frames)] for i in range(n)]
+
+
+def _peak_rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def _percentile(values: List[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def _worker(args: argparse.Namespace) -> None:
+    """One process: ``args.n`` cameras sharing one model (role shared) or one camera (single)."""
+    import torch
+
+    from sam2_ros import Prompt, Tracker
+    from sam2_ros.model.build import build_model
+    from sam2_ros.shared_model import encode_together
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    model = build_model(args.checkpoint, "tiny", args.image_size, str(device))
+    cams = list(range(args.first, args.first + args.n))
+    streams = {c: _frames(args.frames + args.warmup, *RESOLUTIONS[c % len(RESOLUTIONS)], start=17 * c) for c in cams}
+    trackers = {c: Tracker(model, max_objects=max(1, args.objects), dtype=args.dtype) for c in cams}
+
+    def prompts(c: int) -> list:
+        h, w = streams[c][0].shape[:2]
+        return [Prompt(i + 1, points=[[w * (0.3 + 0.4 * i / max(1, args.objects)), h * 0.5]], labels=[1])
+                for i in range(args.objects)]
+
+    latency: Dict[int, List[float]] = {c: [] for c in cams}
+
+    def round_(t: int, timed: bool) -> None:
+        start = time.perf_counter()
+        frames = [streams[c][t] for c in cams]
+        feats = encode_together([trackers[c] for c in cams], frames) if len(cams) > 1 else [None]
+        for c, frame, f in zip(cams, frames, feats):
+            res = trackers[c].track(frame, prompts(c) if t == 0 else [], features=f)
+            (res.logits > 0).cpu()  # masks on the host, as the node publishes them
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if timed:
+                latency[c].append((time.perf_counter() - start) * 1e3)
+
+    with torch.inference_mode():
+        for t in range(args.warmup):
+            round_(t, False)
+        if args.go:
+            Path(args.go + f".ready{args.first}").touch()
+            while not os.path.exists(args.go):
+                time.sleep(0.01)
+        began = time.time()
+        for t in range(args.warmup, args.warmup + args.frames):
+            round_(t, True)
+        ended = time.time()
+    out = {"cameras": cams, "began": began, "ended": ended, "latency_ms": {str(c): latency[c] for c in cams},
+           "peak_rss_mb": _peak_rss_mb()}
+    if device.type == "cuda":
+        out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+def _spawn(args: argparse.Namespace, n: int, first: int, threads: int, go: str) -> subprocess.Popen:
+    cmd = [sys.executable, __file__, "--worker", "--n", str(n), "--first", str(first), "--threads", str(threads),
+           "--checkpoint", args.checkpoint, "--image-size", str(args.image_size), "--device", args.device,
+           "--dtype", args.dtype, "--frames", str(args.frames), "--warmup", str(args.warmup),
+           "--objects", str(args.objects), "--go", go]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+
+
+def _gather(procs: List[subprocess.Popen], go: str, firsts: List[int]) -> List[dict]:
+    while not all(os.path.exists(go + f".ready{f}") for f in firsts):
+        if any(p.poll() not in (None, 0) for p in procs):
+            raise RuntimeError("a benchmark process failed")
+        time.sleep(0.05)
+    Path(go).touch()  # everyone loaded and warm: start together
+    results = []
+    for p in procs:
+        out, _ = p.communicate()
+        if p.returncode != 0:
+            raise RuntimeError(f"a benchmark process exited with {p.returncode}")
+        results.append(json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:]))
+    return results
+
+
+def _summary(kind: str, n: int, results: List[dict], frames: int) -> dict:
+    wall = max(r["ended"] for r in results) - min(r["began"] for r in results)
+    per_camera = {}
+    for r in results:
+        for c, ms in r["latency_ms"].items():
+            per_camera[c] = {"p50_ms": round(statistics.median(ms), 1), "p95_ms": round(_percentile(ms, 0.95), 1)}
+    row = {"kind": kind, "cameras": n, "processes": len(results),
+           "rss_mb": round(sum(r["peak_rss_mb"] for r in results), 1),
+           "total_fps": round(n * frames / wall, 3), "latency": per_camera}
+    if "peak_gpu_mb" in results[0]:
+        row["gpu_mb"] = round(sum(r["peak_gpu_mb"] for r in results), 1)
+    return row
+
+
+def run_suite(checkpoint: str, cameras: List[int], image_size: int, device: str, dtype: str = "auto",
+              frames: int = 20, warmup: int = 2, objects: int = 2, threads: int = 0) -> List[dict]:
+    """Every configuration: one process with N cameras and N processes, for N in ``cameras``."""
+    threads = threads or os.cpu_count() or 1
+    ns = argparse.Namespace(checkpoint=checkpoint, image_size=image_size, device=device, dtype=dtype, frames=frames,
+                            warmup=warmup, objects=objects)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in cameras:
+            go = os.path.join(tmp, f"shared{n}")
+            rows.append(_summary("one process", n, _gather([_spawn(ns, n, 0, threads, go)], go, [0]), frames))
+            go = os.path.join(tmp, f"separate{n}")
+            procs = [_spawn(ns, 1, c, max(1, threads // n), go) for c in range(n)]
+            rows.append(_summary("separate processes", n, _gather(procs, go, list(range(n))), frames))
+            print(json.dumps(rows[-2]), "\n", json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def random_checkpoint(folder: str, image_size: int) -> str:
+    """An official-format tiny checkpoint with random weights (the cost depends on shapes only)."""
+    import torch
+
+    from sam2_ros.model.build import build_random_model
+
+    path = os.path.join(folder, "sam2.1_hiera_tiny_random.pt")
+    torch.save({"model": build_random_model("tiny", image_size, "cpu").state_dict()}, path)
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cameras", nargs="+", type=int, default=[1, 2, 3])
+    ap.add_argument("--image-size", type=int, default=256)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--frames", type=int, default=20, help="timed frames per camera")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--objects", type=int, default=2, help="objects per camera")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads in all (default: every core)")
+    ap.add_argument("--checkpoint", default="", help="default: random tiny weights")
+    ap.add_argument("--out", default="")
+    # one benchmark process (started by the driver)
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--n", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--go", default="", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        _worker(args)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = args.checkpoint or random_checkpoint(tmp, args.image_size)
+        rows = run_suite(ckpt, args.cameras, args.image_size, args.device, args.dtype, args.frames, args.warmup,
+                         args.objects, args.threads)
+    result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.processor() or platform.machine(),
+              "cores": os.cpu_count(), "image_size": args.image_size, "device": args.device, "frames": args.frames,
+              "objects_per_camera": args.objects, "rows": rows}
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

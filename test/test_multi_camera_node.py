@@ -1,0 +1,312 @@
+"""Several cameras, one model (issue 13), over DDS against the real process:
+``python -m sam2_ros --cameras front left right`` (a tiny random model at 128 px on the CPU)
+and this process as the client of each camera.
+
+Per camera: outputs carry its own input headers, object ids are its own, prompts, resets and
+bad frames change nothing on the other cameras, deactivating or finalizing one leaves the
+others tracking, and each camera's masks are those of a single-camera tracker fed the same
+frames and prompts. Parameters: a per-camera override applies to that camera only; a shared
+one (the model) set apart on one camera is refused with the reason. Signals stop every camera
+cleanly. No timed asserts: speed is in benchmarks/multi_camera.py.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip('rclpy')
+
+from lifecycle_msgs.msg import Transition  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from sam2_ros.ros import conversions  # noqa: E402
+from test_ros_node import (H, RELIABLE, ROOT, W, Client, checkpoint, frames, k_ns, make_stamp,  # noqa: E402,F401
+                           next_k, rect, ros_env, to_ns)
+
+CAMERAS = ('front', 'left', 'right')
+
+
+class MultiProcess:
+    """``python -m sam2_ros --cameras ... --ros-args ...`` with its output in files."""
+
+    def __init__(self, tmp_path, checkpoint, cameras, *extra, name='multi', image_size=128):
+        self.stderr_path = tmp_path / f'{name}.err'
+        env = dict(os.environ, OMP_NUM_THREADS='1', RCUTILS_LOGGING_BUFFERED_STREAM='0', PYTHONUNBUFFERED='1')
+        args = [sys.executable, '-m', 'sam2_ros', '--cameras', *cameras, '--ros-args',
+                '-p', f'checkpoint:={checkpoint}', '-p', f'image_size:={image_size}', '-p', 'device:=cpu']
+        for e in extra:
+            args += ['-p', e] if ':=' in e and not e.startswith(('-', '/', '__', 'front/')) else [e]
+        self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=open(tmp_path / f'{name}.out', 'wb'),
+                                     stderr=open(self.stderr_path, 'wb'))
+
+    def stderr(self):
+        return self.stderr_path.read_text(errors='replace')
+
+    def stop(self, sig=signal.SIGINT, timeout=30.0):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope='module')
+def params_file(tmp_path_factory):
+    """Per-camera override: the right camera tracks one object at most."""
+    path = tmp_path_factory.mktemp('params') / 'cameras.yaml'
+    path.write_text('/right/sam2_tracker:\n  ros__parameters:\n    max_objects: 1\n')
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def node(tmp_path_factory, checkpoint, params_file):  # noqa: F811
+    # every frame in order (reliable, deep): the parity test compares frame by frame
+    proc = MultiProcess(tmp_path_factory.mktemp('multi'), checkpoint, CAMERAS, '--params-file', params_file,
+                        '-r', 'front/image:=/cams/front_raw', 'frame_policy:=all', 'image_qos:=reliable',
+                        'qos_depth:=50', 'prompt_buffer:=0')
+    yield proc
+    code = proc.stop(signal.SIGINT)
+    assert code == 0, proc.stderr()
+    err = proc.stderr()
+    assert 'Traceback' not in err, err
+    assert 'shutting down 3 camera(s)' in err
+
+
+@pytest.fixture(scope='module')
+def cams(node):
+    clients = {}
+    for cam in CAMERAS:
+        c = Client(f'/{cam}', name=f'multi_client_{cam}')
+        if cam == 'front':  # remapped on the command line: `-r front/image:=/cams/front_raw`
+            c.image_pub = c.node.create_publisher(Image, '/cams/front_raw', RELIABLE)
+        c.wait_ready(proc=node)
+        clients[cam] = c
+    yield clients
+    for c in clients.values():
+        c.close()
+
+
+def _labels_of(c, key):
+    return conversions.image_to_labels(c.masks[key][0])
+
+
+def _each(cams, send):
+    """Send one frame to every camera at once (so that the worker batches them), then wait for
+    every camera's masks. ``send(cam, client) -> stamp key``."""
+    keys = {cam: send(cam, c) for cam, c in cams.items()}
+    for cam, c in cams.items():
+        assert c.wait_for(lambda: keys[cam] in c.masks, 30), f'{cam}: no masks'
+    return keys
+
+
+def _prompt_masks():
+    """A different object 1 on each camera (and an object 2 on front)."""
+    front = np.zeros((H, W), np.uint16)
+    front[rect(10, 50, 20, 80)] = 1
+    front[rect(60, 90, 100, 150)] = 2
+    left = np.zeros((H, W), np.uint16)
+    left[rect(40, 90, 5, 60)] = 1
+    right = np.zeros((H, W), np.uint16)
+    right[rect(5, 30, 90, 150)] = 1
+    return {'front': front, 'left': left, 'right': right}
+
+
+def test_each_camera_tracks_as_a_single_camera_tracker(cams, frames, checkpoint):  # noqa: F811
+    """Same frames and prompts: each camera's label images equal a single-camera tracker's
+    (the shared worker encodes the three frames of a round as one batch)."""
+    import torch
+    from sam2_ros import Prompt, Tracker
+    from sam2_ros.model.build import build_model
+    from sam2_ros.visualization import label_image
+
+    k = next_k(6)
+    prompts = _prompt_masks()
+    offset = {'front': 0, 'left': 6, 'right': 12}  # each camera sees other frames
+    for cam, c in cams.items():
+        c.mask_prompt(prompts[cam], k=k)
+    got = {cam: [] for cam in cams}
+    for j in range(6):
+        keys = _each(cams, lambda cam, c: c.frame(frames[offset[cam] + j], k + j, frame_id=f'{cam}_optical'))
+        for cam, c in cams.items():
+            got[cam].append(_labels_of(c, keys[cam]))
+    model = build_model(checkpoint, 'tiny', 128, 'cpu')
+    for cam in cams:
+        tracker = Tracker(model, max_objects=1 if cam == 'right' else 16)
+        ids = [int(i) for i in np.unique(prompts[cam]) if i]
+        differ = 0
+        for j in range(6):
+            plan = [Prompt(i, mask=prompts[cam] == i) for i in ids] if j == 0 else []
+            with torch.inference_mode():
+                res = tracker.track(frames[offset[cam] + j], plan)
+            mine = label_image(res.logits, res.object_ids, res.mask_threshold)
+            differ += int((mine != got[cam][j]).sum())
+        # batched encoding may round the last bits differently: a pixel whose logit is a tie
+        # at the threshold may flip; anything more is a real difference
+        assert differ <= 1e-3 * 6 * H * W, f'{cam}: {differ} pixels differ from a single-camera tracker'
+        print(f'{cam}: {differ} pixels of {6 * H * W} differ from a single-camera tracker')
+    # the frames were batched across cameras (the process's worker says so in the diagnostics)
+    c = cams['front']
+
+    def batched():
+        with c.lock:
+            values = [int(v.value) for m in c.diagnostics for s in m.status for v in s.values
+                      if v.key == 'frames_batched' and s.name.startswith('/front/sam2_tracker')]
+        return values and max(values) > 0
+    assert c.wait_for(batched, 15), 'no frame was encoded in a batch of several cameras'
+
+
+def test_headers_and_object_ids_belong_to_their_camera(cams, frames):
+    k = next_k(2)
+    prompts = _prompt_masks()
+    for cam, c in cams.items():
+        assert c.reset().success
+        c.mask_prompt(prompts[cam], k=k)
+    keys = _each(cams, lambda cam, c: c.frame(frames[0], k, frame_id=f'{cam}_optical'))
+    for cam, c in cams.items():
+        out = c.masks[keys[cam]][0]
+        assert to_ns(out.header.stamp) == k_ns(k) and out.header.frame_id == f'{cam}_optical'
+        got = conversions.image_to_labels(out)
+        # id 1 is a different object on each camera: each camera's mask is its own prompt's
+        for obj_id in np.unique(prompts[cam]):
+            if obj_id:
+                inter = ((got == obj_id) & (prompts[cam] == obj_id)).sum()
+                union = ((got == obj_id) | (prompts[cam] == obj_id)).sum()
+                assert inter / union > 0.95, (cam, obj_id)
+    assert set(np.unique(_labels_of(cams['left'], keys['left']))) <= {0, 1}
+
+
+def test_per_camera_override_applies_to_that_camera_only(cams, frames, node):
+    """right has max_objects 1 (params file, /right/sam2_tracker); front keeps 16."""
+    k = next_k(1)
+    one, other = np.zeros((H, W), np.uint16), np.zeros((H, W), np.uint16)
+    one[rect(10, 40, 10, 60)] = 3
+    other[rect(50, 90, 90, 150)] = 4
+    mark = len(node.stderr())
+    for cam in ('front', 'right'):
+        assert cams[cam].reset().success
+        cams[cam].mask_prompt(one, k=k)
+        cams[cam].mask_prompt(other, k=k)
+    keys = _each({c: cams[c] for c in ('front', 'right')}, lambda cam, c: c.frame(frames[1], k))
+    assert set(np.unique(_labels_of(cams['front'], keys['front']))) == {0, 3, 4}
+    assert set(np.unique(_labels_of(cams['right'], keys['right']))) == {0, 3}
+    assert cams['right'].wait_for(lambda: 'max_objects is 1' in node.stderr()[mark:], 10)
+    assert '[right.sam2_tracker]' in node.stderr()[mark:]
+
+
+def test_prompt_reset_and_bad_frame_on_one_camera_change_nothing_on_the_others(cams, frames, node):
+    k = next_k(5)
+    prompts = _prompt_masks()
+    for cam, c in cams.items():
+        assert c.reset().success
+        c.mask_prompt(prompts[cam], k=k)
+    _each(cams, lambda cam, c: c.frame(frames[2], k))
+    # a new object on left only
+    extra = np.zeros((H, W), np.uint16)
+    extra[rect(5, 25, 100, 150)] = 5
+    cams['left'].mask_prompt(extra, k=k + 1)
+    keys = _each(cams, lambda cam, c: c.frame(frames[3], k + 1))
+    assert 5 in _labels_of(cams['left'], keys['left'])
+    assert 5 not in _labels_of(cams['front'], keys['front']) and 5 not in _labels_of(cams['right'], keys['right'])
+    # reset on front only
+    assert cams['front'].reset().success
+    keys = _each(cams, lambda cam, c: c.frame(frames[4], k + 2))
+    assert set(np.unique(_labels_of(cams['front'], keys['front']))) == {0}
+    # the others still track their objects (random weights: their ids may be off a frame; the
+    # prompted ids are the only ones that can appear, and the tracker still holds them)
+    assert set(np.unique(_labels_of(cams['left'], keys['left']))) <= {0, 1, 5}
+    # a bad frame on right: refused there, the others go on, and right goes on after it
+    mark = len(node.stderr())
+    cams['right'].frame(np.zeros((H, W), np.float32), k + 3, encoding='32FC1')
+    keys = _each({c: cams[c] for c in ('front', 'left')}, lambda cam, c: c.frame(frames[5], k + 3))
+    assert cams['right'].wait_for(lambda: "unsupported image encoding '32FC1'" in node.stderr()[mark:], 10)
+    assert k_ns(k + 3) not in cams['right'].masks
+    keys = _each(cams, lambda cam, c: c.frame(frames[6], k + 4))
+    assert '[right.sam2_tracker]' in node.stderr()[mark:] and '[front.sam2_tracker] image skipped' not in node.stderr()[mark:]
+
+
+def test_a_camera_deactivated_or_silent_leaves_the_others_tracking(cams, frames):
+    k = next_k(4)
+    left = cams['left']
+    assert left.transition(Transition.TRANSITION_DEACTIVATE)
+    assert left.state() == 'inactive'
+    others = {c: cams[c] for c in ('front', 'right')}
+    # left's frames go nowhere (no subscription); front and right go on; left is silent
+    for j in range(2):
+        left.frame(frames[j], k + j)
+        _each(others, lambda cam, c: c.frame(frames[j], k + j))
+    assert k_ns(k) not in left.masks and k_ns(k + 1) not in left.masks
+    assert left.transition(Transition.TRANSITION_ACTIVATE)
+    left.wait_ready()
+    _each(cams, lambda cam, c: c.frame(frames[2], k + 2))
+    assert left.state() == 'active'
+
+
+def test_a_shared_parameter_is_refused_on_one_camera_at_run_time(cams, frames, node):
+    """left cleaned up (its model parameters writable again on a single node): model and
+    image_size are still refused, with the reason (the process has one model); per-camera
+    ones are not; configured again, left runs on the shared model."""
+    left = cams['left']
+    assert left.transition(Transition.TRANSITION_DEACTIVATE) and left.transition(Transition.TRANSITION_CLEANUP)
+    for name, value in (('model', 'small'), ('image_size', 256)):
+        result = left.set_params(**{name: value})[0]
+        assert not result.successful and f'{name} is shared by every camera of this process' in result.reason
+    assert all(r.successful for r in left.set_params(max_objects=8))
+    k = next_k(1)
+    _each({c: cams[c] for c in ('front', 'right')}, lambda cam, c: c.frame(frames[0], k))  # the others go on
+    assert left.transition(Transition.TRANSITION_CONFIGURE) and left.transition(Transition.TRANSITION_ACTIVATE)
+    left.wait_ready()
+    k = next_k(1)
+    _each(cams, lambda cam, c: c.frame(frames[1], k))
+
+
+def test_a_camera_shut_down_leaves_the_others_tracking(cams, frames):
+    """Last test of the module: right is finalized (its node stays in the process)."""
+    k = next_k(2)
+    right = cams['right']
+    assert right.transition(Transition.TRANSITION_INACTIVE_SHUTDOWN if right.state() == 'inactive'
+                            else Transition.TRANSITION_ACTIVE_SHUTDOWN)
+    assert right.state() == 'finalized'
+    right.frame(frames[0], k)
+    _each({c: cams[c] for c in ('front', 'left')}, lambda cam, c: c.frame(frames[0], k))
+    _each({c: cams[c] for c in ('front', 'left')}, lambda cam, c: c.frame(frames[1], k + 1))
+    assert k_ns(k) not in right.masks
+
+
+def test_a_shared_parameter_set_on_one_camera_is_refused(tmp_path, checkpoint):  # noqa: F811
+    path = tmp_path / 'bad.yaml'
+    path.write_text('/left/sam2_tracker:\n  ros__parameters:\n    model: small\n')
+    proc = MultiProcess(tmp_path, checkpoint, ('front', 'left'), '--params-file', str(path), name='refused')
+    assert proc.proc.wait(60) == 2
+    err = proc.stderr()
+    assert "parameter 'model' differs between cameras" in err and '/left/sam2_tracker' in err, err
+    assert 'Traceback' not in err
+    bad = MultiProcess(tmp_path, checkpoint, ('front', 'front'), name='twice')
+    assert bad.proc.wait(60) == 2 and 'given twice' in bad.stderr()
+
+
+@pytest.mark.parametrize('sig', [signal.SIGTERM])
+def test_signal_stops_every_camera_cleanly(tmp_path, checkpoint, frames, sig):  # noqa: F811
+    # reliable: a best-effort reader may miss the first frames right after discovery
+    proc = MultiProcess(tmp_path, checkpoint, ('a', 'b'), '-r', '__ns:=/robot', 'image_qos:=reliable', name='signal')
+    clients = {cam: Client(f'/robot/{cam}', name=f'signal_client_{cam}') for cam in ('a', 'b')}
+    try:
+        for c in clients.values():
+            c.wait_ready(proc=proc)
+        k = next_k(1)
+        _each(clients, lambda cam, c: c.frame(frames[0], k))
+        # only a is streaming when the signal comes: b's silence blocks nothing
+        clients['a'].frame(frames[1], k + 1)
+        assert proc.stop(sig) == 0, proc.stderr()
+        err = proc.stderr()
+        assert 'shutting down 2 camera(s)' in err and 'Traceback' not in err
+    finally:
+        for c in clients.values():
+            c.close()
+        proc.stop(signal.SIGKILL)  # after a failure above: the process must not outlive the test

@@ -1,0 +1,79 @@
+"""Several cameras, one model (issue 13), without ROS: ``Tracker.encode`` and
+``track(frame, prompts, features=...)`` keep the exact path's numbers, and frames of
+cameras at different resolutions encoded as one batch give every camera the logits of a
+tracker of its own (within the float tolerance of ``test_tracker_parity.assert_same``: on
+this Intel Xeon the batched encoder differs from one-at-a-time in the last bits)."""
+
+import pytest
+import torch
+
+from sam2_ros import Prompt, Tracker
+from sam2_ros.model.build import build_model
+from test_tracker_parity import _ellipse, assert_same
+
+
+@pytest.fixture(scope="module")
+def model(official_checkpoint):
+    return build_model(str(official_checkpoint("tiny", 256, seed=2)), "tiny", 256, "cpu")
+
+
+@pytest.fixture(scope="module")
+def cameras(bunny_frames):
+    """Three cameras: different resolutions and different parts of the clip."""
+    return {"front": bunny_frames(6, 320, 180, start=20), "left": bunny_frames(6, 160, 96, start=40),
+            "right": bunny_frames(6, 256, 256, start=60)}
+
+
+def _plan(h, w):
+    return {0: [Prompt(1, points=[[0.45 * w, 0.55 * h]], labels=[1]), Prompt(2, box=[0.05 * w, 0.1 * h, 0.4 * w, 0.6 * h])],
+            3: [Prompt(1, mask=_ellipse(h, w, 0.6 * w, 0.4 * h, 0.15 * w, 0.2 * h))]}
+
+
+def _record(res):
+    return {oid: (res.logits[i], float(res.scores[i])) for i, oid in enumerate(res.object_ids)}
+
+
+def _alone(model, frames, static=False):
+    tracker = Tracker(model, static=static, max_objects=4)
+    plan = _plan(*frames[0].shape[:2])
+    return [_record(tracker.track(f, plan.get(t, []))) for t, f in enumerate(frames)]
+
+
+@pytest.mark.parametrize("static", [False, True], ids=["exact", "static"])
+def test_features_of_one_frame_are_the_trackers_own_bit_for_bit(model, cameras, static):
+    frames = cameras["front"]
+    tracker = Tracker(model, static=static, max_objects=4)
+    plan = _plan(*frames[0].shape[:2])
+    ours = [_record(tracker.track(f, plan.get(t, []), features=tracker.encode([f])[0])) for t, f in enumerate(frames)]
+    for a, b in zip(ours, _alone(model, frames, static)):
+        assert sorted(a) == sorted(b)
+        for oid in a:
+            assert torch.equal(a[oid][0], b[oid][0]), f"object {oid}: features= changed the logits"
+            assert a[oid][1] == b[oid][1]
+
+
+@pytest.mark.parametrize("static", [False, True], ids=["exact", "static"])
+def test_cameras_encoded_as_one_batch_track_as_trackers_of_their_own(model, cameras, static):
+    names = list(cameras)
+    trackers = {n: Tracker(model, static=static, max_objects=4) for n in names}
+    plans = {n: _plan(*cameras[n][0].shape[:2]) for n in names}
+    ours = {n: [] for n in names}
+    exact = True
+    for t in range(6):
+        frames = [cameras[n][t] for n in names]
+        batch = trackers[names[0]].encode(frames)  # one encoder run for the three cameras
+        single = [trackers[n].encode([f])[0] for n, f in zip(names, frames)]
+        exact &= all(torch.equal(b.feat, s.feat) for b, s in zip(batch, single))
+        for n, frame, feats in zip(names, frames, batch):
+            ours[n].append(_record(trackers[n].track(frame, plans[n].get(t, []), features=feats)))
+    for n in names:
+        stats = assert_same(ours[n], _alone(model, cameras[n], static))
+        assert stats["tie_flips"] <= 1e-4 * max(stats["pixels"], 1), (n, stats)
+    print(f"batched encoder bit-identical to one-at-a-time: {exact}")
+
+
+def test_features_of_another_model_are_refused(model, cameras, official_checkpoint):
+    other = build_model(str(official_checkpoint("tiny", 128, seed=2)), "tiny", 128, "cpu")
+    feats = Tracker(other).encode([cameras["front"][0]])[0]
+    with pytest.raises(ValueError, match="do not fit"):
+        Tracker(model).track(cameras["front"][0], features=feats)
