@@ -50,8 +50,9 @@ from sam2_ros.model.build import build_model  # noqa: E402
 MODES = ("eager", "compiled", "cudagraphs", "official_vos")
 
 
-def clip_frames(n: int, width: int, height: int) -> list:
-    """``n`` RGB frames of the bundled sample clip (data/sample/bunny.mp4), looped, resized."""
+def clip_frames(n: int, width: int, height: int, start: int = 0) -> list:
+    """``n`` RGB frames of the bundled sample clip (data/sample/bunny.mp4) from frame ``start``,
+    looped, resized."""
     import cv2
 
     cap = cv2.VideoCapture(str(ROOT / "data" / "sample" / "bunny.mp4"))
@@ -64,7 +65,7 @@ def clip_frames(n: int, width: int, height: int) -> list:
     cap.release()
     if not frames:
         raise RuntimeError("could not decode data/sample/bunny.mp4 (OpenCV without a video backend?)")
-    return [frames[i % len(frames)] for i in range(n)]
+    return [frames[(start + i) % len(frames)] for i in range(n)]
 
 
 def prompts_for(n: int, h: int, w: int) -> list:

@@ -33,23 +33,9 @@ from pathlib import Path
 from typing import Dict, List
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 RESOLUTIONS = [(640, 360), (320, 240), (480, 272), (800, 448), (256, 256), (960, 544)]
-
-
-def _frames(n: int, width: int, height: int, start: int) -> list:
-    import cv2
-
-    cap = cv2.VideoCapture(str(ROOT / "data" / "sample" / "bunny.mp4"))
-    frames = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (width, height), interpolation=cv2.INTER_AREA))
-    cap.release()
-    return [frames[(start + i) % len(frames)] for i in range(n)]
 
 
 def _peak_rss_mb() -> float:
@@ -77,7 +63,9 @@ def _worker(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     model = build_model(args.checkpoint, "tiny", args.image_size, str(device))
     cams = list(range(args.first, args.first + args.n))
-    streams = {c: _frames(args.frames + args.warmup, *RESOLUTIONS[c % len(RESOLUTIONS)], start=17 * c) for c in cams}
+    from gpu_suite import clip_frames
+
+    streams = {c: clip_frames(args.frames + args.warmup, *RESOLUTIONS[c % len(RESOLUTIONS)], start=17 * c) for c in cams}
     trackers = {c: Tracker(model, max_objects=max(1, args.objects), dtype=args.dtype) for c in cams}
 
     def prompts(c: int) -> list:
