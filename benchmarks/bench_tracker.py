@@ -77,7 +77,7 @@ MODES = ("exact", "static", "compiled", "exact-bf16", "static-bf16", "compiled-b
 
 
 def make_tracker(ckpt: Path, size: str, image_size: int, encoder: str, dtype: str = "float32", mode: str = "exact",
-                 n_objects: int = 16) -> Tracker:
+                 n_objects: int = 16, max_cond_frames: int = 4) -> Tracker:
     """Our tracker; ``encoder="onnxruntime"`` exports the image encoder to ONNX first (the
     fast CPU path: not bit-identical to the official numbers, see test_backends.py);
     ``dtype="bfloat16"`` is the CPU's opt-in mixed precision (not bit-identical either).
@@ -85,7 +85,7 @@ def make_tracker(ckpt: Path, size: str, image_size: int, encoder: str, dtype: st
     (``compile=True``), a ``-bf16`` suffix for bfloat16; static modes get ``n_objects`` slots."""
     model = build_model(str(ckpt), size, image_size, "cpu")
     kind, _, bf16 = mode.partition("-")
-    kwargs = dict(dtype="bfloat16" if bf16 else dtype)
+    kwargs = dict(dtype="bfloat16" if bf16 else dtype, max_cond_frames=max_cond_frames)
     if kind != "exact":
         kwargs.update(static=True, compile=kind == "compiled", max_objects=n_objects)
     if encoder == "torch":
@@ -100,7 +100,7 @@ def make_tracker(ckpt: Path, size: str, image_size: int, encoder: str, dtype: st
 
 
 def run_speed(size: str, image_size: int, n_objects: int, n_frames: int, ckpt: Path, encoder: str = "torch",
-              dtype: str = "float32", modes=("exact",)) -> dict:
+              dtype: str = "float32", modes=("exact",), max_cond_frames: int = 4) -> dict:
     """Milliseconds per frame (median after 3 warm-up frames) of the official predictor and of
     each of our ``modes``, all on the same frames, interleaved frame by frame; the first two
     frames' time of each mode (compilation, for compiled modes) and each mode's mask IoU against
@@ -109,7 +109,7 @@ def run_speed(size: str, image_size: int, n_objects: int, n_frames: int, ckpt: P
     h, w = frames[0].shape[:2]
     prompts = prompts_for(n_objects, h, w)
     oracle = OfficialStreamingOracle(ckpt, size, image_size, frames)
-    trackers = {m: make_tracker(ckpt, size, image_size, encoder, dtype, m, n_objects) for m in modes}
+    trackers = {m: make_tracker(ckpt, size, image_size, encoder, dtype, m, n_objects, max_cond_frames) for m in modes}
     ms = {m: [] for m in ("official", *modes)}
     first = {m: 0.0 for m in modes}
     ious = {m: [] for m in modes}
@@ -136,6 +136,7 @@ def run_speed(size: str, image_size: int, n_objects: int, n_frames: int, ckpt: P
                 ious[m] += torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(inter, dtype=torch.float)).tolist()
     theirs = statistics.median(ms["official"])
     out = {"model": size, "image_size": image_size, "objects": n_objects, "encoder": encoder, "frames": len(ms["official"]),
+           "max_cond_frames": max_cond_frames,
            "official_ms": round(theirs, 1), "modes": {}}
     for m in modes:
         ours = statistics.median(ms[m])
@@ -201,6 +202,8 @@ def main() -> None:
     ap.add_argument("--encoder", default="torch", choices=["torch", "onnxruntime"], help="our image encoder")
     ap.add_argument("--macs", action="store_true", help="also count the multiply-accumulates per frame")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="our compute dtype")
+    ap.add_argument("--max-cond-frames", type=int, default=4,
+                    help="our max_cond_frames (the static bank's conditioning slots; the scenario prompts once)")
     ap.add_argument("--modes", nargs="+", default=["exact"], choices=MODES,
                     help="our trackers, run side by side: exact path, static frame step (eager), compiled; -bf16: bfloat16")
     ap.add_argument("--json", type=Path, help="write the results here")
@@ -213,7 +216,8 @@ def main() -> None:
         for s in args.sizes:
             for n in args.objects:
                 if args.frames:
-                    r = run_speed(args.model, s, n, args.frames, ckpt, args.encoder, args.dtype, args.modes)
+                    r = run_speed(args.model, s, n, args.frames, ckpt, args.encoder, args.dtype, args.modes,
+                                  args.max_cond_frames)
                     out["speed"].append(r)
                     print(json.dumps(r), flush=True)
                 if args.macs:
