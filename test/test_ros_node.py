@@ -150,7 +150,7 @@ class Client:
         self.diagnostics = []
         self.objects = {}  # id -> {stamp ns: msg}
         self.sent = {}  # stamp ns -> publish time
-        n.create_subscription(Image, f'{tracker}/masks', self._on_masks, RELIABLE)
+        self.masks_sub = n.create_subscription(Image, f'{tracker}/masks', self._on_masks, RELIABLE)
         n.create_subscription(Image, f'{tracker}/overlay', self._on_overlay, RELIABLE)
         n.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 10)
         self.reset_cli = n.create_client(Trigger, f'{tracker}/reset')
@@ -214,7 +214,10 @@ class Client:
             return (self.image_pub.get_subscription_count() > 0
                     and self.marker_pub.get_subscription_count() > 0
                     and self.mask_pub.get_subscription_count() > 0
-                    and self.count_publishers(f'{self.tracker_ns}/masks') > 0)
+                    and self.count_publishers(f'{self.tracker_ns}/masks') > 0
+                    # matched by our reader, not only seen in the graph: reliable masks published
+                    # before the match would be lost
+                    and self.masks_sub.get_publisher_count() > 0)
         assert self.wait_for(ready, timeout), 'the node did not come up'
 
     def count_publishers(self, topic):

@@ -108,12 +108,11 @@ def main(cameras: Sequence[str], args: Optional[List[str]] = None) -> int:
     program name, ``--cameras`` taken out."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
-    from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.signals import SignalHandlerOptions
 
     from sam2_ros.ros import params
     from sam2_ros.ros.node import (EXIT_BAD_PARAMETERS, EXIT_CONFIGURE_FAILED, EXIT_OK, NODE_NAME, TrackerNode,
-                                   finish_signals, install_signal_handlers)
+                                   autostart, finish_signals, install_signal_handlers)
     from sam2_ros.ros.shared_worker import SharedCameras
     from sam2_ros.shared_model import shared_refusal
 
@@ -145,15 +144,8 @@ def main(cameras: Sequence[str], args: Optional[List[str]] = None) -> int:
         nodes[0].get_logger().info(f'{len(nodes)} camera(s) in one process, one model and one worker: '
                                    + ', '.join(n.get_fully_qualified_name() for n in nodes))
         for node in nodes:
-            if not node.p['autostart'] or stop.is_set():
-                continue
-            for step, trigger in (('configure', node.trigger_configure), ('activate', node.trigger_activate)):
-                if stop.is_set():
-                    break
-                if trigger() != TransitionCallbackReturn.SUCCESS:
-                    node.get_logger().fatal(f'autostart: {step} failed (reason above); exiting with status '
-                                            f'{EXIT_CONFIGURE_FAILED}')
-                    return EXIT_CONFIGURE_FAILED
+            if not autostart(node, stop):
+                return EXIT_CONFIGURE_FAILED
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
         if stop.is_set():

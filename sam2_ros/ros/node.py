@@ -1164,15 +1164,8 @@ def main(args=None) -> int:
             return EXIT_BAD_PARAMETERS
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        if node.p['autostart'] and not stop.is_set():
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().fatal(f'autostart: configure failed (reason above); exiting with status '
-                                        f'{EXIT_CONFIGURE_FAILED}')
-                return EXIT_CONFIGURE_FAILED
-            if not stop.is_set() and node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().fatal(f'autostart: activate failed (reason above); exiting with status '
-                                        f'{EXIT_CONFIGURE_FAILED}')
-                return EXIT_CONFIGURE_FAILED
+        if not autostart(node, stop):
+            return EXIT_CONFIGURE_FAILED
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
         if stop.is_set():
@@ -1191,6 +1184,21 @@ def main(args=None) -> int:
                 pass
         finish_signals(first_at, ignored)
     return code
+
+
+def autostart(node: TrackerNode, stop: threading.Event) -> bool:
+    """Configure and activate ``node`` if its ``autostart`` parameter says so (and no signal
+    came first); False, with the reason logged, when a transition failed."""
+    if not node.p['autostart']:
+        return True
+    for step, trigger in (('configure', node.trigger_configure), ('activate', node.trigger_activate)):
+        if stop.is_set():
+            break
+        if trigger() != TransitionCallbackReturn.SUCCESS:
+            node.get_logger().fatal(f'autostart: {step} failed (reason above); exiting with status '
+                                    f'{EXIT_CONFIGURE_FAILED}')
+            return False
+    return True
 
 
 def install_signal_handlers() -> Tuple[threading.Event, List[float], List[int]]:
