@@ -17,7 +17,6 @@ or activate with ``autostart``, 2 bad parameters or cameras, 128 + N on an insis
 """
 from __future__ import annotations
 
-import os
 import re
 import sys
 from typing import List, Optional, Sequence, Tuple
@@ -112,7 +111,7 @@ def main(cameras: Sequence[str], args: Optional[List[str]] = None) -> int:
 
     from sam2_ros.ros import params
     from sam2_ros.ros.node import (EXIT_BAD_PARAMETERS, EXIT_CONFIGURE_FAILED, EXIT_OK, NODE_NAME, TrackerNode,
-                                   autostart, finish_signals, install_signal_handlers)
+                                   autostart, close_nodes, install_signal_handlers)
     from sam2_ros.ros.shared_worker import SharedCameras
     from sam2_ros.shared_model import shared_refusal
 
@@ -152,16 +151,5 @@ def main(cameras: Sequence[str], args: Optional[List[str]] = None) -> int:
             nodes[0].get_logger().info(f'signal received: shutting down {len(nodes)} camera(s)')
     finally:
         finished = all([node.stop_worker(timeout=10.0) for node in nodes]) and shared.worker.stop(10.0)
-        if not finished:
-            print(f'[{NODE_NAME}] the inference thread did not stop within 10 s; exiting anyway',
-                  file=sys.stderr, flush=True)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-        for node in nodes:
-            try:
-                node.destroy_node()
-            except Exception:  # noqa: BLE001 - shutting down anyway
-                pass
-        finish_signals(first_at, ignored)
+        close_nodes(nodes, finished, code, first_at, ignored)
     return code

@@ -1171,19 +1171,27 @@ def main(args=None) -> int:
         if stop.is_set():
             node.get_logger().info('signal received: shutting down')
     finally:
-        if node is not None:
-            finished = node.stop_worker(timeout=10.0)
-            if not finished:
-                node.get_logger().warning('the inference thread did not stop within 10 s; exiting anyway')
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-            try:
-                node.destroy_node()
-            except Exception:  # noqa: BLE001 - shutting down anyway
-                pass
-        finish_signals(first_at, ignored)
+        nodes = [node] if node is not None else []
+        close_nodes(nodes, all(n.stop_worker(timeout=10.0) for n in nodes), code, first_at, ignored)
     return code
+
+
+def close_nodes(nodes: List['TrackerNode'], finished: bool, code: int, first_at: List[float],
+                ignored: List[int]) -> None:
+    """The end of a node process: exit at once with ``code`` if an inference thread did not
+    stop (``finished`` False: it could hang the interpreter's exit), else destroy the nodes;
+    then the signal rules of the interpreter's exit (:func:`finish_signals`)."""
+    if not finished:
+        print(f'[{NODE_NAME}] the inference thread did not stop within 10 s; exiting anyway',
+              file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(code)
+    for node in nodes:
+        try:
+            node.destroy_node()
+        except Exception:  # noqa: BLE001 - shutting down anyway
+            pass
+    finish_signals(first_at, ignored)
 
 
 def autostart(node: TrackerNode, stop: threading.Event) -> bool:
