@@ -1,26 +1,43 @@
-"""The one worker thread of a process serving several cameras (issue 13).
+"""The worker of a process serving several cameras (issue 13); no rclpy here.
 
 Every camera is an ordinary :class:`~sam2_ros.ros.node.TrackerNode` (own name, namespace,
 topics, parameters, lifecycle, prompt queue and frame queue with its own ``frame_policy``);
 instead of a thread of its own, an active camera is *attached* here. The worker runs in
 rounds. A round:
 
-1. runs the long requests (``~/track_everything``) waiting on any camera;
-2. takes the next frame of every attached camera that has one (with ``frame_policy: latest``
+1. takes the next frame of every attached camera that has one (with ``frame_policy: latest``
    its newest, older ones having been dropped on arrival; with ``all`` its oldest): at most one
    frame per camera per round, so no camera starves another, whatever their rates;
-3. converts them (a refused image is that camera's problem only) and encodes all of them as one
+2. converts them (a refused image is that camera's problem only) and encodes all of them as one
    batch (``Tracker.encode``: one image-encoder run for the stacked frames, each resized to the
    model's input first, so cameras of different resolutions batch too);
-4. tracks and publishes each camera's frame with its features, under that camera's own tracker
-   lock, so its prompts, resets and parameters apply exactly as on a single node.
+3. runs the long requests (``~/track_everything``) waiting on any camera, then tracks and
+   publishes each camera's frame with its features, under that camera's own tracker lock, so
+   its prompts, resets and parameters apply exactly as on a single node. The camera that goes
+   first moves one place on every round, so every camera waits as long as the others on average.
+
+Two stages (the default on a CPU with at least two cores): one thread does 1-2 (take, convert,
+encode) for the next round while another does 3 for the current one, each with half of the
+torch threads. On a CPU, two independent streams of work use the cores better than one stream
+split across them (small operators do not scale to every core; three separate processes
+overlap the same way), and the encoder costs about what the rest of a round does, so the two
+stages keep both busy. At most one round waits between them, so a frame is at most one round
+older when it is tracked than with one stage. On a GPU one thread does everything: the GPU runs
+the work in order anyway, and CUDA graphs (``compile: reduce-overhead``) replayed from two
+threads are not safe in torch before 2.12 (pytorch/pytorch#123177).
 
 A camera whose image stops simply has no frame in the next rounds; a camera detached
-(deactivated, cleaned up, destroyed) is skipped from the next round on, and a frame of its in
+(deactivated, cleaned up, destroyed) is skipped from the next round on, and a frame of it in
 progress finishes unpublished (its stop event is set), as on a single node.
+
+A camera is anything with the node's worker interface: ``frames`` (``get_nowait()``, a
+``listener`` called on every put), ``tracker``, ``prepare(*item)``, ``track_prepared(frame,
+stop, features=)``, ``frame_failed(error, stop)``, ``run_jobs(stop)`` (``benchmarks/multi_camera.py``
+drives this worker with cameras of its own, without ROS).
 """
 from __future__ import annotations
 
+import os
 import threading
 from typing import Dict, List, Optional, Tuple
 
@@ -29,17 +46,31 @@ from sam2_ros.shared_model import SHARED_PARAMETERS, SharedModel, encode_togethe
 IDLE_WAIT_S = 0.2  # longest sleep with nothing to do (stop requests wake it earlier)
 
 
-class SharedWorker:
-    """One thread tracking the frames of every attached camera, batched (see the module)."""
+def default_stages(device_type: str, cores: Optional[int] = None) -> int:
+    """How many stages (threads) the worker runs: 2 on a CPU with two cores or more, else 1."""
+    cores = cores if cores is not None else len(os.sched_getaffinity(0))
+    return 2 if device_type == 'cpu' and cores >= 2 else 1
 
-    def __init__(self, log_error=None) -> None:
+
+class SharedWorker:
+    """The frames of every attached camera, batched and tracked in rounds (see the module).
+
+    ``stages``: 1 (one thread does everything), 2 (encoding and tracking in two threads), or
+    None to choose from the first camera's device (:func:`default_stages`)."""
+
+    def __init__(self, log_error=None, stages: Optional[int] = None) -> None:
+        if stages not in (None, 1, 2):
+            raise ValueError(f'stages={stages!r}: the worker runs 1 or 2 stages (None: chosen from the device)')
         self._cond = threading.Condition()
         self._members: Dict[object, threading.Event] = {}  # node -> its activation's stop event (in attach order)
-        self._busy: set = set()  # nodes whose frame the current round is working on
-        self._pending = False  # something was queued since the worker last looked
+        self._in_flight: Dict[object, int] = {}  # node -> its frames taken and not yet tracked (or dropped)
+        self._pending = False  # a frame was queued since the encoding stage last looked
+        self._jobs = False  # ... or a job, since the tracking stage last looked
+        self._handoff: Optional[list] = None  # a round encoded and waiting for the tracking stage
         self._quit = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._threads: List[threading.Thread] = []
         self._log_error = log_error or (lambda text: None)
+        self.stages = stages
         self.rounds = 0  # rounds that tracked at least one frame
         self.batched_frames = 0  # frames whose features came from a batch of two or more
 
@@ -50,98 +81,172 @@ class SharedWorker:
         return len(self._members)
 
     def attach(self, node, stop: threading.Event) -> None:
-        """Start tracking ``node``'s frames (its activate); starts the thread on first use."""
+        """Start tracking ``node``'s frames (its activate); starts the threads on first use."""
         node.frames.listener = self.notify
         with self._cond:
             self._members[node] = stop
-            if self._thread is None or not self._thread.is_alive():
-                self._quit.clear()
-                self._thread = threading.Thread(target=self._loop, name='sam2_shared_worker', daemon=True)
-                self._thread.start()
-            self._pending = True
+            if not any(t.is_alive() for t in self._threads):
+                self._start(node)
+            self._pending = self._jobs = True
             self._cond.notify_all()
+
+    def _start(self, node) -> None:
+        tracker = getattr(node, 'tracker', None)
+        if self.stages is None:
+            self.stages = default_stages(tracker.device.type if tracker is not None else 'cpu')
+        self._quit.clear()
+        self._handoff = None
+        if self.stages == 1:
+            loops = [(self._one_stage, None)]
+        else:
+            import torch  # each stage gets half of the threads (per thread: OpenMP's setting is)
+
+            half = max(1, torch.get_num_threads() // 2)
+            loops = [(self._encoding_stage, half), (self._tracking_stage, half)]
+        self._threads = [threading.Thread(target=self._run, args=(loop, threads), name=f'sam2_shared_{loop.__name__[1:]}',
+                                          daemon=True) for loop, threads in loops]
+        for thread in self._threads:
+            thread.start()
 
     def detach(self, node, timeout: Optional[float]) -> bool:
         """Stop tracking ``node``'s frames (its deactivate, cleanup or shutdown; its stop event
         is set already, so a frame of it in progress publishes nothing). ``timeout`` None:
         return at once (a callback never waits for a frame); else wait up to ``timeout`` s for
-        that frame to finish. True when no frame of ``node`` is in progress."""
+        its frames in progress to finish. True when no frame of ``node`` is in progress."""
         with self._cond:
             self._members.pop(node, None)
             self._cond.notify_all()
             if timeout is not None:
-                self._cond.wait_for(lambda: node not in self._busy, timeout)
-            return node not in self._busy
+                self._cond.wait_for(lambda: not self._in_flight.get(node), timeout)
+            return not self._in_flight.get(node)
 
     def notify(self) -> None:
         """A frame or job was queued on some camera (called by its frame queue)."""
         with self._cond:
-            self._pending = True
+            self._pending = self._jobs = True
             self._cond.notify_all()
 
     def stop(self, timeout: float = 10.0) -> bool:
-        """End the thread after its current round (process shutdown). True if it ended."""
+        """End the threads after their current round (process shutdown). True if they ended."""
         self._quit.set()
         self.notify()
-        thread = self._thread
-        if thread is not None:
+        for thread in self._threads:
             thread.join(timeout)
-            return not thread.is_alive()
-        return True
+        return not any(t.is_alive() for t in self._threads)
 
-    # ------------------------------------------------------------------ the rounds
-    def _loop(self) -> None:
+    # ------------------------------------------------------------------ the stages
+    def _run(self, loop, threads: Optional[int]) -> None:
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+        loop()
+
+    def _one_stage(self) -> None:
         while not self._quit.is_set():
-            with self._cond:
-                if not self._pending:
-                    self._cond.wait(IDLE_WAIT_S)
-                self._pending = False
-                members = [(n, s) for n, s in self._members.items() if not s.is_set()]
-            for node, stop in members:
-                if not stop.is_set():
-                    node.run_jobs(stop)
-            taken = []
-            for node, stop in members:
-                item = node.frames.get_nowait()
-                if item is not None and not stop.is_set():
-                    taken.append((node, stop, item))
+            self._wait_for('_pending')
+            self._run_jobs()
+            taken = self._take()
             if taken:
-                self._round(taken)
-                with self._cond:  # frames may still be waiting (frame_policy: all): no sleep
-                    self._pending = True
+                self._track(self._encode(taken))
 
-    def _round(self, taken: List[Tuple[object, threading.Event, tuple]]) -> None:
-        with self._cond:
-            self._busy = {node for node, _, _ in taken}
-        try:
-            ready = []  # (node, stop, prepared frame)
-            for node, stop, item in taken:
-                try:
-                    frame = node.prepare(*item)
-                except Exception as error:  # noqa: BLE001 - one camera's failure is its own
-                    node.frame_failed(error, stop)
-                    continue
-                if frame is not None:
-                    ready.append((node, stop, frame))
-            features = self._encode(ready)
-            for (node, stop, frame), feats in zip(ready, features):
-                if stop.is_set():
-                    continue  # detached meanwhile: nothing of it goes out
-                try:
-                    node.track_prepared(frame, stop, features=feats)
-                except Exception as error:  # noqa: BLE001 - the other cameras go on
-                    node.frame_failed(error, stop)
-                with self._cond:  # that camera's frame is done: a detach waiting for it returns
-                    self._busy.discard(node)
-                    self._cond.notify_all()
-            if ready:
-                self.rounds += 1
-        finally:
-            with self._cond:
-                self._busy = set()
+    def _encoding_stage(self) -> None:
+        while not self._quit.is_set():
+            self._wait_for('_pending')
+            taken = self._take()
+            if not taken:
+                continue
+            encoded = self._encode(taken)
+            with self._cond:  # at most one round waits for the tracking stage
+                self._cond.wait_for(lambda: self._handoff is None or self._quit.is_set())
+                if self._quit.is_set():
+                    return
+                self._handoff = encoded
                 self._cond.notify_all()
 
-    def _encode(self, ready) -> list:
+    def _tracking_stage(self) -> None:
+        while not self._quit.is_set():
+            with self._cond:
+                self._cond.wait_for(lambda: self._handoff is not None or self._jobs or self._quit.is_set(), IDLE_WAIT_S)
+                self._jobs = False
+                encoded, self._handoff = self._handoff, None
+                self._cond.notify_all()
+            self._run_jobs()
+            if encoded:
+                self._track(encoded)
+
+    def _wait_for(self, flag: str) -> None:
+        with self._cond:
+            if not getattr(self, flag):
+                self._cond.wait(IDLE_WAIT_S)
+            setattr(self, flag, False)
+
+    def _live(self) -> List[Tuple[object, threading.Event]]:
+        with self._cond:
+            return [(n, s) for n, s in self._members.items() if not s.is_set()]
+
+    def _run_jobs(self) -> None:
+        for node, stop in self._live():
+            if not stop.is_set():
+                node.run_jobs(stop)
+
+    def _take(self) -> List[Tuple[object, threading.Event, tuple]]:
+        """The next frame of every camera that has one, in this round's order."""
+        members = self._live()
+        if members:
+            k = self.rounds % len(members)
+            members = members[k:] + members[:k]
+        taken = []
+        for node, stop in members:
+            item = node.frames.get_nowait()
+            if item is not None and not stop.is_set():
+                taken.append((node, stop, item))
+        with self._cond:
+            for node, _, _ in taken:
+                self._in_flight[node] = self._in_flight.get(node, 0) + 1
+            if taken:  # frames may still be waiting (frame_policy: all): look again without sleeping
+                self._pending = True
+        return taken
+
+    def _done(self, node) -> None:
+        """One frame of ``node`` is finished (tracked, refused or dropped): a detach waiting for it may return."""
+        with self._cond:
+            left = self._in_flight.get(node, 0) - 1
+            if left > 0:
+                self._in_flight[node] = left
+            else:
+                self._in_flight.pop(node, None)
+            self._cond.notify_all()
+
+    def _encode(self, taken) -> List[Tuple[object, threading.Event, tuple, object]]:
+        """Stages 1-2 of a round: each taken frame converted, with its features (see :meth:`_features`)."""
+        ready = []
+        for node, stop, item in taken:
+            try:
+                frame = node.prepare(*item)
+            except Exception as error:  # noqa: BLE001 - one camera's failure is its own
+                frame = None
+                node.frame_failed(error, stop)
+            if frame is None or stop.is_set():
+                self._done(node)
+            else:
+                ready.append((node, stop, frame))
+        return [(*r, f) for r, f in zip(ready, self._features(ready))]
+
+    def _track(self, encoded) -> None:
+        """Stage 3 of a round: each camera's frame tracked and published."""
+        for node, stop, frame, features in encoded:
+            try:
+                if not stop.is_set():  # detached meanwhile: nothing of it goes out
+                    node.track_prepared(frame, stop, features=features)
+            except Exception as error:  # noqa: BLE001 - the other cameras go on
+                node.frame_failed(error, stop)
+            finally:
+                self._done(node)
+        if encoded:
+            self.rounds += 1
+
+    def _features(self, ready) -> list:
         """Each ready frame's features, from one encoder run over all of them; None for a frame
         its tracker encodes itself (a lone frame: the same numbers either way, so the usual
         path; a tracker gone or one whose exported step starts at the image)."""
@@ -166,9 +271,9 @@ class SharedWorker:
 class SharedCameras:
     """What the cameras of one process share: the model (:class:`SharedModel`) and the worker."""
 
-    def __init__(self, log_error=None) -> None:
+    def __init__(self, log_error=None, stages: Optional[int] = None) -> None:
         self.model = SharedModel()
-        self.worker = SharedWorker(log_error)
+        self.worker = SharedWorker(log_error, stages)
 
     def refusal(self, name: str, value) -> Optional[str]:
         """Why one camera may not set parameter ``name`` to ``value`` (None: it may): the
