@@ -84,8 +84,19 @@ class _Camera:
         return t, self._frames[t]  # (anything, RGB frame): the worker batches element 1
 
     def track_prepared(self, frame: tuple, stop, features=None) -> None:
+        from sam2_ros.ros.shared_worker import finish_frame
+
+        work = self.frame_work(frame, stop, features)
+        try:
+            tracker, rgb, prompts, feats = next(work)
+            finish_frame(work, tracker.track(rgb, prompts, features=feats))
+        finally:
+            work.close()
+
+    def frame_work(self, frame: tuple, stop, features=None):
+        """As the node's: up to the tracker call (static trackers of a round are tracked in one step)."""
         t, rgb = frame
-        res = self.tracker.track(rgb, self._prompts if t == 0 else [], features=features)
+        res = yield self.tracker, rgb, self._prompts if t == 0 else [], features
         (res.logits > 0).cpu()  # masks on the host, as the node publishes them
         if self._device.type == "cuda":
             torch.cuda.synchronize()
@@ -119,7 +130,8 @@ def _worker(args: argparse.Namespace) -> None:
     model = build_model(args.checkpoint, "tiny", args.image_size, str(device))
     cams = list(range(args.first, args.first + args.n))
     streams = {c: clip_frames(args.frames + args.warmup, *RESOLUTIONS[c % len(RESOLUTIONS)], start=17 * c) for c in cams}
-    trackers = {c: Tracker(model, max_objects=max(1, args.objects), dtype=args.dtype) for c in cams}
+    kind = {"exact": {}, "static": {"static": True}, "compiled": {"compile": True}}[args.step]
+    trackers = {c: Tracker(model, max_objects=max(1, args.objects), dtype=args.dtype, **kind) for c in cams}
 
     def prompts(c: int) -> list:
         h, w = streams[c][0].shape[:2]
@@ -168,10 +180,10 @@ def _worker(args: argparse.Namespace) -> None:
             if errors:
                 raise errors[0]
             latency = {c: cam.latency for c, cam in cameras.items()}
-    out = {"cameras": cams, "began": began, "ended": ended, "latency_ms": {str(c): latency[c] for c in cams},
+    out = {"step": args.step, "cameras": cams, "began": began, "ended": ended, "latency_ms": {str(c): latency[c] for c in cams},
            "peak_rss_mb": _peak_rss_mb()}
     if not args.single:
-        out["stages"] = worker.stages
+        out["stages"], out["joint_frames"] = worker.stages, worker.joint_frames
     if device.type == "cuda":
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     print("RESULT " + json.dumps(out), flush=True)
@@ -181,7 +193,7 @@ def _spawn(args: argparse.Namespace, n: int, first: int, threads: int, go: str, 
     cmd = [sys.executable, __file__, "--worker", "--n", str(n), "--first", str(first), "--threads", str(threads),
            "--checkpoint", args.checkpoint, "--image-size", str(args.image_size), "--device", args.device,
            "--dtype", args.dtype, "--frames", str(args.frames), "--warmup", str(args.warmup),
-           "--objects", str(args.objects), "--go", go, "--stages", str(args.stages)] + (["--single"] if single else [])
+           "--objects", str(args.objects), "--go", go, "--stages", str(args.stages), "--step", args.step] + (["--single"] if single else [])
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
 
@@ -207,7 +219,7 @@ def _summary(kind: str, n: int, results: List[dict], frames: int) -> dict:
     for r in results:
         for c, ms in r["latency_ms"].items():
             per_camera[c] = {"p50_ms": round(statistics.median(ms), 1), "p95_ms": round(_percentile(ms, 0.95), 1)}
-    row = {"kind": kind, "cameras": n, "processes": len(results),
+    row = {"kind": kind, "cameras": n, "processes": len(results), "step": results[0].get("step"),
            "rss_mb": round(sum(r["peak_rss_mb"] for r in results), 1),
            "total_fps": round(n * frames / wall, 3), "latency": per_camera}
     if "stages" in results[0]:
@@ -218,12 +230,14 @@ def _summary(kind: str, n: int, results: List[dict], frames: int) -> dict:
 
 
 def run_suite(checkpoint: str, cameras: List[int], image_size: int, device: str, dtype: str = "auto",
-              frames: int = 20, warmup: int = 2, objects: int = 2, threads: int = 0, stages: int = 0) -> List[dict]:
+              frames: int = 20, warmup: int = 2, objects: int = 2, threads: int = 0, stages: int = 0,
+              step: str = "exact") -> List[dict]:
     """Every configuration: one process with N cameras and N processes, for N in ``cameras``.
-    ``stages``: the shared worker's (0: its default for the device)."""
+    ``stages``: the shared worker's (0: its default for the device); ``step``: the trackers'
+    path (exact, static or compiled; static ones are tracked in one step per round)."""
     threads = threads or os.cpu_count() or 1
     ns = argparse.Namespace(checkpoint=checkpoint, image_size=image_size, device=device, dtype=dtype, frames=frames,
-                            warmup=warmup, objects=objects, stages=stages)
+                            warmup=warmup, objects=objects, stages=stages, step=step)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in cameras:
@@ -258,7 +272,9 @@ def main() -> None:
     ap.add_argument("--objects", type=int, default=2, help="objects per camera")
     ap.add_argument("--threads", type=int, default=0, help="torch threads in all (default: every core)")
     ap.add_argument("--stages", type=int, default=0, choices=[0, 1, 2],
-                    help="the shared worker's stages (0: its default, 2 on a CPU with two cores or more)")
+                    help="the shared worker's stages (0: its default, 2 on a CPU with two torch threads or more)")
+    ap.add_argument("--step", default="exact", choices=["exact", "static", "compiled"],
+                    help="the trackers' path: exact (the default), static or compiled frame step")
     ap.add_argument("--checkpoint", default="", help="default: random tiny weights")
     ap.add_argument("--out", default="")
     # one benchmark process (started by the driver)
@@ -274,10 +290,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = args.checkpoint or random_checkpoint(tmp, args.image_size)
         rows = run_suite(ckpt, args.cameras, args.image_size, args.device, args.dtype, args.frames, args.warmup,
-                         args.objects, args.threads, args.stages)
+                         args.objects, args.threads, args.stages, args.step)
     result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.processor() or platform.machine(),
               "cores": os.cpu_count(), "image_size": args.image_size, "device": args.device, "frames": args.frames,
-              "objects_per_camera": args.objects, "rows": rows}
+              "objects_per_camera": args.objects, "step": args.step, "rows": rows}
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1))

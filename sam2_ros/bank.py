@@ -73,7 +73,7 @@ class BankState(NamedTuple):
     score: Tensor  # (S, 1) float32 last object-score logit
     cond_seen: Tensor  # (S,) int64 conditioning frames ever written (upstream orders them by it)
     active: Tensor  # (S,) bool slot holds an object
-    frame: Tensor  # () int64 index of the next frame to track
+    frame: Tensor  # () int64 index of the next frame to track ((S,) per slot in a camera batch)
 
 
 class MemoryBank(nn.Module):

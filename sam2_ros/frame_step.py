@@ -78,7 +78,9 @@ def gather_memory(model: SAM2, layout: BankLayout, tables: StepTables, state: Ba
     bfloat16 memories make of it) close to the exact path's.
     """
     L, cfg = layout, model.cfg
-    t = state.frame
+    # () for one stream; (S,) when the slots of several cameras, each at its own frame, are
+    # tracked as one batch (sam2_ros.camera_step)
+    t = state.frame.reshape(-1, 1)  # (1, 1) or (S, 1)
     _, e, hw, cm = state.mem.shape
     big = 1 << 40  # above any frame index: sorts after every valid entry
 
@@ -250,6 +252,7 @@ class FrameStep(nn.Module):
                  compile: Union[bool, str] = False, encoder: Optional[Callable[[Tensor], ImageFeatures]] = None) -> None:
         super().__init__()
         self.model, self.layout, self.dtype = model, layout, dtype
+        self.compile_mode = compile  # False, True or a mode: sam2_ros.camera_step compiles its joint step alike
         self.bank = MemoryBank(layout, model.device)
         self.tables = StepTables(model, layout)
         self._encode_fn = encoder or model.encode_image

@@ -33,7 +33,7 @@ from .model.preprocess import check_image, frame_to_model_coords, to_frame_resol
 from .model.sam2 import SAM2, ImageFeatures, MaskPrediction
 from .bank import BankLayout
 from .exact_memory import Memory, ObjectMemory, Output, Pending, Windows, commit, evict, memory_of, store
-from .frame_step import COMPILE_MODES, CORRECTION, MASK, NEW_POINTS, FrameStep, build_prompt_batch
+from .frame_step import COMPILE_MODES, CORRECTION, MASK, NEW_POINTS, FrameStep, PromptBatch, build_prompt_batch
 from .postprocess import fill_small_holes
 from .track_types import FrameNotBuffered, Prompt, PromptError, TrackResult
 
@@ -335,18 +335,7 @@ class Tracker:
         All prompts are validated before anything changes: a bad prompt raises
         :class:`PromptError` and leaves the tracker as it was.
         """
-        hw = check_image(frame, "frame")
-        if features is not None and not self.accepts_features:
-            raise ValueError("this tracker's exported frame step encodes the image itself: track(frame) without features")
-        if features is not None and tuple(features.feat.shape[-2:]) != (self.model.cfg.feat_size,) * 2:
-            raise ValueError(f"features of a {tuple(features.feat.shape[-2:])} feature map do not fit this "
-                             f"tracker's model (feature size {self.model.cfg.feat_size}): encode with the same model")
-        if self.object_ids and hw != self._frame_hw:
-            raise ValueError(
-                f"frame size changed from {self._frame_hw[1]}x{self._frame_hw[0]} to {hw[1]}x{hw[0]}; "
-                "call reset() to start a new stream (objects' memories are tied to the old view)"
-            )
-        point_prompts, mask_prompts, new_ids = self._parse(prompts, hw)
+        hw, (point_prompts, mask_prompts, new_ids) = self._checked(frame, prompts, features)
         if self.static:
             return self._track_static(frame, hw, point_prompts, mask_prompts, new_ids, features)
 
@@ -466,6 +455,21 @@ class Tracker:
         ids = [o for o in self.object_ids if self._output_at(self._objects[o], p) is not None]
         return self._outputs_result(p, hw, ids, [self._output_at(self._objects[o], p) for o in ids])
 
+    def _checked(self, frame: np.ndarray, prompts: Sequence[Prompt], features: Optional[ImageFeatures]):
+        """What :meth:`track` checks before anything changes: (frame size, parsed prompts)."""
+        hw = check_image(frame, "frame")
+        if features is not None and not self.accepts_features:
+            raise ValueError("this tracker's exported frame step encodes the image itself: track(frame) without features")
+        if features is not None and tuple(features.feat.shape[-2:]) != (self.model.cfg.feat_size,) * 2:
+            raise ValueError(f"features of a {tuple(features.feat.shape[-2:])} feature map do not fit this "
+                             f"tracker's model (feature size {self.model.cfg.feat_size}): encode with the same model")
+        if self.object_ids and hw != self._frame_hw:
+            raise ValueError(
+                f"frame size changed from {self._frame_hw[1]}x{self._frame_hw[0]} to {hw[1]}x{hw[0]}; "
+                "call reset() to start a new stream (objects' memories are tied to the old view)"
+            )
+        return hw, self._parse(prompts, hw)
+
     def _parse(self, prompts: Sequence[Prompt], hw: Tuple[int, int]):
         """Validate prompts for a frame of size ``hw``: (point prompts, mask prompts, new ids)."""
         point_prompts: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
@@ -499,31 +503,40 @@ class Tracker:
                       features: Optional[ImageFeatures] = None) -> TrackResult:
         """:meth:`track` through the static frame step: objects are bank slots; a frame without
         prompts is one call of the (compiled) step, a prompted one builds its prompt batch first."""
-        step, dev = self._step, self.device
+        batch = self._static_prompts(hw, point_prompts, mask_prompts, new_ids)
+        if features is not None:
+            low, score = self._step(None, batch, features=features)
+        else:
+            low, score = self._step(to_model_input([frame], self.image_size, self.device), batch)
+        return self._static_result(hw, low, score)
+
+    def _static_prompts(self, hw: Tuple[int, int], point_prompts, mask_prompts, new_ids) -> Optional[PromptBatch]:
+        """First half of a static frame: new objects get the lowest free slots (emptied); the
+        frame's prompt batch, or None when it has no prompts."""
         self._frame_hw = hw
-        for oid in new_ids:  # the lowest free slots, emptied
+        for oid in new_ids:
             slot = min(set(range(self.max_objects)) - set(self._slots.values()))
             self._slots[oid] = slot
-            step.bank.clear_slot_(slot, active=True)
-        batch = None
-        if point_prompts or mask_prompts:
-            rows = {}
-            for oid, (pts, labs) in point_prompts.items():
-                kind = NEW_POINTS if oid in new_ids else CORRECTION
-                coords = frame_to_model_coords(torch.from_numpy(pts), hw, self.image_size).numpy()
-                cond = kind == NEW_POINTS or self.corrections_as_cond
-                rows[self._slots[oid]] = (kind, coords, labs, None, self.model.use_multimask(len(labs)), cond)
-            for oid, mask in mask_prompts.items():
-                cond = oid in new_ids or self.corrections_as_cond
-                rows[self._slots[oid]] = (MASK, None, None, self._mask_to_model(mask), False, cond)
-            batch = build_prompt_batch(self.max_objects, self.max_prompt_points, self.image_size, dev, rows)
-        if features is not None:
-            low, score = step(None, batch, features=features)
-        else:
-            low, score = step(to_model_input([frame], self.image_size, dev), batch)
+            self._step.bank.clear_slot_(slot, active=True)
+        if not (point_prompts or mask_prompts):
+            return None
+        rows = {}
+        for oid, (pts, labs) in point_prompts.items():
+            kind = NEW_POINTS if oid in new_ids else CORRECTION
+            coords = frame_to_model_coords(torch.from_numpy(pts), hw, self.image_size).numpy()
+            cond = kind == NEW_POINTS or self.corrections_as_cond
+            rows[self._slots[oid]] = (kind, coords, labs, None, self.model.use_multimask(len(labs)), cond)
+        for oid, mask in mask_prompts.items():
+            cond = oid in new_ids or self.corrections_as_cond
+            rows[self._slots[oid]] = (MASK, None, None, self._mask_to_model(mask), False, cond)
+        return build_prompt_batch(self.max_objects, self.max_prompt_points, self.image_size, self.device, rows)
+
+    def _static_result(self, hw: Tuple[int, int], low: Tensor, score: Tensor) -> TrackResult:
+        """Second half of a static frame: every slot's low-res logits (S, 1, 4h, 4w) and score
+        logits (S, 1) -> the frame's result for the tracked objects."""
         self._frame_index += 1
         ids = self.object_ids
-        index = torch.tensor([self._slots[o] for o in ids], dtype=torch.int64, device=dev)
+        index = torch.tensor([self._slots[o] for o in ids], dtype=torch.int64, device=self.device)
         return self._logits_result(self._frame_index, hw, ids, low.index_select(0, index), score.index_select(0, index))
 
     @staticmethod

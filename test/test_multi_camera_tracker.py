@@ -7,7 +7,7 @@ this Intel Xeon the batched encoder differs from one-at-a-time in the last bits)
 import pytest
 import torch
 
-from sam2_ros import Prompt, Tracker
+from sam2_ros import Prompt, PromptError, Tracker, camera_step
 from sam2_ros.model.build import build_model
 from test_tracker_parity import _ellipse, assert_same
 
@@ -77,3 +77,37 @@ def test_features_of_another_model_are_refused(model, cameras, official_checkpoi
     feats = Tracker(other).encode([cameras["front"][0]])[0]
     with pytest.raises(ValueError, match="do not fit"):
         Tracker(model).track(cameras["front"][0], features=feats)
+
+
+def test_cameras_in_one_static_step_track_as_steps_of_their_own(model, cameras):
+    """Cameras as one more batch dimension of the static step: the slots of three banks (of
+    different capacities, at their own frames) tracked in one step give each camera the logits
+    of its own step; a camera whose prompts are refused is left as it was, the others track."""
+    names = list(cameras)
+    capacity = {"front": 4, "left": 2, "right": 3}
+    trackers = {n: Tracker(model, static=True, max_objects=capacity[n]) for n in names}
+    plans = {n: _plan(*cameras[n][0].shape[:2]) for n in names}
+    h, w = cameras["left"][0].shape[:2]
+    too_many = [Prompt(7, points=[[w / 2, h / 2]], labels=[1]), Prompt(8, points=[[w / 3, h / 3]], labels=[1])]
+    ours = {n: [] for n in names}
+    assert camera_step.joinable(list(trackers.values()))
+    for t in range(6):
+        frames = [cameras[n][t] for n in names]
+        feats = [trackers[n].encode([f])[0] for n, f in zip(names, frames)]
+        asked = [too_many if (n == "left" and t == 2) else plans[n].get(t, []) for n in names]
+        before = trackers["left"].frame_index
+        results = camera_step.track_together([trackers[n] for n in names], frames, asked, feats)
+        for n, res in zip(names, results):
+            if n == "left" and t == 2:
+                assert isinstance(res, PromptError) and "max_objects" in str(res)
+                assert trackers["left"].frame_index == before  # left as it was
+                res = trackers["left"].track(frames[1], [], features=feats[1])  # the node's retry: no prompts
+            ours[n].append(_record(res))
+    for n in names:
+        alone = Tracker(model, static=True, max_objects=capacity[n])
+        theirs = [_record(alone.track(f, plans[n].get(t, []), features=alone.encode([f])[0]))
+                  for t, f in enumerate(cameras[n])]
+        stats = assert_same(ours[n], theirs)
+        assert stats["tie_flips"] <= 1e-4 * max(stats["pixels"], 1), (n, stats)
+        identical = all(torch.equal(a[o][0], b[o][0]) for a, b in zip(ours[n], theirs) for o in a)
+        print(f"{n}: one step for three cameras bit-identical to its own step: {identical}")

@@ -14,7 +14,7 @@ import torch
 
 from sam2_ros import Prompt, Tracker
 from sam2_ros.model.build import build_model
-from sam2_ros.ros.shared_worker import SharedWorker, default_stages
+from sam2_ros.ros.shared_worker import SharedWorker, default_stages, finish_frame
 from test_tracker_parity import assert_same
 
 WAIT_S = 120.0  # a loaded 2-core CI machine
@@ -67,11 +67,21 @@ class Camera:
         return t, self._frames[t]
 
     def track_prepared(self, frame, stop, features=None):
+        work = self.frame_work(frame, stop, features)
+        try:
+            tracker, rgb, prompts, feats = next(work)
+            finish_frame(work, tracker.track(rgb, prompts, features=feats))
+        finally:
+            work.close()
+
+    def frame_work(self, frame, stop, features=None):
+        """As the node's: up to the tracker call, then the result back (the worker may track
+        several cameras' frames in one step meanwhile)."""
         t, rgb = frame
         self._current = t
         if t in self._fail_at:
             raise RuntimeError(f"{self.name}: frame {t} fails")
-        res = self.tracker.track(rgb, _prompts(rgb) if t == 0 else [], features=features)
+        res = yield self.tracker, rgb, _prompts(rgb) if t == 0 else [], features
         self.results[t] = {oid: (res.logits[i], float(res.scores[i])) for i, oid in enumerate(res.object_ids)}
         self.log.append((self.name, t, "tracked"))
         self._finish(t)
@@ -90,8 +100,8 @@ class Camera:
         pass
 
 
-def _alone(model, frames):
-    tracker = Tracker(model, max_objects=2)
+def _alone(model, frames, static=False):
+    tracker = Tracker(model, max_objects=2, static=static)
     out = []
     for t, f in enumerate(frames):
         res = tracker.track(f, _prompts(f) if t == 0 else [])
@@ -99,10 +109,11 @@ def _alone(model, frames):
     return out
 
 
-def _run(model, clips, stages, **camera_kwargs):
+def _run(model, clips, stages, static=False, **camera_kwargs):
     log = []
     worker = SharedWorker(stages=stages)
-    cams = {n: Camera(n, Tracker(model, max_objects=2), f, log, **camera_kwargs.get(n, {})) for n, f in clips.items()}
+    cams = {n: Camera(n, Tracker(model, max_objects=2, static=static), f, log, **camera_kwargs.get(n, {}))
+            for n, f in clips.items()}
     stops = {n: threading.Event() for n in cams}
     for n, cam in cams.items():
         worker.attach(cam, stops[n])
@@ -114,13 +125,15 @@ def _run(model, clips, stages, **camera_kwargs):
     return cams, log, worker
 
 
-@pytest.mark.parametrize("stages", [1, 2])
-def test_every_camera_tracks_in_order_as_a_tracker_of_its_own(model, clips, stages):
-    cams, log, worker = _run(model, clips, stages)
+@pytest.mark.parametrize("stages,static", [(1, False), (2, False), (2, True)], ids=["1-exact", "2-exact", "2-static"])
+def test_every_camera_tracks_in_order_as_a_tracker_of_its_own(model, clips, stages, static):
+    cams, log, worker = _run(model, clips, stages, static)
     assert worker.stages == stages and worker.batched_frames > 0
+    # static steps: the round's frames in one step (cameras as one more batch dimension)
+    assert (worker.joint_frames > 0) == static
     for n, cam in cams.items():
         assert [t for name, t, _ in log if name == n] == list(range(5)), f"{n}: frames out of order"
-        stats = assert_same([cam.results[t] for t in range(5)], _alone(model, clips[n]))
+        stats = assert_same([cam.results[t] for t in range(5)], _alone(model, clips[n], static))
         assert stats["tie_flips"] <= 1e-4 * max(stats["pixels"], 1), (n, stats)
     # Rounds: every camera's k-th frame is tracked before any camera's (k+2)-th (no camera
     # runs ahead of another by more than the round the tracking stage is on).
@@ -130,12 +143,13 @@ def test_every_camera_tracks_in_order_as_a_tracker_of_its_own(model, clips, stag
         assert t + 1 - min(seen.values()) <= 2, f"{name} ran ahead: {log}"
 
 
-def test_a_failing_or_refused_frame_is_that_cameras_only(model, clips):
-    cams, log, _ = _run(model, clips, 2, left={"fail_at": [2], "refuse_at": [3]})
+@pytest.mark.parametrize("static", [False, True], ids=["exact", "static"])
+def test_a_failing_or_refused_frame_is_that_cameras_only(model, clips, static):
+    cams, log, _ = _run(model, clips, 2, static, left={"fail_at": [2], "refuse_at": [3]})
     assert cams["left"].failures == ["left: frame 2 fails"]
     assert sorted(cams["left"].results) == [0, 1, 4]
     for n in ("front", "right"):
-        stats = assert_same([cams[n].results[t] for t in range(5)], _alone(model, clips[n]))
+        stats = assert_same([cams[n].results[t] for t in range(5)], _alone(model, clips[n], static))
         assert stats["tie_flips"] <= 1e-4 * max(stats["pixels"], 1), (n, stats)
 
 
@@ -163,9 +177,9 @@ def test_a_detached_camera_gets_nothing_more_and_the_others_go_on(model, clips):
 
 
 def test_stages_follow_the_device():
-    assert default_stages("cpu", cores=2) == 2
-    assert default_stages("cpu", cores=1) == 1
-    assert default_stages("cuda", cores=16) == 1
+    assert default_stages("cpu", threads=2) == 2
+    assert default_stages("cpu", threads=1) == 1
+    assert default_stages("cuda", threads=16) == 1
     with pytest.raises(ValueError, match="1 or 2 stages"):
         SharedWorker(stages=3)
 

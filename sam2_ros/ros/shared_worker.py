@@ -16,7 +16,7 @@ rounds. A round:
    its prompts, resets and parameters apply exactly as on a single node. The camera that goes
    first moves one place on every round, so every camera waits as long as the others on average.
 
-Two stages (the default on a CPU with at least two cores): one thread does 1-2 (take, convert,
+Two stages (the default on a CPU where torch may use two threads or more): one thread does 1-2 (take, convert,
 encode) for the next round while another does 3 for the current one, each with half of the
 torch threads. On a CPU, two independent streams of work use the cores better than one stream
 split across them (small operators do not scale to every core; three separate processes
@@ -37,19 +37,38 @@ drives this worker with cameras of its own, without ROS).
 """
 from __future__ import annotations
 
-import os
 import threading
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
+from sam2_ros.camera_step import track_together
 from sam2_ros.shared_model import SHARED_PARAMETERS, SharedModel, encode_together
+from sam2_ros.track_types import PromptError
 
 IDLE_WAIT_S = 0.2  # longest sleep with nothing to do (stop requests wake it earlier)
 
 
-def default_stages(device_type: str, cores: Optional[int] = None) -> int:
-    """How many stages (threads) the worker runs: 2 on a CPU with two cores or more, else 1."""
-    cores = cores if cores is not None else len(os.sched_getaffinity(0))
-    return 2 if device_type == 'cpu' and cores >= 2 else 1
+def finish_frame(work: Iterator, answer) -> None:
+    """Hand a frame's ``TrackResult`` (or the ``PromptError`` its tracker raised) back to the
+    :meth:`~sam2_ros.ros.node.TrackerNode.frame_work` generator that asked for it: it publishes
+    and ends. Another exception is raised inside it (the tracker lock is let go) and comes out here."""
+    try:
+        if isinstance(answer, Exception) and not isinstance(answer, PromptError):
+            work.throw(answer)
+        else:
+            work.send(answer)
+    except StopIteration:
+        return
+    raise RuntimeError('a frame asked for its tracker twice')
+
+
+def default_stages(device_type: str, threads: Optional[int] = None) -> int:
+    """How many stages (threads) the worker runs: 2 on a CPU where torch may use two threads or
+    more (``torch.get_num_threads()``: the cores, or ``OMP_NUM_THREADS``), else 1."""
+    if threads is None:
+        import torch
+
+        threads = torch.get_num_threads()
+    return 2 if device_type == 'cpu' and threads >= 2 else 1
 
 
 class SharedWorker:
@@ -73,6 +92,7 @@ class SharedWorker:
         self.stages = stages
         self.rounds = 0  # rounds that tracked at least one frame
         self.batched_frames = 0  # frames whose features came from a batch of two or more
+        self.joint_frames = 0  # frames tracked in a step with other cameras' frames
 
     # ------------------------------------------------------------------ membership
     @property
@@ -234,8 +254,16 @@ class SharedWorker:
         return [(*r, f) for r, f in zip(ready, self._features(ready))]
 
     def _track(self, encoded) -> None:
-        """Stage 3 of a round: each camera's frame tracked and published."""
+        """Stage 3 of a round: each camera's frame tracked and published; the frames of static
+        trackers (``compile``/``static``) with batched features in one step, the others one
+        camera after another (each publishing as soon as it is tracked)."""
+        joint = [e for e in encoded if e[3] is not None and hasattr(e[0], 'frame_work')
+                 and getattr(e[0].tracker, 'static', False)]
+        if len(joint) < 2:
+            joint = []
         for node, stop, frame, features in encoded:
+            if any(node is j[0] for j in joint):
+                continue
             try:
                 if not stop.is_set():  # detached meanwhile: nothing of it goes out
                     node.track_prepared(frame, stop, features=features)
@@ -243,8 +271,41 @@ class SharedWorker:
                 node.frame_failed(error, stop)
             finally:
                 self._done(node)
+        if joint:
+            self._track_joint(joint)
         if encoded:
             self.rounds += 1
+
+    def _track_joint(self, group) -> None:
+        """Several cameras' frames in one static step (``camera_step.track_together``): each
+        camera's frame work runs up to its tracker call (its lock held), then all are tracked
+        together, then each publishes."""
+        works = []  # (node, stop, frame work, its request)
+        for node, stop, frame, features in group:
+            work = node.frame_work(frame, stop, features) if not stop.is_set() else None
+            try:
+                request = next(work, None) if work is not None else None
+            except Exception as error:  # noqa: BLE001 - that camera's problem only
+                request = None
+                node.frame_failed(error, stop)
+            if request is None:
+                self._done(node)
+                continue
+            works.append((node, stop, work, request))
+        try:
+            answers = track_together(*zip(*[request for _, _, _, request in works])) if works else []
+        except Exception as error:  # noqa: BLE001 - every camera of the step failed alike
+            answers = [error] * len(works)
+        else:
+            self.joint_frames += len(works)
+        for (node, stop, work, _), answer in zip(works, answers):
+            try:
+                finish_frame(work, answer)
+            except Exception as error:  # noqa: BLE001 - the other cameras go on
+                node.frame_failed(error, stop)
+            finally:
+                work.close()
+                self._done(node)
 
     def _features(self, ready) -> list:
         """Each ready frame's features, from one encoder run over all of them; None for a frame

@@ -1,0 +1,141 @@
+"""Several cameras' frames through one static frame step (issue 13); no rclpy.
+
+Cameras are one more batch dimension of the static step: the object slots of every camera in
+a round (each camera's :class:`~sam2_ros.bank.MemoryBank`, its own capacity) are stacked into
+one batch, every slot at its own camera's frame index and with its own camera's image
+features, and :func:`~sam2_ros.frame_step.frame_step` runs once for all of them: one memory
+attention, one decoder and one memory encoder for the whole round instead of one per camera.
+Each camera's bank then gets its part of the new state back, in place. Slots attend only to
+their own bank's entries, so a camera's logits are those of its own step (up to the summation
+order of batched kernels).
+
+:func:`track_together` is the tracker-level entry: several :class:`~sam2_ros.tracker.Tracker`
+sharing one model, each with its frame, prompts and features, tracked in one step where they
+can be (static torch steps of one model, dtype and bank layout apart from capacity), else one
+after another. Compiled trackers share one compiled joint step per number of cameras (static
+shapes; at most one graph per camera count).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from .bank import BankState
+from .frame_step import FrameStep, PromptBatch, StepTables, build_prompt_batch, frame_step
+from .model.build import autocast
+from .model.sam2 import SAM2, ImageFeatures
+from .track_types import Prompt, TrackResult
+
+# model -> {(dtype, compile mode, prompted): compiled joint step}; one set per model, shared by its cameras
+_COMPILED: "weakref.WeakKeyDictionary[SAM2, Dict[tuple, object]]" = weakref.WeakKeyDictionary()
+
+
+def joint_step(model: SAM2, layout, tables: StepTables, states: Sequence[BankState], feats: Tuple[Tensor, ...],
+               prompts: Optional[Sequence[PromptBatch]]) -> Tuple[List[BankState], List[Tensor], List[Tensor]]:
+    """One frame for the slots of every camera in ``states`` (bank states of capacities S_c,
+    each at its own frame), with ``feats`` the cameras' stacked image features (feat, pos,
+    *high_res, each (N, ...)) and ``prompts`` one (padded) prompt batch per camera or None.
+    Pure: returns each camera's new state, low-res logits (S_c, 1, 4h, 4w) and score logits
+    (S_c, 1). ``layout``: the cameras' common layout (its ``slots`` is replaced by the sum)."""
+    sizes = [s.active.shape[0] for s in states]
+    device = states[0].active.device
+    # which camera each slot of the batch belongs to (constant: the sizes are static)
+    camera = torch.cat([torch.full((n,), c, dtype=torch.int64, device=device) for c, n in enumerate(sizes)])  # (S,)
+    fields = [torch.cat([getattr(s, f) for s in states]) for f in BankState._fields[:-1]]
+    frame = torch.cat([s.frame.reshape(1).expand(n) for s, n in zip(states, sizes)])  # (S,) each slot's camera's frame
+    state = BankState(*fields, frame)
+    per_slot = [x.index_select(0, camera) for x in feats]  # (S, C, h, w) ...
+    f = ImageFeatures(per_slot[0], per_slot[1], per_slot[2:])
+    batch = None if prompts is None else PromptBatch(*(torch.cat(parts) for parts in zip(*prompts)))
+    new, low, score = frame_step(model, dataclasses.replace(layout, slots=sum(sizes)), tables, state, f, batch)
+    out_states, lows, scores, at = [], [], [], 0
+    for n in sizes:
+        part = slice(at, at + n)
+        out_states.append(BankState(*(x[part] for x in new[:-1]), new.frame[at]))
+        lows.append(low[part])
+        scores.append(score[part])
+        at += n
+    return out_states, lows, scores
+
+
+def _run_joint(steps: Sequence[FrameStep], feats: Tuple[Tensor, ...], prompts: Optional[Sequence[PromptBatch]]
+               ) -> Tuple[List[Tensor], List[Tensor]]:
+    """:func:`joint_step` on the steps' banks, written back in place (the compiled form's body)."""
+    first = steps[0]
+    with autocast(feats[0].device, first.dtype):
+        new, lows, scores = joint_step(first.model, first.layout, first.tables, [s.bank.state() for s in steps],
+                                       feats, prompts)
+    for step, state in zip(steps, new):
+        step.bank.write_(state)
+    return lows, scores
+
+
+def _joint_fn(steps: Sequence[FrameStep], prompted: bool):
+    """The joint step for these steps: eager, or the model's shared compiled one."""
+    mode = steps[0].compile_mode
+    if not mode:
+        return _run_joint
+    table = _COMPILED.setdefault(steps[0].model, {})
+    key = (steps[0].dtype, mode, prompted)
+    if key not in table:
+        table[key] = torch.compile(_run_joint, fullgraph=True, dynamic=False, mode=None if mode is True else mode)
+    return table[key]
+
+
+def joinable(trackers: Sequence) -> bool:
+    """Whether ``trackers`` can be tracked in one step: static torch steps on one model, one
+    dtype and compile mode, one bank layout apart from capacity, one prompt size."""
+    steps = [t._step for t in trackers]
+    if len(steps) < 2 or not all(isinstance(s, FrameStep) for s in steps):
+        return False
+    first = steps[0]
+
+    def same(s: FrameStep) -> bool:
+        return (s.model is first.model and s.dtype == first.dtype and s.compile_mode == first.compile_mode
+                and dataclasses.replace(s.layout, slots=first.layout.slots) == first.layout)
+    return all(same(s) for s in steps) and len({t.max_prompt_points for t in trackers}) == 1
+
+
+@torch.inference_mode()
+def track_together(trackers: Sequence, frames: Sequence, prompts: Sequence[Sequence[Prompt]],
+                   features: Sequence[Optional[ImageFeatures]]) -> List[Union[TrackResult, Exception]]:
+    """Track each tracker's frame (one camera each, all on one model) with its prompts and
+    features (from ``Tracker.encode``, one per frame, or None), as one step where
+    :func:`joinable`, else one after another. Returns per tracker its :class:`TrackResult`, or
+    the exception its frame or prompts raised (that tracker is then left as it was; the others
+    are tracked)."""
+    out: List[Union[TrackResult, Exception]] = [None] * len(trackers)  # type: ignore[list-item]
+    ready = []  # (k, hw, parsed prompts)
+    for k, (tracker, frame, p, feats) in enumerate(zip(trackers, frames, prompts, features)):
+        try:
+            ready.append((k, *tracker._checked(frame, p, feats)))
+        except Exception as error:  # noqa: BLE001 - that camera's problem only
+            out[k] = error
+    group = [r for r in ready if features[r[0]] is not None]
+    if not joinable([trackers[r[0]] for r in group]):
+        group = []
+    for k, _, _ in ready:
+        if all(k != g[0] for g in group):  # one at a time
+            try:
+                out[k] = trackers[k].track(frames[k], prompts[k], features=features[k])
+            except Exception as error:  # noqa: BLE001 - that camera's problem only
+                out[k] = error
+    if group:
+        chosen = [trackers[k] for k, _, _ in group]
+        batches = [t._static_prompts(hw, *parsed) for t, (_, hw, parsed) in zip(chosen, group)]
+        padded = None
+        if any(b is not None for b in batches):
+            padded = [b if b is not None else build_prompt_batch(t.max_objects, t.max_prompt_points, t.image_size,
+                                                                  t.device, {}) for t, b in zip(chosen, batches)]
+        feats = [features[k] for k, _, _ in group]
+        stacked = tuple(torch.cat(parts) for parts in zip(*[(f.feat, f.pos, *f.high_res) for f in feats]))  # (N, ...)
+        steps = [t._step for t in chosen]
+        lows, scores = _joint_fn(steps, padded is not None)(steps, stacked, padded)
+        for t, (k, hw, _), low, score in zip(chosen, group, lows, scores):
+            out[k] = t._static_result(hw, low, score)
+    return out
