@@ -304,9 +304,15 @@ class Tracker:
         ``track(frame, prompts, features=...)``. Several trackers sharing one model (one per
         camera) encode their frames together this way. One frame gives exactly the features
         :meth:`track` computes itself; a batch of several may differ from one-at-a-time in the
-        last bits where the CPU's batched kernels sum in another order."""
+        last bits where the CPU's batched kernels sum in another order. Compiled (with the
+        model's own encoder), one frame runs the encoder graph :meth:`track` runs, several one
+        batch graph that every tracker compiled on this model shares."""
         if not frames:
             return []
+        if isinstance(self._step, FrameStep):
+            # the static step's own encoder (compiled: the graph track() runs for one frame, a
+            # shared batch graph for several)
+            return self._step.encode(to_model_input(list(frames), self.image_size, self.device))
         with autocast(self.device, self.dtype):
             if self._encode is not self.model.encode_image:
                 # another backend (ONNX Runtime, TensorRT): its graphs are built for one image

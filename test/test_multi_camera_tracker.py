@@ -6,10 +6,11 @@ this Intel Xeon the batched encoder differs from one-at-a-time in the last bits)
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 from sam2_ros import Prompt, PromptError, Tracker, camera_step
 from sam2_ros.model.build import build_model
-from test_tracker_parity import _ellipse, assert_same
+from test_tracker_parity import _ellipse, assert_close, assert_same
 
 
 @pytest.fixture(scope="module")
@@ -33,19 +34,21 @@ def _record(res):
     return {oid: (res.logits[i], float(res.scores[i])) for i, oid in enumerate(res.object_ids)}
 
 
-def _alone(model, frames, static=False):
-    tracker = Tracker(model, static=static, max_objects=4)
+def _alone(model, frames, static=False, compile=False):
+    tracker = Tracker(model, static=static or bool(compile), max_objects=4, compile=compile)
     plan = _plan(*frames[0].shape[:2])
     return [_record(tracker.track(f, plan.get(t, []))) for t, f in enumerate(frames)]
 
 
-@pytest.mark.parametrize("static", [False, True], ids=["exact", "static"])
-def test_features_of_one_frame_are_the_trackers_own_bit_for_bit(model, cameras, static):
+# "compiled": the compiled encoder's graph, the one track() runs (same layout as the compiled
+# tests below, so the suite compiles it once).
+@pytest.mark.parametrize("static, compile", [(False, False), (True, False), (True, True)], ids=["exact", "static", "compiled"])
+def test_features_of_one_frame_are_the_trackers_own_bit_for_bit(model, cameras, static, compile):
     frames = cameras["front"]
-    tracker = Tracker(model, static=static, max_objects=4)
+    tracker = Tracker(model, static=static, max_objects=4, compile=compile)
     plan = _plan(*frames[0].shape[:2])
     ours = [_record(tracker.track(f, plan.get(t, []), features=tracker.encode([f])[0])) for t, f in enumerate(frames)]
-    for a, b in zip(ours, _alone(model, frames, static)):
+    for a, b in zip(ours, _alone(model, frames, static, compile)):
         assert sorted(a) == sorted(b)
         for oid in a:
             assert torch.equal(a[oid][0], b[oid][0]), f"object {oid}: features= changed the logits"
@@ -70,6 +73,52 @@ def test_cameras_encoded_as_one_batch_track_as_trackers_of_their_own(model, came
         stats = assert_same(ours[n], _alone(model, cameras[n], static))
         assert stats["tie_flips"] <= 1e-4 * max(stats["pixels"], 1), (n, stats)
     print(f"batched encoder bit-identical to one-at-a-time: {exact}")
+
+
+def test_compiled_cameras_share_one_set_of_graphs(model, cameras):
+    """Compiled trackers on one model (one per camera) run the same compiled graphs: a second
+    and a third camera compile nothing (error_on_recompile: not even a guard that fails on
+    their own banks); tracked interleaved they give exactly what each gives alone (their banks
+    are separate inputs of the shared graphs), and encoded as one batch (one more graph, with a
+    dynamic batch dimension: any camera count) the same within float rounding."""
+    names = list(cameras)
+    n_frames = 5  # the plan's prompts (frames 0 and 3) and tracked frames
+    plans = {n: _plan(*cameras[n][0].shape[:2]) for n in names}
+    make = lambda: Tracker(model, max_objects=4, compile=True)  # noqa: E731
+
+    alone, graphs = {}, None
+    for n in names:  # one camera at a time
+        if graphs is not None:
+            with torch._dynamo.config.patch(error_on_recompile=True):
+                alone[n] = _alone(model, cameras[n][:n_frames], compile=True)
+            assert counters["stats"]["unique_graphs"] == graphs, f"camera {n} compiled graphs of its own"
+        else:
+            alone[n] = _alone(model, cameras[n][:n_frames], compile=True)
+            graphs = counters["stats"]["unique_graphs"]
+    trackers = {n: make() for n in names}
+    assert len({id(t._step.compiled) for t in trackers.values()}) == 1
+
+    interleaved, together = {n: [] for n in names}, {n: [] for n in names}
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for t in range(n_frames):  # interleaved, each camera's frame encoded by its own tracker
+            for n in names:
+                interleaved[n].append(_record(trackers[n].track(cameras[n][t], plans[n].get(t, []))))
+        assert counters["stats"]["unique_graphs"] == graphs
+        for n in names:
+            trackers[n].reset()
+        for t in range(n_frames):  # the frames of all cameras (of two on frame 2) as one batch
+            batched = names[:2] if t == 2 else names
+            feats = dict(zip(batched, trackers[names[0]].encode([cameras[n][t] for n in batched])))
+            for n in names:
+                together[n].append(_record(trackers[n].track(cameras[n][t], plans[n].get(t, []), features=feats.get(n))))
+        assert counters["stats"]["unique_graphs"] <= graphs + 1, "batches of 3 and 2 frames: one encoder graph"
+    for n in names:
+        for a, b in zip(interleaved[n], alone[n]):
+            assert sorted(a) == sorted(b)
+            for oid in a:
+                assert torch.equal(a[oid][0], b[oid][0]) and a[oid][1] == b[oid][1], f"camera {n} object {oid}"
+        worst = assert_close(together[n], alone[n], max_err=1e-3)
+        print(f"camera {n}: batched compiled encoder vs alone: max relative logit error {worst['max_err']:.1e}")
 
 
 def test_features_of_another_model_are_refused(model, cameras, official_checkpoint):
