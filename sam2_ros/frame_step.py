@@ -300,8 +300,8 @@ class CompiledStep:
     every bank); CUDA graphs (``reduce-overhead``) treat them as fixed-address inputs,
     recording one graph per bank (cudagraph trees re-record on a new static address without
     counting it as an unexpected re-record) and replaying it in place. With
-    ``inline_inbuilt_nn_modules`` (torch's default) the model's parameters are graph inputs
-    the same way, not constants.
+    ``inline_inbuilt_nn_modules`` (always on in torch 2.13) the model's parameters
+    are graph inputs the same way, not constants.
 
     Three graphs: the image encoder of one frame, the tracking step, the prompted step;
     :meth:`encode_batch` adds one more for batches of 2 or more frames (their batch dimension
@@ -314,9 +314,11 @@ class CompiledStep:
         self.encode = torch.compile(encode_features, **opts)
         self.track = torch.compile(_track_in_place, **opts)
         self.prompted = torch.compile(_prompted_in_place, **opts)
-        # Measured on the CPU (tiny, 256 px): a dynamic batch dimension compiles in about 1.4
-        # times one static size, so from three cameras on (batches of 2 and 3) it is cheaper
-        # than a graph per size, and no camera count compiles mid-stream.
+        # Measured on the CPU (tiny, 256 px, cold): a dynamic batch dimension compiles in about
+        # 1.4 times one static size (78 s vs 56 s), so from three cameras on (batches of 2 and
+        # 3: the shared worker batches the cameras that have a frame) it is cheaper than a graph
+        # per size, and no batch size compiles mid-stream. B = 1 is not in it (dynamo
+        # specializes sizes 0 and 1): a lone frame takes self.encode, the graph track() runs.
         self._encode_batch = torch.compile(_encode_batch_features, fullgraph=True, dynamic=None, mode=mode)
 
     def encode_batch(self, model: SAM2, dtype: torch.dtype, images: Tensor) -> Tuple[Tensor, ...]:

@@ -2,7 +2,8 @@
 ``track(frame, prompts, features=...)`` keep the exact path's numbers, and frames of
 cameras at different resolutions encoded as one batch give every camera the logits of a
 tracker of its own (within the float tolerance of ``test_tracker_parity.assert_same``: on
-this Intel Xeon the batched encoder differs from one-at-a-time in the last bits)."""
+this Intel Xeon the batched encoder differs from one-at-a-time in the last bits). Compiled
+trackers on one model share one set of compiled graphs."""
 
 import pytest
 import torch
