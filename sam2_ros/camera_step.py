@@ -12,15 +12,14 @@ order of batched kernels).
 :func:`track_together` is the tracker-level entry: several :class:`~sam2_ros.tracker.Tracker`
 sharing one model, each with its frame, prompts and features, tracked in one step where they
 can be (static torch steps of one model, dtype and bank layout apart from capacity), else one
-after another. Compiled trackers share one compiled joint step per number of cameras (static
-shapes; at most one graph per camera count).
+after another. Compiled trackers run the model's shared joint graphs
+(:class:`~sam2_ros.frame_step.CompiledStep`: one per camera count, static shapes).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import weakref
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -30,10 +29,6 @@ from .frame_step import FrameStep, PromptBatch, StepTables, build_prompt_batch, 
 from .model.build import autocast
 from .model.sam2 import SAM2, ImageFeatures
 from .track_types import Prompt, TrackResult
-
-# model -> {(dtype, compile mode, prompted): compiled joint step}; one set per model, shared by its cameras
-_COMPILED: "weakref.WeakKeyDictionary[SAM2, Dict[tuple, object]]" = weakref.WeakKeyDictionary()
-
 
 def joint_step(model: SAM2, layout, tables: StepTables, states: Sequence[BankState], feats: Tuple[Tensor, ...],
                prompts: Optional[Sequence[PromptBatch]]) -> Tuple[List[BankState], List[Tensor], List[Tensor]]:
@@ -63,28 +58,29 @@ def joint_step(model: SAM2, layout, tables: StepTables, states: Sequence[BankSta
     return out_states, lows, scores
 
 
-def _run_joint(steps: Sequence[FrameStep], feats: Tuple[Tensor, ...], prompts: Optional[Sequence[PromptBatch]]
-               ) -> Tuple[List[Tensor], List[Tensor]]:
-    """:func:`joint_step` on the steps' banks, written back in place (the compiled form's body)."""
-    first = steps[0]
-    with autocast(feats[0].device, first.dtype):
-        new, lows, scores = joint_step(first.model, first.layout, first.tables, [s.bank.state() for s in steps],
-                                       feats, prompts)
-    for step, state in zip(steps, new):
-        step.bank.write_(state)
+def joint_in_place(model: SAM2, layout, tables: StepTables, dtype: torch.dtype, banks: Sequence[BankState],
+                   feats: Tuple[Tensor, ...], prompts: Optional[Sequence[PromptBatch]] = None
+                   ) -> Tuple[List[Tensor], List[Tensor]]:
+    """:func:`joint_step` on the cameras' bank tensors, each camera's new state copied back
+    into its own (in place, as :func:`~sam2_ros.frame_step.step_in_place`). Returns each
+    camera's low-res logits and score logits."""
+    with autocast(feats[0].device, dtype):
+        new, lows, scores = joint_step(model, layout, tables, banks, feats, prompts)
+    for bank, state in zip(banks, new):
+        for buf, value in zip(bank, state):
+            buf.copy_(value)
     return lows, scores
 
 
-def _joint_fn(steps: Sequence[FrameStep], prompted: bool):
-    """The joint step for these steps: eager, or the model's shared compiled one."""
-    mode = steps[0].compile_mode
-    if not mode:
-        return _run_joint
-    table = _COMPILED.setdefault(steps[0].model, {})
-    key = (steps[0].dtype, mode, prompted)
-    if key not in table:
-        table[key] = torch.compile(_run_joint, fullgraph=True, dynamic=False, mode=None if mode is True else mode)
-    return table[key]
+def joint_tracked(model: SAM2, layout, tables: StepTables, dtype: torch.dtype, banks: Sequence[BankState],
+                  feats: Tuple[Tensor, ...]) -> Tuple[List[Tensor], List[Tensor]]:
+    # unprompted and prompted rounds: one compiled graph each (CompiledStep.joint_track / joint_prompted)
+    return joint_in_place(model, layout, tables, dtype, banks, feats, None)
+
+
+def joint_prompted(model: SAM2, layout, tables: StepTables, dtype: torch.dtype, banks: Sequence[BankState],
+                   feats: Tuple[Tensor, ...], prompts: Sequence[PromptBatch]) -> Tuple[List[Tensor], List[Tensor]]:
+    return joint_in_place(model, layout, tables, dtype, banks, feats, prompts)
 
 
 def joinable(trackers: Sequence) -> bool:
@@ -96,8 +92,8 @@ def joinable(trackers: Sequence) -> bool:
     first = steps[0]
 
     def same(s: FrameStep) -> bool:
-        return (s.model is first.model and s.dtype == first.dtype and s.compile_mode == first.compile_mode
-                and dataclasses.replace(s.layout, slots=first.layout.slots) == first.layout)
+        return (s.model is first.model and s.dtype == first.dtype and s.compiled is first.compiled
+                and s._encoder is None and dataclasses.replace(s.layout, slots=first.layout.slots) == first.layout)
     return all(same(s) for s in steps) and len({t.max_prompt_points for t in trackers}) == 1
 
 
@@ -135,7 +131,12 @@ def track_together(trackers: Sequence, frames: Sequence, prompts: Sequence[Seque
         feats = [features[k] for k, _, _ in group]
         stacked = tuple(torch.cat(parts) for parts in zip(*[(f.feat, f.pos, *f.high_res) for f in feats]))  # (N, ...)
         steps = [t._step for t in chosen]
-        lows, scores = _joint_fn(steps, padded is not None)(steps, stacked, padded)
+        first, compiled = steps[0], steps[0].compiled
+        args = (first.model, first.layout, first.tables, first.dtype, [s.bank.state() for s in steps], stacked)
+        if padded is None:
+            lows, scores = (compiled.joint_track if compiled is not None else joint_tracked)(*args)
+        else:
+            lows, scores = (compiled.joint_prompted if compiled is not None else joint_prompted)(*args, padded)
         for t, (k, hw, _), low, score in zip(chosen, group, lows, scores):
             out[k] = t._static_result(hw, low, score)
     return out

@@ -320,6 +320,12 @@ class CompiledStep:
         # per size, and no batch size compiles mid-stream. B = 1 is not in it (dynamo
         # specializes sizes 0 and 1): a lone frame takes self.encode, the graph track() runs.
         self._encode_batch = torch.compile(_encode_batch_features, fullgraph=True, dynamic=None, mode=mode)
+        # Several cameras' slots in one step (sam2_ros.camera_step, which builds on this
+        # module: imported here): one graph per camera count.
+        from .camera_step import joint_prompted, joint_tracked
+
+        self.joint_track = torch.compile(joint_tracked, **opts)
+        self.joint_prompted = torch.compile(joint_prompted, **opts)
 
     def encode_batch(self, model: SAM2, dtype: torch.dtype, images: Tensor) -> Tuple[Tensor, ...]:
         """:func:`encode_features` of a batch (B, 3, S, S), B >= 2, through the batch graph."""
@@ -365,7 +371,6 @@ class FrameStep(nn.Module):
                  compile: Union[bool, str] = False, encoder: Optional[Callable[[Tensor], ImageFeatures]] = None) -> None:
         super().__init__()
         self.model, self.layout, self.dtype = model, layout, dtype
-        self.compile_mode = compile  # False, True or a mode: sam2_ros.camera_step compiles its joint step alike
         self.bank = MemoryBank(layout, model.device)
         self.tables = StepTables(model, layout)
         self._encoder = encoder

@@ -81,7 +81,9 @@ def test_compiled_cameras_share_one_set_of_graphs(model, cameras):
     and a third camera compile nothing (error_on_recompile: not even a guard that fails on
     their own banks); tracked interleaved they give exactly what each gives alone (their banks
     are separate inputs of the shared graphs), and encoded as one batch (one more graph, with a
-    dynamic batch dimension: any camera count) the same within float rounding."""
+    dynamic batch dimension: any camera count) the same within float rounding, as is their
+    slots tracked in one step (camera_step.track_together: two more graphs, the same on every
+    round)."""
     names = list(cameras)
     n_frames = 5  # the plan's prompts (frames 0 and 3) and tracked frames
     plans = {n: _plan(*cameras[n][0].shape[:2]) for n in names}
@@ -113,6 +115,17 @@ def test_compiled_cameras_share_one_set_of_graphs(model, cameras):
             for n in names:
                 together[n].append(_record(trackers[n].track(cameras[n][t], plans[n].get(t, []), features=feats.get(n))))
         assert counters["stats"]["unique_graphs"] <= graphs + 1, "batches of 3 and 2 frames: one encoder graph"
+        graphs = counters["stats"]["unique_graphs"]
+        for n in names:
+            trackers[n].reset()
+        joint = {n: [] for n in names}
+        for t in range(n_frames):  # the cameras' slots in one step (camera_step): its two graphs, shared
+            frames = [cameras[n][t] for n in names]
+            results = camera_step.track_together([trackers[n] for n in names], frames,
+                                                 [plans[n].get(t, []) for n in names], trackers[names[0]].encode(frames))
+            for n, res in zip(names, results):
+                joint[n].append(_record(res))
+        assert counters["stats"]["unique_graphs"] <= graphs + 2, "the joint step: one tracked and one prompted graph"
     for n in names:
         for a, b in zip(interleaved[n], alone[n]):
             assert sorted(a) == sorted(b)
@@ -120,6 +133,8 @@ def test_compiled_cameras_share_one_set_of_graphs(model, cameras):
                 assert torch.equal(a[oid][0], b[oid][0]) and a[oid][1] == b[oid][1], f"camera {n} object {oid}"
         worst = assert_close(together[n], alone[n], max_err=1e-3)
         print(f"camera {n}: batched compiled encoder vs alone: max relative logit error {worst['max_err']:.1e}")
+        worst = assert_close(joint[n], alone[n], max_err=1e-3)
+        print(f"camera {n}: one compiled step for three cameras vs alone: max relative logit error {worst['max_err']:.1e}")
 
 
 def test_features_of_another_model_are_refused(model, cameras, official_checkpoint):
