@@ -58,23 +58,24 @@ def _percentile(values: List[float], q: float) -> float:
 class _Camera:
     """One benchmark camera for :class:`~sam2_ros.ros.shared_worker.SharedWorker`, the node's
     own worker for several cameras (the node's worker interface, without ROS): its frames are
-    always waiting (saturated), the first ``warmup`` ones at once, the rest once ``go`` is set."""
+    always waiting (saturated)."""
 
-    def __init__(self, tracker, frames, prompts, warmup: int, go, device) -> None:
-        self.tracker, self._frames, self._prompts, self._warmup, self._go = tracker, frames, prompts, warmup, go
+    def __init__(self, tracker, frames, prompts, warmup: int, device) -> None:
+        self.tracker, self._frames, self._prompts, self._warmup = tracker, frames, prompts, warmup
         self._device = device
         self.frames, self.listener = self, None  # its own frame queue
         self._next = 0
         self._taken: Dict[int, float] = {}
         self.latency: List[float] = []
         self.warm, self.done = threading.Event(), threading.Event()
+        self.warm_at = time.time()
         if warmup == 0:
             self.warm.set()
         self.error: Optional[BaseException] = None
 
     def get_nowait(self):
         t = self._next
-        if t >= len(self._frames) or (t >= self._warmup and not self._go.is_set()):
+        if t >= len(self._frames):
             return None
         self._next += 1
         self._taken[t] = time.perf_counter()
@@ -103,6 +104,7 @@ class _Camera:
         if t >= self._warmup:
             self.latency.append((time.perf_counter() - self._taken[t]) * 1e3)
         if t == self._warmup - 1:
+            self.warm_at = time.time()
             self.warm.set()
         if t == len(self._frames) - 1:
             self.done.set()
@@ -161,17 +163,16 @@ def _worker(args: argparse.Namespace) -> None:
                     latency[c].append((time.perf_counter() - start) * 1e3)
             ended = time.time()
         else:
-            go = threading.Event()
-            cameras = {c: _Camera(trackers[c], streams[c], prompts(c), args.warmup, go, device) for c in cams}
+            # No pause after the warm-up: the worker's stages are full when the timed frames
+            # start (a live stream's steady state), timed from the last warm-up frame tracked.
+            wait_for_go()
+            cameras = {c: _Camera(trackers[c], streams[c], prompts(c), args.warmup, device) for c in cams}
             worker = SharedWorker(stages=args.stages or None)
             for cam in cameras.values():
                 worker.attach(cam, threading.Event())
             for cam in cameras.values():
                 cam.warm.wait()
-            wait_for_go()
-            began = time.time()
-            go.set()
-            worker.notify()
+            began = max(cam.warm_at for cam in cameras.values())
             for cam in cameras.values():
                 cam.done.wait()
             ended = time.time()

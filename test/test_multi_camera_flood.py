@@ -55,7 +55,9 @@ def test_a_flooded_camera_drops_its_stale_frames_and_starves_no_other(tmp_path, 
     stamp order, its newest frame answered; every other frame that reached the node dropped and
     counted (frames_received = frames_tracked + frames_dropped), never more than one waiting.
     SIGINT then stops the process cleanly."""
-    proc = MultiProcess(tmp_path, checkpoint, ('front', 'left'), 'image_qos:=reliable', name='flood')
+    # two torch threads: the shared worker's two stages (encoding the next round while the
+    # current one is tracked), whose extra round the bound below allows for
+    proc = MultiProcess(tmp_path, checkpoint, ('front', 'left'), 'image_qos:=reliable', name='flood', threads=2)
     clients = {cam: Client(f'/{cam}', name=f'flood_client_{cam}') for cam in ('front', 'left')}
     front, left = clients['front'], clients['left']
     stop_flood = threading.Event()
@@ -135,6 +137,7 @@ def test_a_flooded_camera_drops_its_stale_frames_and_starves_no_other(tmp_path, 
         assert proc.stop(signal.SIGINT) == 0, proc.stderr()
         err = proc.stderr()
         assert 'shutting down 2 camera(s)' in err and 'Traceback' not in err, err
+        assert 'shared worker: 2 stage(s)' in err, err
     finally:
         stop_flood.set()
         for c in clients.values():

@@ -33,9 +33,10 @@ CAMERAS = ('front', 'left', 'right')
 class MultiProcess:
     """``python -m sam2_ros --cameras ... --ros-args ...`` with its output in files."""
 
-    def __init__(self, tmp_path, checkpoint, cameras, *extra, name='multi', image_size=128):
+    def __init__(self, tmp_path, checkpoint, cameras, *extra, name='multi', image_size=128, threads=1):
+        """``threads``: torch's (OMP_NUM_THREADS); 2 or more runs the shared worker in two stages."""
         self.stderr_path = tmp_path / f'{name}.err'
-        env = dict(os.environ, OMP_NUM_THREADS='1', RCUTILS_LOGGING_BUFFERED_STREAM='0', PYTHONUNBUFFERED='1')
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), RCUTILS_LOGGING_BUFFERED_STREAM='0', PYTHONUNBUFFERED='1')
         args = [sys.executable, '-m', 'sam2_ros', '--cameras', *cameras, '--ros-args',
                 '-p', f'checkpoint:={checkpoint}', '-p', f'image_size:={image_size}', '-p', 'device:=cpu']
         for e in extra:

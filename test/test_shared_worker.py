@@ -111,7 +111,7 @@ def _alone(model, frames, static=False):
 
 def _run(model, clips, stages, static=False, **camera_kwargs):
     log = []
-    worker = SharedWorker(stages=stages)
+    worker = SharedWorker(stages=stages, joint=True)  # joint: on the CPU too (static trackers only)
     cams = {n: Camera(n, Tracker(model, max_objects=2, static=static), f, log, **camera_kwargs.get(n, {}))
             for n, f in clips.items()}
     stops = {n: threading.Event() for n in cams}

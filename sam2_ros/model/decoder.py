@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .common import MLP, Attention, LayerNorm2d, per_row

@@ -145,6 +145,10 @@ def main(cameras: Sequence[str], args: Optional[List[str]] = None) -> int:
         for node in nodes:
             if not autostart(node, stop):
                 return EXIT_CONFIGURE_FAILED
+        if shared.worker.stages is not None:  # decided when the first camera activated
+            nodes[0].get_logger().info(
+                f'shared worker: {shared.worker.stages} stage(s)' + (' (encoding the next round while the current one '
+                                                                      'is tracked)' if shared.worker.stages == 2 else ''))
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
         if stop.is_set():

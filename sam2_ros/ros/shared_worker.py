@@ -15,6 +15,9 @@ rounds. A round:
    publishes each camera's frame with its features, under that camera's own tracker lock, so
    its prompts, resets and parameters apply exactly as on a single node. The camera that goes
    first moves one place on every round, so every camera waits as long as the others on average.
+   On a GPU, the frames of static trackers (``compile``) go through one step for all of them
+   (:func:`sam2_ros.camera_step.track_together`: cameras as one more batch dimension), each
+   camera's node taking its tracker lock around it (``TrackerNode.frame_work``).
 
 Two stages (the default on a CPU where torch may use two threads or more): one thread does 1-2 (take, convert,
 encode) for the next round while another does 3 for the current one, each with half of the
@@ -75,9 +78,13 @@ class SharedWorker:
     """The frames of every attached camera, batched and tracked in rounds (see the module).
 
     ``stages``: 1 (one thread does everything), 2 (encoding and tracking in two threads), or
-    None to choose from the first camera's device (:func:`default_stages`)."""
+    None to choose from the first camera's device (:func:`default_stages`). ``joint``: track
+    the static steps of a round as one (True), one camera after another (False), or None: one
+    step on a GPU, one after another on a CPU (where the bigger batch of memory-bound
+    operators runs slower: 519 against 436 ms a round for three cameras of two objects, tiny
+    at 256 px, one thread of the 2-core Xeon)."""
 
-    def __init__(self, log_error=None, stages: Optional[int] = None) -> None:
+    def __init__(self, log_error=None, stages: Optional[int] = None, joint: Optional[bool] = None) -> None:
         if stages not in (None, 1, 2):
             raise ValueError(f'stages={stages!r}: the worker runs 1 or 2 stages (None: chosen from the device)')
         self._cond = threading.Condition()
@@ -90,6 +97,7 @@ class SharedWorker:
         self._threads: List[threading.Thread] = []
         self._log_error = log_error or (lambda text: None)
         self.stages = stages
+        self.joint = joint
         self.rounds = 0  # rounds that tracked at least one frame
         self.batched_frames = 0  # frames whose features came from a batch of two or more
         self.joint_frames = 0  # frames tracked in a step with other cameras' frames
@@ -116,13 +124,15 @@ class SharedWorker:
             self.stages = default_stages(tracker.device.type if tracker is not None else 'cpu')
         self._quit.clear()
         self._handoff = None
-        if self.stages == 1:
-            loops = [(self._one_stage, None)]
-        else:
-            import torch  # each stage gets half of the threads (per thread: OpenMP's setting is)
+        import torch
 
-            half = max(1, torch.get_num_threads() // 2)
-            loops = [(self._encoding_stage, half), (self._tracking_stage, half)]
+        # OpenMP's thread count is a per-thread setting: each stage sets its own (one stage:
+        # the caller's count; two: half of it each).
+        threads = torch.get_num_threads()
+        if self.stages == 1:
+            loops = [(self._one_stage, threads)]
+        else:
+            loops = [(self._encoding_stage, max(1, threads // 2)), (self._tracking_stage, max(1, threads // 2))]
         self._threads = [threading.Thread(target=self._run, args=(loop, threads), name=f'sam2_shared_{loop.__name__[1:]}',
                                           daemon=True) for loop, threads in loops]
         for thread in self._threads:
@@ -155,11 +165,10 @@ class SharedWorker:
         return not any(t.is_alive() for t in self._threads)
 
     # ------------------------------------------------------------------ the stages
-    def _run(self, loop, threads: Optional[int]) -> None:
-        if threads is not None:
-            import torch
+    def _run(self, loop, threads: int) -> None:
+        import torch
 
-            torch.set_num_threads(threads)
+        torch.set_num_threads(threads)
         loop()
 
     def _one_stage(self) -> None:
@@ -259,7 +268,7 @@ class SharedWorker:
         camera after another (each publishing as soon as it is tracked)."""
         joint = [e for e in encoded if e[3] is not None and hasattr(e[0], 'frame_work')
                  and getattr(e[0].tracker, 'static', False)]
-        if len(joint) < 2:
+        if len(joint) < 2 or not (self.joint if self.joint is not None else joint[0][0].tracker.device.type == 'cuda'):
             joint = []
         for node, stop, frame, features in encoded:
             if any(node is j[0] for j in joint):
@@ -309,12 +318,12 @@ class SharedWorker:
 
     def _features(self, ready) -> list:
         """Each ready frame's features, from one encoder run over all of them; None for a frame
-        its tracker encodes itself (a lone frame: the same numbers either way, so the usual
-        path; a tracker gone or one whose exported step starts at the image)."""
+        its tracker encodes itself (a tracker gone or one whose exported step starts at the
+        image; with one stage, a lone frame: the same numbers either way)."""
         features: list = [None] * len(ready)
         batch = [k for k, (node, _, _) in enumerate(ready)
                  if node.tracker is not None and node.tracker.accepts_features]
-        if len(batch) < 2:
+        if len(batch) < (1 if self.stages == 2 else 2):  # two stages: the encoder's stage encodes
             return features
         trackers = [ready[k][0].tracker for k in batch]
         try:
@@ -325,7 +334,8 @@ class SharedWorker:
             return features
         for k, f in zip(batch, feats):
             features[k] = f
-        self.batched_frames += len(batch)
+        if len(batch) > 1:
+            self.batched_frames += len(batch)
         return features
 
 
