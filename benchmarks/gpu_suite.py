@@ -16,7 +16,8 @@ its ``--deadline``, so the command always ends in time and keeps what it measure
    batched) against 1 and 3 separate processes, at ``--image-size`` (1024): peak GPU memory
    and RSS, total frames per second, each camera's latency p50/p95
    (``benchmarks/multi_camera.py``; target: 3 cameras in one process >= 2x the total fps of
-   three processes).
+   three processes); then 3 cameras on the static step, whose slots the worker tracks in one
+   step per round on a GPU (``sam2_ros.camera_step``).
 
 ``--smoke`` runs all of it on the CPU at tiny sizes in seconds (the test suite does, so the
 script is known to work before a GPU is spent on it): compiled modes then run the static step
@@ -265,8 +266,10 @@ class Suite:
 
         a = self.args
         dtype = "auto" if self.device.type == "cuda" else "float32"
-        self.out["multi_camera"] = run_suite(str(checkpoint("tiny", self.tmp)), [1, 3], a.image_size, str(self.device),
-                                             dtype, frames=max(2, a.frames // 2), warmup=a.warmup, objects=a.objects[0])
+        ckpt, kw = str(checkpoint("tiny", self.tmp)), dict(frames=max(2, a.frames // 2), warmup=a.warmup, objects=a.objects[0])
+        self.out["multi_camera"] = run_suite(ckpt, [1, 3], a.image_size, str(self.device), dtype, **kw)
+        # the static step: on a GPU the three cameras' slots go through one step per round
+        self.out["multi_camera"] += run_suite(ckpt, [3], a.image_size, str(self.device), dtype, step="static", **kw)
 
     def run(self) -> None:
         a = self.args

@@ -167,7 +167,7 @@ def _worker(args: argparse.Namespace) -> None:
             # start (a live stream's steady state), timed from the last warm-up frame tracked.
             wait_for_go()
             cameras = {c: _Camera(trackers[c], streams[c], prompts(c), args.warmup, device) for c in cams}
-            worker = SharedWorker(stages=args.stages or None)
+            worker = SharedWorker(stages=args.stages or None, joint={"auto": None, "on": True, "off": False}[args.joint])
             for cam in cameras.values():
                 worker.attach(cam, threading.Event())
             for cam in cameras.values():
@@ -194,7 +194,8 @@ def _spawn(args: argparse.Namespace, n: int, first: int, threads: int, go: str, 
     cmd = [sys.executable, __file__, "--worker", "--n", str(n), "--first", str(first), "--threads", str(threads),
            "--checkpoint", args.checkpoint, "--image-size", str(args.image_size), "--device", args.device,
            "--dtype", args.dtype, "--frames", str(args.frames), "--warmup", str(args.warmup),
-           "--objects", str(args.objects), "--go", go, "--stages", str(args.stages), "--step", args.step] + (["--single"] if single else [])
+           "--objects", str(args.objects), "--go", go, "--stages", str(args.stages), "--step", args.step,
+           "--joint", args.joint] + (["--single"] if single else [])
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
 
@@ -224,7 +225,7 @@ def _summary(kind: str, n: int, results: List[dict], frames: int) -> dict:
            "rss_mb": round(sum(r["peak_rss_mb"] for r in results), 1),
            "total_fps": round(n * frames / wall, 3), "latency": per_camera}
     if "stages" in results[0]:
-        row["stages"] = results[0]["stages"]
+        row["stages"], row["joint_frames"] = results[0]["stages"], results[0]["joint_frames"]
     if "peak_gpu_mb" in results[0]:
         row["gpu_mb"] = round(sum(r["peak_gpu_mb"] for r in results), 1)
     return row
@@ -232,13 +233,14 @@ def _summary(kind: str, n: int, results: List[dict], frames: int) -> dict:
 
 def run_suite(checkpoint: str, cameras: List[int], image_size: int, device: str, dtype: str = "auto",
               frames: int = 20, warmup: int = 2, objects: int = 2, threads: int = 0, stages: int = 0,
-              step: str = "exact") -> List[dict]:
+              step: str = "exact", joint: str = "auto") -> List[dict]:
     """Every configuration: one process with N cameras and N processes, for N in ``cameras``.
     ``stages``: the shared worker's (0: its default for the device); ``step``: the trackers'
-    path (exact, static or compiled; static ones are tracked in one step per round)."""
+    path (exact, static or compiled); ``joint``: static trackers of a round in one step (on,
+    off, or auto: the worker's default, on a GPU only)."""
     threads = threads or os.cpu_count() or 1
     ns = argparse.Namespace(checkpoint=checkpoint, image_size=image_size, device=device, dtype=dtype, frames=frames,
-                            warmup=warmup, objects=objects, stages=stages, step=step)
+                            warmup=warmup, objects=objects, stages=stages, step=step, joint=joint)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in cameras:
@@ -276,6 +278,8 @@ def main() -> None:
                     help="the shared worker's stages (0: its default, 2 on a CPU with two torch threads or more)")
     ap.add_argument("--step", default="exact", choices=["exact", "static", "compiled"],
                     help="the trackers' path: exact (the default), static or compiled frame step")
+    ap.add_argument("--joint", default="auto", choices=["auto", "on", "off"],
+                    help="static/compiled trackers of a round in one step (auto: the worker's default, GPU only)")
     ap.add_argument("--checkpoint", default="", help="default: random tiny weights")
     ap.add_argument("--out", default="")
     # one benchmark process (started by the driver)
@@ -291,10 +295,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = args.checkpoint or random_checkpoint(tmp, args.image_size)
         rows = run_suite(ckpt, args.cameras, args.image_size, args.device, args.dtype, args.frames, args.warmup,
-                         args.objects, args.threads, args.stages, args.step)
+                         args.objects, args.threads, args.stages, args.step, args.joint)
     result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.processor() or platform.machine(),
               "cores": os.cpu_count(), "image_size": args.image_size, "device": args.device, "frames": args.frames,
-              "objects_per_camera": args.objects, "step": args.step, "rows": rows}
+              "objects_per_camera": args.objects, "step": args.step, "joint": args.joint, "rows": rows}
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1))

@@ -43,6 +43,8 @@ from __future__ import annotations
 import threading
 from typing import Dict, Iterator, List, Optional, Tuple
 
+import torch
+
 from sam2_ros.camera_step import track_together
 from sam2_ros.shared_model import SHARED_PARAMETERS, SharedModel, encode_together
 from sam2_ros.track_types import PromptError
@@ -67,10 +69,7 @@ def finish_frame(work: Iterator, answer) -> None:
 def default_stages(device_type: str, threads: Optional[int] = None) -> int:
     """How many stages (threads) the worker runs: 2 on a CPU where torch may use two threads or
     more (``torch.get_num_threads()``: the cores, or ``OMP_NUM_THREADS``), else 1."""
-    if threads is None:
-        import torch
-
-        threads = torch.get_num_threads()
+    threads = torch.get_num_threads() if threads is None else threads
     return 2 if device_type == 'cpu' and threads >= 2 else 1
 
 
@@ -124,10 +123,8 @@ class SharedWorker:
             self.stages = default_stages(tracker.device.type if tracker is not None else 'cpu')
         self._quit.clear()
         self._handoff = None
-        import torch
-
         # OpenMP's thread count is a per-thread setting: each stage sets its own (one stage:
-        # the caller's count; two: half of it each).
+        # the caller's count; two: half of it each, so that neither starts a team of threads).
         threads = torch.get_num_threads()
         if self.stages == 1:
             loops = [(self._one_stage, threads)]
@@ -165,15 +162,14 @@ class SharedWorker:
         return not any(t.is_alive() for t in self._threads)
 
     # ------------------------------------------------------------------ the stages
-    def _run(self, loop, threads: int) -> None:
-        import torch
-
+    @staticmethod
+    def _run(loop, threads: int) -> None:
         torch.set_num_threads(threads)
         loop()
 
     def _one_stage(self) -> None:
         while not self._quit.is_set():
-            self._wait_for('_pending')
+            self._wait_for_frames()
             self._run_jobs()
             taken = self._take()
             if taken:
@@ -181,7 +177,7 @@ class SharedWorker:
 
     def _encoding_stage(self) -> None:
         while not self._quit.is_set():
-            self._wait_for('_pending')
+            self._wait_for_frames()
             taken = self._take()
             if not taken:
                 continue
@@ -204,11 +200,11 @@ class SharedWorker:
             if encoded:
                 self._track(encoded)
 
-    def _wait_for(self, flag: str) -> None:
+    def _wait_for_frames(self) -> None:
         with self._cond:
-            if not getattr(self, flag):
+            if not self._pending:
                 self._cond.wait(IDLE_WAIT_S)
-            setattr(self, flag, False)
+            self._pending = False
 
     def _live(self) -> List[Tuple[object, threading.Event]]:
         with self._cond:
