@@ -24,8 +24,9 @@ encode) for the next round while another does 3 for the current one, each with h
 torch threads. On a CPU, two independent streams of work use the cores better than one stream
 split across them (small operators do not scale to every core; three separate processes
 overlap the same way), and the encoder costs about what the rest of a round does, so the two
-stages keep both busy. At most one round waits between them, so a frame is at most one round
-older when it is tracked than with one stage. On a GPU one thread does everything: the GPU runs
+stages keep both busy. The encoding stage takes the next round's frames once the tracking stage
+has taken the last round, so a frame is tracked right after it is encoded: its latency is about
+that of one stage, plus the wait for the round in progress. On a GPU one thread does everything: the GPU runs
 the work in order anyway, and CUDA graphs (``compile: reduce-overhead``) replayed from two
 threads are not safe in torch before 2.12 (pytorch/pytorch#123177).
 
@@ -97,7 +98,7 @@ class SharedWorker:
         self._log_error = log_error or (lambda text: None)
         self.stages = stages
         self.joint = joint
-        self.rounds = 0  # rounds that tracked at least one frame
+        self.rounds = 0  # rounds begun
         self.batched_frames = 0  # frames whose features came from a batch of two or more
         self.joint_frames = 0  # frames tracked in a step with other cameras' frames
 
@@ -178,16 +179,21 @@ class SharedWorker:
     def _encoding_stage(self) -> None:
         while not self._quit.is_set():
             self._wait_for_frames()
-            taken = self._take()
-            if not taken:
-                continue
-            encoded = self._encode(taken)
-            with self._cond:  # at most one round waits for the tracking stage
-                self._cond.wait_for(lambda: self._handoff is None or self._quit.is_set())
-                if self._quit.is_set():
-                    return
-                self._handoff = encoded
-                self._cond.notify_all()
+            # Frame by frame: each goes to the tracking stage as soon as it is encoded (a whole
+            # round encoded first would make every frame wait for the others' encoding too:
+            # about twice the latency, for no speed on a CPU, where a batch costs what its frames
+            # cost one at a time).
+            for node, stop in self._round():
+                taken = self._take_one(node, stop)  # when its turn comes: the freshest frame
+                if taken is None:
+                    continue
+                encoded = self._encode([taken])
+                with self._cond:  # at most one frame waits for the tracking stage
+                    self._cond.wait_for(lambda: self._handoff is None or self._quit.is_set())
+                    if self._quit.is_set():
+                        return
+                    self._handoff = encoded
+                    self._cond.notify_all()
 
     def _tracking_stage(self) -> None:
         while not self._quit.is_set():
@@ -215,23 +221,26 @@ class SharedWorker:
             if not stop.is_set():
                 node.run_jobs(stop)
 
+    def _round(self) -> List[Tuple[object, threading.Event]]:
+        """The cameras of the next round, in its order (the first moves one place each round)."""
+        members = self._live()
+        k = self.rounds % max(1, len(members))
+        self.rounds += 1
+        return members[k:] + members[:k]
+
+    def _take_one(self, node, stop: threading.Event) -> Optional[Tuple[object, threading.Event, tuple]]:
+        """``node``'s next frame (counted in flight), or None."""
+        item = node.frames.get_nowait()
+        if item is None or stop.is_set():
+            return None
+        with self._cond:
+            self._in_flight[node] = self._in_flight.get(node, 0) + 1
+            self._pending = True  # frames may still be waiting (frame_policy: all): look again without sleeping
+        return node, stop, item
+
     def _take(self) -> List[Tuple[object, threading.Event, tuple]]:
         """The next frame of every camera that has one, in this round's order."""
-        members = self._live()
-        if members:
-            k = self.rounds % len(members)
-            members = members[k:] + members[:k]
-        taken = []
-        for node, stop in members:
-            item = node.frames.get_nowait()
-            if item is not None and not stop.is_set():
-                taken.append((node, stop, item))
-        with self._cond:
-            for node, _, _ in taken:
-                self._in_flight[node] = self._in_flight.get(node, 0) + 1
-            if taken:  # frames may still be waiting (frame_policy: all): look again without sleeping
-                self._pending = True
-        return taken
+        return [t for t in (self._take_one(node, stop) for node, stop in self._round()) if t is not None]
 
     def _done(self, node) -> None:
         """One frame of ``node`` is finished (tracked, refused or dropped): a detach waiting for it may return."""
@@ -278,8 +287,6 @@ class SharedWorker:
                 self._done(node)
         if joint:
             self._track_joint(joint)
-        if encoded:
-            self.rounds += 1
 
     def _track_joint(self, group) -> None:
         """Several cameras' frames in one static step (``camera_step.track_together``): each
