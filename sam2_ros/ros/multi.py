@@ -6,9 +6,10 @@ One process runs one ordinary :class:`~sam2_ros.ros.node.TrackerNode` per camera
 ``/front/sam2_tracker/masks``, ``/front/sam2_tracker/overlay``, ..., takes prompts on
 ``/front/sam2_tracker/prompt`` and serves ``/front/sam2_tracker/reset``, with its own
 parameters (a parameters file may set ``/front/sam2_tracker`` apart), lifecycle, diagnostics
-and prompt handling. All of them share one loaded model and one worker thread that tracks the
-frames of every camera, encoding the frames ready at the same moment as one batch
-(:mod:`sam2_ros.ros.shared_worker`). The parameters that build the model
+and prompt handling. All of them share one loaded model and one worker that tracks the frames
+of every camera in rounds, one frame per camera per round (:mod:`sam2_ros.ros.shared_worker`:
+on a GPU one thread, batching the round's frames; on a CPU two stages, encoding one frame while
+tracking the one before). The parameters that build the model
 (:data:`sam2_ros.shared_model.SHARED_PARAMETERS`) must be the same on every camera: set
 differently on one, the process refuses to start (status 2) and says which.
 

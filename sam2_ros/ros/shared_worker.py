@@ -10,7 +10,8 @@ rounds. A round:
    frame per camera per round, so no camera starves another, whatever their rates;
 2. converts them (a refused image is that camera's problem only) and encodes all of them as one
    batch (``Tracker.encode``: one image-encoder run for the stacked frames, each resized to the
-   model's input first, so cameras of different resolutions batch too);
+   model's input first, so cameras of different resolutions batch too; in two stages, below,
+   frame by frame);
 3. runs the long requests (``~/track_everything``) waiting on any camera, then tracks and
    publishes each camera's frame with its features, under that camera's own tracker lock, so
    its prompts, resets and parameters apply exactly as on a single node. The camera that goes
@@ -19,16 +20,18 @@ rounds. A round:
    (:func:`sam2_ros.camera_step.track_together`: cameras as one more batch dimension), each
    camera's node taking its tracker lock around it (``TrackerNode.frame_work``).
 
-Two stages (the default on a CPU where torch may use two threads or more): one thread does 1-2 (take, convert,
-encode) for the next round while another does 3 for the current one, each with half of the
-torch threads. On a CPU, two independent streams of work use the cores better than one stream
-split across them (small operators do not scale to every core; three separate processes
-overlap the same way), and the encoder costs about what the rest of a round does, so the two
-stages keep both busy. The encoding stage takes the next round's frames once the tracking stage
-has taken the last round, so a frame is tracked right after it is encoded: its latency is about
-that of one stage, plus the wait for the round in progress. On a GPU one thread does everything: the GPU runs
-the work in order anyway, and CUDA graphs (``compile: reduce-overhead``) replayed from two
-threads are not safe in torch before 2.12 (pytorch/pytorch#123177).
+Two stages (the default on a CPU where torch may use two threads or more), each a thread with
+half of the torch threads: the encoding stage converts and encodes the frames of a round one
+camera at a time, taking each camera's frame when its turn comes, and hands each frame to the
+tracking stage as soon as it is encoded (at most one waits), which runs 3 for it while the next
+one is encoded. On a CPU two independent streams of work use the cores better than one stream
+split across them (small operators do not scale to every core; separate processes overlap the
+same way), the encoder costs about what the rest of a frame does, and a batch of frames costs
+what they cost one at a time, so frame by frame keeps both cores busy at the latency of one
+frame (a whole round encoded first would make each frame wait for the others': about twice the
+latency, measured). On a GPU one thread does everything, batching the encoder (and the static
+step): the GPU runs the work in order anyway, and CUDA graphs (``compile: reduce-overhead``)
+replayed from two threads are not safe in torch before 2.12 (pytorch/pytorch#123177).
 
 A camera whose image stops simply has no frame in the next rounds; a camera detached
 (deactivated, cleaned up, destroyed) is skipped from the next round on, and a frame of it in
@@ -36,8 +39,9 @@ progress finishes unpublished (its stop event is set), as on a single node.
 
 A camera is anything with the node's worker interface: ``frames`` (``get_nowait()``, a
 ``listener`` called on every put), ``tracker``, ``prepare(*item)``, ``track_prepared(frame,
-stop, features=)``, ``frame_failed(error, stop)``, ``run_jobs(stop)`` (``benchmarks/multi_camera.py``
-drives this worker with cameras of its own, without ROS).
+stop, features=)``, ``frame_work(frame, stop, features)`` (for the joint step),
+``frame_failed(error, stop)``, ``run_jobs(stop)`` (``benchmarks/multi_camera.py`` drives this
+worker with cameras of its own, without ROS).
 """
 from __future__ import annotations
 
