@@ -85,14 +85,9 @@ class _Camera:
         return t, self._frames[t]  # (anything, RGB frame): the worker batches element 1
 
     def track_prepared(self, frame: tuple, stop, features=None) -> None:
-        from sam2_ros.ros.shared_worker import finish_frame
+        from sam2_ros.ros.shared_worker import track_alone
 
-        work = self.frame_work(frame, stop, features)
-        try:
-            tracker, rgb, prompts, feats = next(work)
-            finish_frame(work, tracker.track(rgb, prompts, features=feats))
-        finally:
-            work.close()
+        track_alone(self.frame_work(frame, stop, features))
 
     def frame_work(self, frame: tuple, stop, features=None):
         """As the node's: up to the tracker call (static trackers of a round are tracked in one step)."""

@@ -14,7 +14,7 @@ import torch
 
 from sam2_ros import Prompt, Tracker
 from sam2_ros.model.build import build_model
-from sam2_ros.ros.shared_worker import SharedWorker, default_stages, finish_frame
+from sam2_ros.ros.shared_worker import SharedWorker, default_stages, track_alone
 from test_tracker_parity import assert_same
 
 WAIT_S = 120.0  # a loaded 2-core CI machine
@@ -67,12 +67,7 @@ class Camera:
         return t, self._frames[t]
 
     def track_prepared(self, frame, stop, features=None):
-        work = self.frame_work(frame, stop, features)
-        try:
-            tracker, rgb, prompts, feats = next(work)
-            finish_frame(work, tracker.track(rgb, prompts, features=feats))
-        finally:
-            work.close()
+        track_alone(self.frame_work(frame, stop, features))
 
     def frame_work(self, frame, stop, features=None):
         """As the node's: up to the tracker call, then the result back (the worker may track

@@ -58,7 +58,7 @@ from sam2_ros.reseed import Reseeder, Tracked
 from sam2_ros.ros import conversions, detections, params, prompts
 from sam2_ros.ros.diagnostics import Stats, device_memory, diagnostics_stamp, to_diagnostic_array
 from sam2_ros.ros.timeline import Timeline
-from sam2_ros.ros.shared_worker import finish_frame
+from sam2_ros.ros.shared_worker import track_alone
 
 NODE_NAME = 'sam2_tracker'
 ALL_POLICY_QUEUE_LIMIT = 500  # frames waiting with frame_policy: all (then the oldest go)
@@ -919,25 +919,14 @@ class TrackerNode(LifecycleNode):
         """Second half of a frame from :meth:`prepare`: prompts, tracking, publishing.
         ``features``: the frame's image features, encoded already with the other cameras'
         frames (``Tracker.encode``); None: the tracker encodes it."""
-        work = self.frame_work(frame, stop, features)
-        try:
-            request = next(work, None)
-            if request is not None:
-                tracker, rgb, frame_prompts, feats = request
-                try:
-                    answer = tracker.track(rgb, frame_prompts, features=feats)
-                except prompts.PromptError as error:
-                    answer = error
-                finish_frame(work, answer)
-        finally:
-            work.close()  # an error above: the tracker lock is let go
+        track_alone(self.frame_work(frame, stop, features))
 
     def frame_work(self, frame: Tuple, stop: Optional[threading.Event], features=None) -> Iterator:
         """:meth:`track_prepared` around its tracker call, as a generator: it takes the tracker
         lock, applies the frame's removals and checks its prompts, then yields ``(tracker, rgb,
         prompts, features)`` with the lock held and takes back the ``TrackResult`` (or the
         ``PromptError`` it raised: the frame is then tracked without prompts), lets go of the
-        lock and publishes (:func:`~sam2_ros.ros.shared_worker.finish_frame`). Yields nothing
+        lock and publishes (see :func:`~sam2_ros.ros.shared_worker.track_alone`). Yields nothing
         when the frame is dropped. The shared worker drives the frames of several cameras this
         way, tracking them in one step (``sam2_ros.camera_step.track_together``)."""
         msg, rgb, received, t0, t1 = frame

@@ -71,6 +71,22 @@ def finish_frame(work: Iterator, answer) -> None:
     raise RuntimeError('a frame asked for its tracker twice')
 
 
+def track_alone(work: Iterator) -> None:
+    """Run a frame's work (:meth:`~sam2_ros.ros.node.TrackerNode.frame_work`) with its own
+    tracker call: one camera's frame at a time."""
+    try:
+        request = next(work, None)
+        if request is not None:
+            tracker, rgb, prompts, features = request
+            try:
+                answer = tracker.track(rgb, prompts, features=features)
+            except PromptError as error:
+                answer = error
+            finish_frame(work, answer)
+    finally:
+        work.close()  # an error above: the camera's tracker lock is let go
+
+
 def default_stages(device_type: str, threads: Optional[int] = None) -> int:
     """How many stages (threads) the worker runs: 2 on a CPU where torch may use two threads or
     more (``torch.get_num_threads()``: the cores, or ``OMP_NUM_THREADS``), else 1."""
