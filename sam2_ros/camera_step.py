@@ -24,13 +24,14 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from .bank import BankState
+from .bank import BankLayout, BankState
 from .frame_step import FrameStep, PromptBatch, StepTables, build_prompt_batch, frame_step
 from .model.build import autocast
 from .model.sam2 import SAM2, ImageFeatures
 from .track_types import Prompt, TrackResult
 
-def joint_step(model: SAM2, layout, tables: StepTables, states: Sequence[BankState], feats: Tuple[Tensor, ...],
+
+def joint_step(model: SAM2, layout: BankLayout, tables: StepTables, states: Sequence[BankState], feats: Tuple[Tensor, ...],
                prompts: Optional[Sequence[PromptBatch]]) -> Tuple[List[BankState], List[Tensor], List[Tensor]]:
     """One frame for the slots of every camera in ``states`` (bank states of capacities S_c,
     each at its own frame), with ``feats`` the cameras' stacked image features (feat, pos,
@@ -58,7 +59,7 @@ def joint_step(model: SAM2, layout, tables: StepTables, states: Sequence[BankSta
     return out_states, lows, scores
 
 
-def joint_in_place(model: SAM2, layout, tables: StepTables, dtype: torch.dtype, banks: Sequence[BankState],
+def joint_in_place(model: SAM2, layout: BankLayout, tables: StepTables, dtype: torch.dtype, banks: Sequence[BankState],
                    feats: Tuple[Tensor, ...], prompts: Optional[Sequence[PromptBatch]] = None
                    ) -> Tuple[List[Tensor], List[Tensor]]:
     """:func:`joint_step` on the cameras' bank tensors, each camera's new state copied back
@@ -72,13 +73,13 @@ def joint_in_place(model: SAM2, layout, tables: StepTables, dtype: torch.dtype, 
     return lows, scores
 
 
-def joint_tracked(model: SAM2, layout, tables: StepTables, dtype: torch.dtype, banks: Sequence[BankState],
+def joint_tracked(model: SAM2, layout: BankLayout, tables: StepTables, dtype: torch.dtype, banks: Sequence[BankState],
                   feats: Tuple[Tensor, ...]) -> Tuple[List[Tensor], List[Tensor]]:
     # unprompted and prompted rounds: one compiled graph each (CompiledStep.joint_track / joint_prompted)
     return joint_in_place(model, layout, tables, dtype, banks, feats, None)
 
 
-def joint_prompted(model: SAM2, layout, tables: StepTables, dtype: torch.dtype, banks: Sequence[BankState],
+def joint_prompted(model: SAM2, layout: BankLayout, tables: StepTables, dtype: torch.dtype, banks: Sequence[BankState],
                    feats: Tuple[Tensor, ...], prompts: Sequence[PromptBatch]) -> Tuple[List[Tensor], List[Tensor]]:
     return joint_in_place(model, layout, tables, dtype, banks, feats, prompts)
 
