@@ -107,19 +107,18 @@ def track_together(trackers: Sequence, frames: Sequence, prompts: Sequence[Seque
     the exception its frame or prompts raised (that tracker is then left as it was; the others
     are tracked)."""
     out: List[Union[TrackResult, Exception]] = [None] * len(trackers)  # type: ignore[list-item]
-    ready = []  # (k, hw, parsed prompts)
-    for k, (tracker, frame, p, feats) in enumerate(zip(trackers, frames, prompts, features)):
-        try:
-            ready.append((k, *tracker._checked(frame, p, feats)))
-        except Exception as error:  # noqa: BLE001 - that camera's problem only
-            out[k] = error
-    group = [r for r in ready if features[r[0]] is not None]
-    if not joinable([trackers[r[0]] for r in group]):
-        group = []
-    for k, _, _ in ready:
-        if all(k != g[0] for g in group):  # one at a time
+    candidates = [k for k, f in enumerate(features) if f is not None]
+    group = []  # (k, hw, parsed prompts): checked, to be tracked in one step
+    if joinable([trackers[k] for k in candidates]):
+        for k in candidates:
             try:
-                out[k] = trackers[k].track(frames[k], prompts[k], features=features[k])
+                group.append((k, *trackers[k]._checked(frames[k], prompts[k], features[k])))
+            except Exception as error:  # noqa: BLE001 - that camera's problem only
+                out[k] = error
+    for k, tracker in enumerate(trackers):
+        if out[k] is None and all(k != g[0] for g in group):  # one at a time
+            try:
+                out[k] = tracker.track(frames[k], prompts[k], features=features[k])
             except Exception as error:  # noqa: BLE001 - that camera's problem only
                 out[k] = error
     if group:

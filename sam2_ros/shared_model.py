@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
-import numpy as np
 
 # Parameters that decide the one model of the process: the same on every camera.
 SHARED_PARAMETERS: Tuple[str, ...] = ('model', 'checkpoint', 'device', 'dtype', 'image_size', 'compile',
@@ -82,10 +81,3 @@ class SharedModel:
         encoder, backend = make_encoder_or_fallback(p['encoder_backend'], model, p['encoder_engine'] or None, warn=warn)
         return model, encoder, backend
 
-
-def encode_together(trackers, frames) -> list:
-    """The image features of ``frames`` (one per tracker, any resolutions), encoded as one
-    batch by the first tracker (all share one model). Returns one features object per frame."""
-    if not frames:
-        return []
-    return trackers[0].encode([np.asarray(f) for f in frames])

@@ -9,11 +9,7 @@ frames and prompts. Parameters: a per-camera override applies to that camera onl
 one (the model) set apart on one camera is refused with the reason. Signals stop every camera
 cleanly. No timed asserts: speed is in benchmarks/multi_camera.py.
 """
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -24,38 +20,22 @@ from lifecycle_msgs.msg import Transition  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from sam2_ros.ros import conversions  # noqa: E402
-from test_ros_node import (H, RELIABLE, ROOT, W, Client, checkpoint, frames, k_ns, make_stamp,  # noqa: E402,F401
+from test_ros_node import (H, RELIABLE, W, Client, NodeProcess, checkpoint, frames, k_ns, make_stamp,  # noqa: E402,F401
                            next_k, rect, ros_env, to_ns)
 
 CAMERAS = ('front', 'left', 'right')
 
 
-class MultiProcess:
-    """``python -m sam2_ros --cameras ... --ros-args ...`` with its output in files."""
+class MultiProcess(NodeProcess):
+    """``python -m sam2_ros --cameras ... --ros-args ...`` with its output in files; ``threads``:
+    torch's, 2 or more runs the shared worker in two stages."""
 
     def __init__(self, tmp_path, checkpoint, cameras, *extra, name='multi', image_size=128, threads=1):
-        """``threads``: torch's (OMP_NUM_THREADS); 2 or more runs the shared worker in two stages."""
-        self.stderr_path = tmp_path / f'{name}.err'
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), RCUTILS_LOGGING_BUFFERED_STREAM='0', PYTHONUNBUFFERED='1')
-        args = [sys.executable, '-m', 'sam2_ros', '--cameras', *cameras, '--ros-args',
-                '-p', f'checkpoint:={checkpoint}', '-p', f'image_size:={image_size}', '-p', 'device:=cpu']
-        for e in extra:
-            args += ['-p', e] if ':=' in e and not e.startswith(('-', '/', '__', 'front/')) else [e]
-        self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=open(tmp_path / f'{name}.out', 'wb'),
-                                     stderr=open(self.stderr_path, 'wb'))
+        super().__init__(tmp_path, checkpoint, *extra, name=name, image_size=image_size, cameras=cameras,
+                         threads=threads)
 
-    def stderr(self):
-        return self.stderr_path.read_text(errors='replace')
-
-    def stop(self, sig=signal.SIGINT, timeout=30.0):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+    def stop(self, sig=signal.SIGINT, timeout=30.0):  # several cameras take longer to stop
+        return super().stop(sig, timeout)
 
 
 @pytest.fixture(scope='module')

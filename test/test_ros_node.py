@@ -85,15 +85,18 @@ def frames():
 class NodeProcess:
     """``python -m sam2_ros --ros-args ...`` with its output in files."""
 
-    def __init__(self, tmp_path, checkpoint, *extra, name='node', image_size=128):
+    def __init__(self, tmp_path, checkpoint, *extra, name='node', image_size=128, cameras=(), threads=1):
+        """``extra``: ``name:=value`` parameters, other ROS arguments (``-r ...``, ``--params-file
+        F``) as they are. ``cameras``: ``--cameras ...`` (one process, several cameras);
+        ``threads``: torch's (OMP_NUM_THREADS)."""
         self.stdout_path = tmp_path / f'{name}.out'
         self.stderr_path = tmp_path / f'{name}.err'
-        env = dict(os.environ, OMP_NUM_THREADS='1', RCUTILS_LOGGING_BUFFERED_STREAM='0',
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), RCUTILS_LOGGING_BUFFERED_STREAM='0',
                    PYTHONUNBUFFERED='1')
-        args = [sys.executable, '-m', 'sam2_ros', '--ros-args', '-p', f'checkpoint:={checkpoint}',
-                '-p', f'image_size:={image_size}', '-p', 'device:=cpu']
-        for e in extra:
-            args += ['-p', e] if ':=' in e and not e.startswith(('-r', '__')) else [e]
+        args = [sys.executable, '-m', 'sam2_ros', *(['--cameras', *cameras] if cameras else []), '--ros-args',
+                '-p', f'checkpoint:={checkpoint}', '-p', f'image_size:={image_size}', '-p', 'device:=cpu']
+        for e in extra:  # a remap rule (front/image:=...) or a namespace rule is not a parameter
+            args += ['-p', e] if ':=' in e and not e.startswith(('-', '/', '__', 'front/')) else [e]
         self.args = args
         self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=open(self.stdout_path, 'wb'),
                                      stderr=open(self.stderr_path, 'wb'))

@@ -854,7 +854,7 @@ class TrackerNode(LifecycleNode):
     def _work(self, stop: threading.Event) -> None:
         while not stop.is_set():
             if self._jobs:
-                self._run_jobs(stop)
+                self.run_jobs(stop)
                 continue
             item = self.frames.get(timeout=0.2)
             if item is None or stop.is_set():
@@ -875,12 +875,7 @@ class TrackerNode(LifecycleNode):
         return True
 
     def run_jobs(self, stop: threading.Event) -> None:
-        """Long requests waiting for the worker (see :meth:`_run_jobs`), if any."""
-        if self._jobs:
-            self._run_jobs(stop)
-
-    def _run_jobs(self, stop: threading.Event) -> None:
-        """Long requests (segment everything), between two frames."""
+        """Long requests (segment everything) waiting for the worker, between two frames."""
         while self._jobs and not stop.is_set():
             job = self._jobs.popleft()
             try:

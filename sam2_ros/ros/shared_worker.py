@@ -51,7 +51,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import torch
 
 from sam2_ros.camera_step import track_together
-from sam2_ros.shared_model import SHARED_PARAMETERS, SharedModel, encode_together
+from sam2_ros.shared_model import SHARED_PARAMETERS, SharedModel
 from sam2_ros.track_types import PromptError
 
 IDLE_WAIT_S = 0.2  # longest sleep with nothing to do (stop requests wake it earlier)
@@ -348,9 +348,8 @@ class SharedWorker:
                  if node.tracker is not None and node.tracker.accepts_features]
         if len(batch) < (1 if self.stages == 2 else 2):  # two stages: the encoder's stage encodes
             return features
-        trackers = [ready[k][0].tracker for k in batch]
-        try:
-            feats = encode_together(trackers, [ready[k][2][1] for k in batch])
+        try:  # every camera's tracker is on the one model: the first encodes them all
+            feats = ready[batch[0]][0].tracker.encode([ready[k][2][1] for k in batch])
         except Exception as error:  # noqa: BLE001 - each camera then encodes its own frame
             self._log_error(f'batched encoding failed ({type(error).__name__}: {error}); '
                             'encoding the frames one at a time')
