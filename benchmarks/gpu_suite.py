@@ -17,7 +17,7 @@ its ``--deadline``, so the command always ends in time and keeps what it measure
    and RSS, total frames per second, each camera's latency p50/p95
    (``benchmarks/multi_camera.py``; target: 3 cameras in one process >= 2x the total fps of
    three processes); then 3 cameras on the static step, whose slots the worker tracks in one
-   step per round on a GPU (``sam2_ros.camera_step``).
+   step per round on a GPU (``sam2_ros.tracking.cameras``).
 
 ``--smoke`` runs all of it on the CPU at tiny sizes in seconds (the test suite does, so the
 script is known to work before a GPU is spent on it): compiled modes then run the static step

@@ -69,7 +69,7 @@ def main(argv=None) -> int:
         model = build_model(args.checkpoint, args.model, args.image_size, "cpu")
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     if args.part == "step":
-        from sam2_ros.bank import BankLayout
+        from sam2_ros.step.bank import BankLayout
         from sam2_ros.backends.step_export import export_step
 
         if args.fp16 or args.opset < 18:

@@ -11,17 +11,17 @@ message conversions) does not pay for importing torch and the model.
 """
 import importlib
 
-__version__ = '0.1.0'
+from .version import __version__
 
 # public name -> module (relative to this package) that defines it
 _LAZY = {
-    'Tracker': '.tracker',
-    'Prompt': '.tracker',
-    'TrackResult': '.tracker',
-    'PromptError': '.tracker',
-    'FrameNotBuffered': '.tracker',
-    'ImagePredictor': '.image_predictor',
-    'AutomaticMaskGenerator': '.automatic',
+    'Tracker': '.tracking.tracker',
+    'Prompt': '.tracking.types',
+    'TrackResult': '.tracking.types',
+    'PromptError': '.tracking.types',
+    'FrameNotBuffered': '.tracking.types',
+    'ImagePredictor': '.image.predictor',
+    'AutomaticMaskGenerator': '.image.automatic',
 }
 
 __all__ = ['__version__', *_LAZY]

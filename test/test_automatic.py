@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from sam2_ros.automatic import AutomaticMaskGenerator, box_nms, crop_boxes, mask_boxes, mask_to_rle
+from sam2_ros.image.automatic import AutomaticMaskGenerator, box_nms, crop_boxes, mask_boxes, mask_to_rle
 from sam2_ros.model.build import build_model
 
 IMAGE_SIZE = 128
@@ -76,7 +76,7 @@ def test_uncompressed_rle_is_coco_rle(model, frames):
 
 
 def test_explicit_point_grids(model, frames):
-    from sam2_ros.automatic import point_grid
+    from sam2_ros.image.automatic import point_grid
 
     settings = {k: v for k, v in SETTINGS.items() if k != "points_per_side"}
     by_side = AutomaticMaskGenerator(model, points_per_side=8, **settings).generate(frames[0])

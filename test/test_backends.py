@@ -17,7 +17,7 @@ import torch
 
 from export_helpers import exported, model_of, real_input, rel_err
 from sam2_ros.backends import BACKENDS, BackendError, BackendMismatchError, make_encoder, make_encoder_or_fallback
-from sam2_ros.tracker import Prompt, Tracker
+from sam2_ros.tracking.tracker import Prompt, Tracker
 
 
 @pytest.fixture(scope="module")

@@ -68,7 +68,7 @@ def test_model_and_tracker_import_no_ros_no_torchvision_no_hydra():
     import subprocess
     import sys
 
-    code = ("import sys, sam2_ros.tracker, sam2_ros.image_predictor, sam2_ros.model; "
+    code = ("import sys, sam2_ros.tracking.tracker, sam2_ros.image.predictor, sam2_ros.model; "
             "bad = [m for m in ('rclpy', 'torchvision', 'hydra', 'sam2') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

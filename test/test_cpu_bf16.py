@@ -4,7 +4,7 @@ bit-identical (float32 stays the default because it is exact)."""
 import torch
 
 from sam2_ros.model.build import resolve_dtype
-from sam2_ros.tracker import Prompt, Tracker
+from sam2_ros.tracking.tracker import Prompt, Tracker
 
 
 def test_bfloat16_is_opt_in_on_cpu():

@@ -1,4 +1,4 @@
-"""The static frame step (``sam2_ros.frame_step``, ``Tracker(compile=...)`` / ``static=True``):
+"""The static frame step (``sam2_ros.step.frame_step``, ``Tracker(compile=...)`` / ``static=True``):
 compiled whole with ``fullgraph=True``, no recompilation as objects come and go, nothing of the
 model outside compiled code on unprompted frames, a constant state, and clear refusals of what
 it does not support. Its numbers against Meta's predictor: ``test_tracker_parity.py``."""
@@ -10,7 +10,7 @@ from torch._dynamo.utils import counters
 
 from sam2_ros import Prompt, Tracker
 from sam2_ros.model.build import build_model
-from sam2_ros.tracker import FrameNotBuffered, PromptError
+from sam2_ros.tracking.tracker import FrameNotBuffered, PromptError
 from test_tracker_parity import _ellipse, assert_close, run_ours
 
 # Model code that must only run inside compiled graphs on an unprompted frame.

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from sam2_ros.image_predictor import ImagePredictor
+from sam2_ros.image.predictor import ImagePredictor
 from sam2_ros.model.build import build_random_model
 
 

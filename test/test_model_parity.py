@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sam2_ros.image_predictor import ImagePredictor
+from sam2_ros.image.predictor import ImagePredictor
 from sam2_ros.model.build import build_model
 from sam2_ros.model.preprocess import to_model_input
 

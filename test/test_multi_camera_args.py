@@ -3,7 +3,7 @@ without ROS (the process itself: test_multi_camera_node.py)."""
 import pytest
 
 from sam2_ros.ros.multi import CameraArgumentError, camera_namespace, camera_ros_args, split_cameras
-from sam2_ros.shared_model import SHARED_PARAMETERS, shared_refusal
+from sam2_ros.ros.shared_model import SHARED_PARAMETERS, shared_refusal
 
 
 def test_cameras_are_split_from_the_command_line():

@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from sam2_ros import Prompt, PromptError, Tracker, camera_step
+from sam2_ros import Prompt, PromptError, Tracker
+from sam2_ros.tracking import cameras as camera_step
 from sam2_ros.model.build import build_model
 from test_tracker_parity import _ellipse, assert_close, assert_same
 

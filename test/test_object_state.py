@@ -2,7 +2,7 @@
 
 import pytest
 
-from sam2_ros.object_state import LOST, OCCLUDED, VISIBLE, ObjectStates
+from sam2_ros.tracking.object_state import LOST, OCCLUDED, VISIBLE, ObjectStates
 
 
 def run(states, seq, oid=1):

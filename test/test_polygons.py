@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from sam2_ros.polygons import largest_polygon, mask_to_polygons, polygons_to_mask
+from sam2_ros.image.polygons import largest_polygon, mask_to_polygons, polygons_to_mask
 
 
 def iou(a, b):

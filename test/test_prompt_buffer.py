@@ -15,7 +15,7 @@ import torch
 
 from sam2_ros import Prompt, Tracker
 from sam2_ros.model.build import build_model
-from sam2_ros.tracker import FrameNotBuffered
+from sam2_ros.tracking.tracker import FrameNotBuffered
 from test_tracker_parity import _ellipse, assert_same
 
 SIZE, IMAGE_SIZE, BUFFER, FRAMES = "tiny", 128, 4, 16
@@ -148,7 +148,7 @@ def test_buffer_window_validation_and_live_resize(model, bunny_frames):
     with pytest.raises(FrameNotBuffered, match="frames 3 to 5"):
         tracker.prompt_past(2, [Prompt(1, points=[[1, 1]], labels=[1])])
     before = tracker.state_bytes()
-    from sam2_ros.tracker import PromptError
+    from sam2_ros.tracking.tracker import PromptError
 
     with pytest.raises(PromptError, match="outside"):  # a bad prompt changes nothing
         tracker.prompt_past(4, [Prompt(2, points=[[1, 1]], labels=[1]), Prompt(1, points=[[999, 1]], labels=[1])])

@@ -4,7 +4,7 @@ sequences (no ROS, no model)."""
 import numpy as np
 import pytest
 
-from sam2_ros.reseed import Reseeder, Tracked, box_iou, match, select_new_masks
+from sam2_ros.tracking.reseed import Reseeder, Tracked, box_iou, match, select_new_masks
 
 
 def test_box_iou_and_greedy_matching():

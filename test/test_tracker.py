@@ -7,7 +7,7 @@ import torch
 
 from sam2_ros import Prompt, Tracker
 from sam2_ros.model.build import build_model
-from sam2_ros.tracker import PromptError
+from sam2_ros.tracking.tracker import PromptError
 from test_tracker_parity import _ellipse, assert_same
 
 
@@ -161,7 +161,7 @@ def test_cuda_without_cuda_is_a_clear_error():
 
 
 def test_hole_filling_fills_only_small_holes():
-    from sam2_ros.postprocess import HOLE_FILL_LOGIT, fill_small_holes
+    from sam2_ros.model.postprocess import HOLE_FILL_LOGIT, fill_small_holes
 
     logits = torch.full((1, 1, 20, 20), 5.0)
     logits[0, 0, 3:5, 3:5] = -2.0  # 4-pixel hole: filled

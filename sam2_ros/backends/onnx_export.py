@@ -269,7 +269,7 @@ def export_part(
     metadata written into the file."""
     import onnx
 
-    from .. import __version__
+    from ..version import __version__
 
     exporter = choose_exporter(opset, exporter)
     model = model.eval()

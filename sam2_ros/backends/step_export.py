@@ -1,7 +1,7 @@
-"""Export the static frame step (``sam2_ros.frame_step``) whole to ONNX, for a given capacity.
+"""Export the static frame step (``sam2_ros.step.frame_step``) whole to ONNX, for a given capacity.
 
-One graph: image features, the bank (:class:`~sam2_ros.bank.BankState`) and the frame's
-:class:`~sam2_ros.frame_step.PromptBatch` in; the new bank, every slot's low-res logits and
+One graph: image features, the bank (:class:`~sam2_ros.step.bank.BankState`) and the frame's
+:class:`~sam2_ros.step.frame_step.PromptBatch` in; the new bank, every slot's low-res logits and
 object-score logits out. Unprompted frames pass an all-``TRACKED`` prompt batch (the prompt
 decoder then runs on padding: the price of one graph for every frame). The encoder stays its
 own graph (``--part encoder``): the step takes its outputs, so ``encoder + step`` is the whole
@@ -23,8 +23,8 @@ from typing import Dict, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..bank import BankLayout, BankState, MemoryBank
-from ..frame_step import PromptBatch, StepTables, build_prompt_batch, frame_step
+from ..step.bank import BankLayout, BankState, MemoryBank
+from ..step.frame_step import PromptBatch, StepTables, build_prompt_batch, frame_step
 from ..model.sam2 import SAM2, ImageFeatures
 from .metadata import weights_fingerprint
 
@@ -74,7 +74,7 @@ def export_step(model: SAM2, layout: BankLayout, output: str, max_points: int = 
     metadata written into the file."""
     import onnx
 
-    from .. import __version__
+    from ..version import __version__
 
     model = model.eval().cpu()
     inputs = example_inputs(model, layout, max_points)

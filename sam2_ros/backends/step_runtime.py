@@ -1,5 +1,5 @@
 """The static frame step on ONNX Runtime or a TensorRT 10 engine, behind the interface of
-:class:`sam2_ros.frame_step.FrameStep` (a ``bank`` and ``__call__(image, prompts)``), so that
+:class:`sam2_ros.step.compiled.FrameStep` (a ``bank`` and ``__call__(image, prompts)``), so that
 ``Tracker(frame_step=...)`` runs it (``python export/export_onnx.py --part step`` writes the file).
 
 The image encoder runs first (the model's own, or an encoder backend), then the step graph;
@@ -21,8 +21,8 @@ from typing import Callable, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from ..bank import BankLayout, BankState, MemoryBank
-from ..frame_step import PromptBatch
+from ..step.bank import BankLayout, BankState, MemoryBank
+from ..step.frame_step import PromptBatch
 from ..model.build import autocast
 from ..model.sam2 import SAM2, ImageFeatures
 from .metadata import BackendError, expected_facts, raise_if_different, read_onnx_metadata

@@ -3,7 +3,7 @@ memory encoder, and the small learned tensors that glue them (no-memory embeddin
 object pointers, temporal encodings).
 
 This module only computes; who remembers what, and for how long, is the tracker's business
-(``sam2_ros.tracker``). Each method documents the step of SAM 2 (arXiv:2408.00714) it is.
+(``sam2_ros.tracking.tracker``). Each method documents the step of SAM 2 (arXiv:2408.00714) it is.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ returns None when it is missing, and the node then publishes no ``~/detections``
 box of its mask (an occluded or lost object, whose mask is empty: the last box it had; an
 object never seen is left out); ``results[0]``: its class label (``ns`` of its prompt, else the
 id) with the object-presence score; ``results[1]``: class id ``state/visible``,
-``state/occluded`` or ``state/lost`` (:mod:`sam2_ros.object_state`), same score.
+``state/occluded`` or ``state/lost`` (:mod:`sam2_ros.tracking.object_state`), same score.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ and prompt handling. All of them share one loaded model and one worker that trac
 of every camera in rounds, one frame per camera per round (:mod:`sam2_ros.ros.shared_worker`:
 on a GPU one thread, batching the round's frames; on a CPU two stages, encoding one frame while
 tracking the one before). The parameters that build the model
-(:data:`sam2_ros.shared_model.SHARED_PARAMETERS`) must be the same on every camera: set
+(:data:`sam2_ros.ros.shared_model.SHARED_PARAMETERS`) must be the same on every camera: set
 differently on one, the process refuses to start (status 2) and says which.
 
 Exit statuses as :func:`sam2_ros.ros.node.main`: 0 clean stop, 1 a camera could not configure
@@ -114,7 +114,7 @@ def main(cameras: Sequence[str], args: Optional[List[str]] = None) -> int:
     from sam2_ros.ros.node import (EXIT_BAD_PARAMETERS, EXIT_CONFIGURE_FAILED, EXIT_OK, NODE_NAME, TrackerNode,
                                    autostart, close_nodes, install_signal_handlers)
     from sam2_ros.ros.shared_worker import SharedCameras
-    from sam2_ros.shared_model import shared_refusal
+    from sam2_ros.ros.shared_model import shared_refusal
 
     argv = list(sys.argv[1:] if args is None else args)
     try:

@@ -22,9 +22,9 @@ counted), ``all`` keeps every frame in order. Prompt timing (prompts stamped wit
 the tracker's prompt buffer go to that frame): see :mod:`sam2_ros.ros.prompts`. Time along the
 stream (reordered frames dropped, jumps back in time reset the tracker, use_sim_time): see
 :mod:`sam2_ros.ros.timeline`. A change of image size resets the tracker with a warning (objects
-are tied to the old view). Object states: :mod:`sam2_ros.object_state`; detections as prompts
-(``~/prompt_boxes``): :mod:`sam2_ros.reseed`; ``~/track_everything``: the automatic mask
-generator (:mod:`sam2_ros.automatic`) on the latest frame.
+are tied to the old view). Object states: :mod:`sam2_ros.tracking.object_state`; detections as prompts
+(``~/prompt_boxes``): :mod:`sam2_ros.tracking.reseed`; ``~/track_everything``: the automatic mask
+generator (:mod:`sam2_ros.image.automatic`) on the latest frame.
 
 Topics, services and parameters: README.md ("The tracker node") and config/tracker.yaml.
 """
@@ -53,8 +53,8 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import ImageMarker
 
-from sam2_ros.object_state import ObjectStates
-from sam2_ros.reseed import Reseeder, Tracked
+from sam2_ros.tracking.object_state import ObjectStates
+from sam2_ros.tracking.reseed import Reseeder, Tracked
 from sam2_ros.ros import conversions, detections, params, prompts
 from sam2_ros.ros.diagnostics import Stats, device_memory, diagnostics_stamp, to_diagnostic_array
 from sam2_ros.ros.timeline import Timeline
@@ -639,7 +639,7 @@ class TrackerNode(LifecycleNode):
 
     def _on_prompt_boxes(self, msg) -> None:
         """Detections (vision_msgs/Detection2DArray) -> box prompts, by the ``reseed`` policy
-        (matching and policy: :mod:`sam2_ros.reseed`)."""
+        (matching and policy: :mod:`sam2_ros.tracking.reseed`)."""
         try:
             boxes, scores, classes = detections.to_arrays(msg)
         except (ValueError, TypeError, AttributeError) as error:
@@ -699,8 +699,8 @@ class TrackerNode(LifecycleNode):
 
     def _track_everything(self) -> None:
         """The work of ~/track_everything (worker thread, tracker lock held)."""
-        from sam2_ros.automatic import AutomaticMaskGenerator
-        from sam2_ros.reseed import select_new_masks
+        from sam2_ros.image.automatic import AutomaticMaskGenerator
+        from sam2_ros.tracking.reseed import select_new_masks
 
         p = self.p
         tracker, last = self.tracker, self._last_frame
@@ -825,7 +825,7 @@ class TrackerNode(LifecycleNode):
         """Prompts stamped with frames in the prompt buffer: applied to those frames. Returns
         the prompts whose frame has just left the buffer (prompt_buffer made smaller): they go
         to the next frame."""
-        from sam2_ros.tracker import FrameNotBuffered
+        from sam2_ros.tracking.tracker import FrameNotBuffered
 
         late = []
         for index in sorted(past):
@@ -923,7 +923,7 @@ class TrackerNode(LifecycleNode):
         ``PromptError`` it raised: the frame is then tracked without prompts), lets go of the
         lock and publishes (see :func:`~sam2_ros.ros.shared_worker.track_alone`). Yields nothing
         when the frame is dropped. The shared worker drives the frames of several cameras this
-        way, tracking them in one step (``sam2_ros.camera_step.track_together``)."""
+        way, tracking them in one step (``sam2_ros.tracking.cameras.track_together``)."""
         msg, rgb, received, t0, t1 = frame
         hw = rgb.shape[:2]
         stamp = prompts.stamp_to_ns(msg.header.stamp)
@@ -1048,7 +1048,7 @@ class TrackerNode(LifecycleNode):
             det_pub.publish(detections.build(self._vision, header, ids, get_masks(), scores, labels,
                                              states=states, last_boxes=last_boxes))
         if self.p['publish_polygons']:
-            from sam2_ros.polygons import largest_polygon
+            from sam2_ros.image.polygons import largest_polygon
 
             for k, obj_id in enumerate(ids):
                 pub = self._polygon_pubs[obj_id]
@@ -1084,7 +1084,7 @@ class TrackerNode(LifecycleNode):
             self._polygon_pubs[obj_id] = self.create_publisher(PolygonStamped, f'~/object_{obj_id}/polygon', OUTPUT_QOS)
 
     def _update_states(self, ids: List[int], scores: np.ndarray, get_masks, labels: Dict[int, str]) -> Dict[int, str]:
-        """Object states after this frame (sam2_ros.object_state); with vision_msgs, also each
+        """Object states after this frame (sam2_ros.tracking.object_state); with vision_msgs, also each
         object's box (its mask's, else its last one) for ~/detections and ~/prompt_boxes."""
         boxes = [detections.mask_box(m) for m in get_masks()] if self._vision is not None else None
         states = self._object_states.update(ids, scores, boxes)

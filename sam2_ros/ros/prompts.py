@@ -45,7 +45,7 @@ from typing import Deque, Dict, Iterable, List, Mapping, Optional, Set
 
 import numpy as np
 
-from sam2_ros.tracker import Prompt, PromptError  # noqa: F401 (re-exported for the node)
+from sam2_ros.tracking.types import Prompt, PromptError  # noqa: F401 (re-exported for the node)
 
 MAX_ID = 65535  # label images are mono16; 0 is the background
 MAX_POINTS = 64  # points in one marker (clicks); more is refused

@@ -17,7 +17,7 @@ rounds. A round:
    its prompts, resets and parameters apply exactly as on a single node. The camera that goes
    first moves one place on every round, so every camera waits as long as the others on average.
    On a GPU, the frames of static trackers (``compile``) go through one step for all of them
-   (:func:`sam2_ros.camera_step.track_together`: cameras as one more batch dimension), each
+   (:func:`sam2_ros.tracking.cameras.track_together`: cameras as one more batch dimension), each
    camera's node taking its tracker lock around it (``TrackerNode.frame_work``).
 
 Two stages (the default on a CPU where torch may use two threads or more), each a thread with
@@ -50,9 +50,9 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 
-from sam2_ros.camera_step import track_together
-from sam2_ros.shared_model import SHARED_PARAMETERS, SharedModel
-from sam2_ros.track_types import PromptError
+from sam2_ros.tracking.cameras import track_together
+from sam2_ros.ros.shared_model import SHARED_PARAMETERS, SharedModel
+from sam2_ros.tracking.types import PromptError
 
 IDLE_WAIT_S = 0.2  # longest sleep with nothing to do (stop requests wake it earlier)
 

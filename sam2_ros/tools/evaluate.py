@@ -328,7 +328,7 @@ def evaluate(args) -> dict:
     """Run an evaluation (``args`` as parsed by :func:`build_parser`); returns the report."""
     import torch
 
-    from sam2_ros.tracker import PromptError
+    from sam2_ros.tracking.tracker import PromptError
     from sam2_ros.visualization import label_image, overlay
 
     if args.image_size < 64 or args.image_size % 32:

@@ -1,7 +1,7 @@
 """The exact path's memory bank: what each object remembers, and which of it a frame attends
 to, in upstream's order (no rclpy). Bit-identical to Meta's predictor where the CPU's kernels
 allow (see ``test/test_tracker_parity.py``); the static frame step keeps the same windows in
-fixed-capacity tensors instead (``sam2_ros.bank``).
+fixed-capacity tensors instead (``sam2_ros.step.bank``).
 
 What an object remembers, and nothing else, so the state is constant on an endless stream:
 its conditioning frames (at most ``max_cond_frames`` that can still be selected), the memories

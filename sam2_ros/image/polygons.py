@@ -19,7 +19,7 @@ from typing import List, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
-from .visualization import _to_numpy
+from ..visualization import _to_numpy
 
 __all__ = ["mask_to_polygons", "largest_polygon", "polygons_to_mask"]
 

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .model.build import autocast, build_model, resolve_device, resolve_dtype
-from .model.preprocess import check_image, frame_to_model_coords, to_frame_resolution, to_model_input
-from .model.sam2 import SAM2, ImageFeatures
+from ..model.build import autocast, build_model, resolve_device, resolve_dtype
+from ..model.preprocess import check_image, frame_to_model_coords, to_frame_resolution, to_model_input
+from ..model.sam2 import SAM2, ImageFeatures
 
 ArrayLike = Union[np.ndarray, Sequence, Tensor]
 

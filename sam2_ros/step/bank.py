@@ -5,7 +5,7 @@ frame, as gpt-fast keeps its KV cache: shapes never change, whatever objects com
 however full the banks are, so ``torch.compile`` (and CUDA graphs, ONNX, TensorRT) see one
 graph. What each entry holds is told by its frame index (-1: empty); which entries a frame
 attends to is computed from those indices by tensor arithmetic (see
-:func:`sam2_ros.frame_step.gather_memory`).
+:func:`sam2_ros.step.frame_step.gather_memory`).
 
 Per object slot:
 

@@ -1,7 +1,7 @@
 """One SAM 2 for several cameras (issue 13): the model, its image-encoder backend and the
 settings they were built with, loaded once per process and handed to every camera's tracker.
 
-Each camera keeps a :class:`~sam2_ros.tracker.Tracker` of its own (objects, memory bank,
+Each camera keeps a :class:`~sam2_ros.tracking.tracker.Tracker` of its own (objects, memory bank,
 prompt buffer are per stream); what they share is the module's weights, its encoder backend
 (ONNX Runtime session, TensorRT engine) and the memory these take. The parameters that decide
 how the model is built (:data:`SHARED_PARAMETERS`) must therefore be the same on every camera:

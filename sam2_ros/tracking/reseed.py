@@ -88,7 +88,7 @@ class Tracked:
     """What the reseeder needs to know of a tracked object."""
 
     box: Optional[Tuple[float, float, float, float]]  # current mask box, else its last one, else None
-    state: str = "visible"  # visible | occluded | lost (sam2_ros.object_state)
+    state: str = "visible"  # visible | occluded | lost (sam2_ros.tracking.object_state)
     label: Optional[str] = None  # class label, if known
 
 

@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .image_predictor import ImageEmbedding, ImagePredictor
-from .model.build import autocast, build_model, build_random_model, resolve_device
-from .model.preprocess import check_image, frame_to_model_coords, to_frame_resolution
-from .model.sam2 import SAM2
-from .postprocess import small_regions
+from ..model.build import autocast, build_model, build_random_model, resolve_device
+from ..model.postprocess import small_regions
+from ..model.preprocess import check_image, frame_to_model_coords, to_frame_resolution
+from ..model.sam2 import SAM2
+from .predictor import ImageEmbedding, ImagePredictor
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle")
 # A candidate whose box comes this close (pixels) to a crop's inner edge is cut by the crop:

@@ -14,7 +14,7 @@ object-presence probability (``TrackResult.scores``; its mask is empty when the 
 
 An object starts ``visible`` when it is first reported (it was just prompted). Lost objects
 keep their id (and the tracker keeps their memory): SAM 2 often finds an object again when it
-comes back, and a detector can re-prompt it (:mod:`sam2_ros.reseed`). The tracker's objects
+comes back, and a detector can re-prompt it (:mod:`sam2_ros.tracking.reseed`). The tracker's objects
 are the truth for which ids exist: ids no longer reported are forgotten.
 """
 

@@ -7,14 +7,14 @@ objects go through memory attention, the decoder and the memory encoder as batch
 Two paths behind one API:
 
 * the exact path (default): each object's memory as upstream keeps it
-  (``sam2_ros.exact_memory``: the latest ``max_cond_frames`` conditioning frames, the memories
+  (``sam2_ros.tracking.exact_memory``: the latest ``max_cond_frames`` conditioning frames, the memories
   of the last ``num_maskmem - 1`` frames, the pointers of the last 15; a constant state), with
   ``prompt_buffer`` frames that :meth:`Tracker.prompt_past` can still prompt. Numerically
   Meta's ``SAM2VideoPredictor`` driven one frame at a time (``test/test_tracker_parity.py``),
   memories stored in bfloat16 as upstream stores them.
 * the static frame step (``compile``, ``static`` or an exported ``step_backend``): the same
-  windows in a fixed-capacity bank (``sam2_ros.bank``), all slots in one pure tensor step
-  (``sam2_ros.frame_step``) that torch.compile, CUDA graphs, ONNX and TensorRT take whole.
+  windows in a fixed-capacity bank (``sam2_ros.step.bank``), all slots in one pure tensor step
+  (``sam2_ros.step.frame_step``) that torch.compile, CUDA graphs, ONNX and TensorRT take whole.
 """
 
 from __future__ import annotations
@@ -28,14 +28,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .model.build import autocast, build_model, build_random_model, resolve_device, resolve_dtype
-from .model.preprocess import check_image, frame_to_model_coords, to_frame_resolution, to_model_input
-from .model.sam2 import SAM2, ImageFeatures, MaskPrediction
-from .bank import BankLayout
+from ..model.build import autocast, build_model, build_random_model, resolve_device, resolve_dtype
+from ..model.postprocess import fill_small_holes
+from ..model.preprocess import check_image, frame_to_model_coords, to_frame_resolution, to_model_input
+from ..model.sam2 import SAM2, ImageFeatures, MaskPrediction
+from ..step.bank import BankLayout
+from ..step.compiled import COMPILE_MODES, FrameStep
+from ..step.frame_step import CORRECTION, MASK, NEW_POINTS, PromptBatch, build_prompt_batch
 from .exact_memory import Memory, ObjectMemory, Output, Pending, Windows, commit, evict, memory_of, store
-from .frame_step import COMPILE_MODES, CORRECTION, MASK, NEW_POINTS, FrameStep, PromptBatch, build_prompt_batch
-from .postprocess import fill_small_holes
-from .track_types import FrameNotBuffered, Prompt, PromptError, TrackResult
+from .types import FrameNotBuffered, Prompt, PromptError, TrackResult
 
 __all__ = ["FrameNotBuffered", "Prompt", "PromptError", "TrackResult", "Tracker"]
 
@@ -66,7 +67,7 @@ class Tracker:
         dtype: compute dtype (``auto``: bfloat16 on CUDA, float32 on the CPU, where it gives
             the official numbers exactly; ``bfloat16`` on the CPU is faster and close, not exact).
         compile: ``True`` or a mode (``"default"``, ``"reduce-overhead"``: CUDA graphs on
-            GPUs, ``"max-autotune"``) compiles the whole frame step (``sam2_ros.frame_step``:
+            GPUs, ``"max-autotune"``) compiles the whole frame step (``sam2_ros.step.frame_step``:
             encoder, memory attention, decoder, memory encoder, all objects as one batch)
             with ``fullgraph=True`` and static shapes; the first frames (the first prompted
             one too) pay the compilation, later ones never recompile. Implies ``static``.
@@ -173,7 +174,7 @@ class Tracker:
             if step_backend == "torch":
                 self._step = FrameStep(model, layout, self.dtype, compile, encoder)
             else:
-                from .backends.step_runtime import make_frame_step
+                from ..backends.step_runtime import make_frame_step
 
                 self._step = make_frame_step(step_backend, model, layout, step_engine, self.max_prompt_points,
                                              self.dtype, encoder)
