@@ -29,7 +29,7 @@ setup(
     python_requires='>=3.10',
     entry_points={
         'console_scripts': [
-            'tracker_node = sam2_ros.ros.node:main',
+            'tracker_node = sam2_ros.ros.entry:main',
             'sam2_evaluate = sam2_ros.tools.evaluate:main',
             'sam2_live = sam2_ros.tools.live:main',
             'sam2_video_to_bag = sam2_ros.tools.video_to_bag:main',

@@ -58,7 +58,7 @@ def run_tracker(args):
 
     from sam2_ros import Prompt, Tracker
     from sam2_ros.model.build import build_random_model
-    from test_reliability_endurance import clip_frames, prompts_for
+    from helpers.clips import clip_frames, prompts_for
 
     torch.set_num_threads(args.threads)
     frames = clip_frames()
@@ -109,7 +109,7 @@ def run_node(args, checkpoint):
     from sensor_msgs.msg import Image
 
     from sam2_ros.ros import conversions as cv
-    from test_reliability_endurance import clip_frames
+    from helpers.clips import clip_frames
 
     private_domain()
     log_path = ROOT / 'outputs' / 'benchmarks' / 'endurance.node.log'

@@ -62,7 +62,7 @@ def main(argv=None) -> int:
 
     from sam2_ros.model.build import build_random_model
     from sam2_ros.ros import conversions as cv
-    from test_reliability_endurance import clip_frames
+    from helpers.clips import clip_frames
 
     private_domain()
     with tempfile.NamedTemporaryFile(suffix='.pt', delete=False) as tmp:

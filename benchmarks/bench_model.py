@@ -40,7 +40,7 @@ def _timed(fn, device) -> float:
 
 
 def bench(size: str, image_size: int, repeats: int, device: torch.device, dtype: torch.dtype, official: bool) -> dict:
-    from oracle import build_official_model, make_official_checkpoint
+    from helpers.oracle import build_official_model, make_official_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = make_official_checkpoint(size, image_size, Path(tmp) / "c.pt")

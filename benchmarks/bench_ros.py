@@ -47,7 +47,7 @@ def ros_share(sizes, objects, reps=30):
     from sensor_msgs.msg import Image
 
     from sam2_ros.ros import conversions as cv
-    from sam2_ros.ros.node import OUTPUT_QOS
+    from sam2_ros.ros.outputs import OUTPUT_QOS
     from sam2_ros.visualization import label_image, overlay
 
     rclpy.init()

@@ -1,4 +1,4 @@
-"""Service bursts while the node tracks many objects (issue 14): every call answered at once.
+"""Service bursts while the node tracks many objects: every call answered at once.
 
     .venv/bin/python benchmarks/bench_services.py --objects 16 --calls 50 --image-size 256 \\
         --json benchmarks/results/services.json
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
 
     from sam2_ros.model.build import build_random_model
     from sam2_ros.ros import conversions as cv
-    from test_reliability_endurance import clip_frames
+    from helpers.clips import clip_frames
 
     private_domain()
     with tempfile.NamedTemporaryFile(suffix='.pt', delete=False) as tmp:

@@ -32,7 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "test")]
 
-from oracle import OfficialStreamingOracle, make_official_checkpoint, sample_frames  # noqa: E402
+from helpers.oracle import OfficialStreamingOracle, make_official_checkpoint, sample_frames  # noqa: E402
 
 from sam2_ros import Prompt, Tracker  # noqa: E402
 from sam2_ros.model.build import build_model  # noqa: E402

@@ -12,7 +12,7 @@ its ``--deadline``, so the command always ends in time and keeps what it measure
    with the peak GPU memory of each.
 3. ``parity``: CUDA float32 against CPU float32 logits on the tracker-parity scenario (exact
    and static paths), and bfloat16 fidelity (mask IoU against CPU float32).
-4. ``multi_camera`` (issue 13): one process with 1 and 3 cameras sharing one model (frames
+4. ``multi_camera``: one process with 1 and 3 cameras sharing one model (frames
    batched) against 1 and 3 separate processes, at ``--image-size`` (1024): peak GPU memory
    and RSS, total frames per second, each camera's latency p50/p95
    (``benchmarks/multi_camera.py``; target: 3 cameras in one process >= 2x the total fps of
@@ -47,26 +47,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "test")]
 
 from sam2_ros import Prompt, Tracker  # noqa: E402
 from sam2_ros.model.build import build_model  # noqa: E402
+from common import checkpoint, clip_frames  # noqa: E402  (benchmarks/common.py)
 
 MODES = ("eager", "compiled", "cudagraphs", "official_vos")
-
-
-def clip_frames(n: int, width: int, height: int, start: int = 0) -> list:
-    """``n`` RGB frames of the bundled sample clip (data/sample/bunny.mp4) from frame ``start``,
-    looped, resized."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(ROOT / "data" / "sample" / "bunny.mp4"))
-    frames = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (width, height), interpolation=cv2.INTER_AREA))
-    cap.release()
-    if not frames:
-        raise RuntimeError("could not decode data/sample/bunny.mp4 (OpenCV without a video backend?)")
-    return [frames[(start + i) % len(frames)] for i in range(n)]
 
 
 def prompts_for(n: int, h: int, w: int) -> list:
@@ -79,24 +62,6 @@ def prompts_for(n: int, h: int, w: int) -> list:
         else:
             out.append(Prompt(i + 1, points=[[cx, cy]], labels=[1]))
     return out
-
-
-def checkpoint(model: str, folder: Path) -> Path:
-    """An official-format checkpoint with random, "alive" weights (``oracle.perturb_state_``:
-    present objects, masks that depend on memory; every parameter perturbed). Ours and Meta's
-    loaders take the same file (the same keys, strictly); it needs no ``sam2`` package."""
-    from oracle import perturb_state_
-    from sam2_ros.model.config import sam2_config
-    from sam2_ros.model.sam2 import SAM2
-
-    path = folder / f"sam2.1_hiera_{model}_random.pt"
-    if not path.exists():
-        torch.manual_seed(0)
-        net = SAM2(sam2_config(model, 1024, "2.1"))
-        with torch.no_grad():
-            perturb_state_(net, seed=0)
-        torch.save({"model": net.state_dict()}, path)
-    return path
 
 
 def sync(device: torch.device) -> None:
@@ -216,7 +181,7 @@ class Suite:
 
     def official(self, model: str, frames: list, prompts: list):
         """Meta's predictor driven frame by frame (``vos_optimized`` on GPUs)."""
-        from oracle import OfficialStreamingOracle
+        from helpers.oracle import OfficialStreamingOracle
 
         oracle = OfficialStreamingOracle(checkpoint(model, self.tmp), model, self.args.image_size, frames,
                                          device=str(self.device), vos_optimized=not self.args.smoke)
@@ -231,7 +196,7 @@ class Suite:
 
     def parity(self) -> None:
         """CUDA float32 vs CPU float32 (exact and static paths), and bfloat16 fidelity."""
-        from test_tracker_parity import FRAMES, run_ours, scenario
+        from helpers.parity import FRAMES, run_ours, scenario
 
         frames = clip_frames(FRAMES if not self.args.smoke else 5, 320, 180)
         plan = scenario(180, 320)

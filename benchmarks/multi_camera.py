@@ -1,4 +1,4 @@
-"""Several cameras, one model (issue 13): one process tracking N cameras with one shared SAM 2
+"""Several cameras, one model: one process tracking N cameras with one shared SAM 2
 through the node's own shared worker (``sam2_ros.ros.shared_worker.SharedWorker``: rounds of
 one frame per camera, encoded as one batch, tracked per camera; on a CPU in two stages) against
 N separate processes with a model each, tracking frame after frame as a single node does, on
@@ -120,7 +120,7 @@ def _worker(args: argparse.Namespace) -> None:
     from sam2_ros import Prompt, Tracker
     from sam2_ros.model.build import build_model
     from sam2_ros.ros.shared_worker import SharedWorker
-    from gpu_suite import clip_frames
+    from common import clip_frames
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

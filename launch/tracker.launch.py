@@ -10,46 +10,40 @@ With ``cameras``, camera ``front``'s node is ``sam2_tracker`` in namespace ``fro
 publishes ``/front/sam2_tracker/masks`` etc.; all cameras share one model and one worker
 (``python -m sam2_ros --cameras``). Per-camera parameters: config/tracker.yaml.
 
-When the node stops by itself with an error status (1: it could not configure or activate,
-e.g. an unknown model or a missing checkpoint; 2: invalid parameters; the reason is in its
-log), the whole launch is shut down with that reason, instead of going on without a tracker.
+The launch arguments win over ``params_file`` for every node, also over a section of the file
+named after one camera's node. A relative ``image`` (the default ``camera/image_raw``) resolves in
+``namespace``, as each camera's image does. When the node stops by itself with an error status
+(1: it could not configure or activate, e.g. an unknown model or a missing checkpoint; 2: invalid
+parameters; the reason is in its log), the launch fails with that reason (``ros2 launch`` exits
+1) instead of going on without a tracker. The decisions are plain functions of
+``sam2_ros.ros.launch_args``, tested without launch.
 """
 import os
+import tempfile
 
+import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler
 from launch.event_handlers import OnProcessExit
-from launch.events import Shutdown
-from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
 
-
-# The node's exit statuses (sam2_ros.ros.node.main); kept here as literals so that this file
-# imports nothing of the package.
-EXIT_REASONS = {
-    1: 'the tracker node could not configure or activate (model or checkpoint: see its log above)',
-    2: 'the tracker node was given invalid parameters (see its log above)',
-}
+from sam2_ros.ros.launch_args import (camera_image_remaps, camera_names, check_params_file, check_topic,
+                                      exit_reason, parameter_overrides)
 
 
 def _on_node_exit(event, context):
-    """Shut the launch down, with the reason, when the node exits with an error status; a clean
-    stop (status 0) or one ordered by launch itself leaves launch to carry on as usual."""
-    code = event.returncode
-    if code == 0 or code is None:
+    """Fail the launch, with the reason, when the node exits with an error status (raising
+    here makes ``ros2 launch`` exit 1; a Shutdown event would end it with 0); a clean stop or
+    one ordered by launch itself leaves launch to carry on as usual."""
+    reason = exit_reason(event.returncode)
+    if reason is None:
         return None
-    reason = EXIT_REASONS.get(code, f'the tracker node exited with status {code}')
-    reason = f'{reason} [exit status {code}]'
-    return [LogInfo(msg=f'sam2_tracker: {reason}; shutting the launch down'),
-            EmitEvent(event=Shutdown(reason=reason))]
+    raise RuntimeError(f'sam2_tracker: {reason}')
 
 
 def generate_launch_description():
-    default_params = os.path.join(
-        get_package_share_directory('sam2_ros'), 'config', 'tracker.yaml')
-
+    default_params = os.path.join(get_package_share_directory('sam2_ros'), 'config', 'tracker.yaml')
     arguments = [
         DeclareLaunchArgument(
             'model', default_value='tiny',
@@ -59,17 +53,18 @@ def generate_launch_description():
             description="Path to Meta's official SAM 2 / 2.1 checkpoint (.pt); "
                         'empty: download the official SAM 2.1 checkpoint of `model` once'),
         DeclareLaunchArgument(
-            'image', default_value='/camera/image_raw',
-            description='Camera image topic (sensor_msgs/Image) to track objects in'),
+            'image', default_value='camera/image_raw',
+            description='Camera image topic (sensor_msgs/Image) of the single node; a relative topic '
+                        'resolves in `namespace`'),
         DeclareLaunchArgument(
             'params_file', default_value=default_params,
-            description='YAML file with the node parameters'),
+            description='YAML file with the node parameters (must exist); the other arguments win over it'),
         DeclareLaunchArgument(
             'namespace', default_value='',
-            description='Namespace of the node'),
+            description='Namespace of the node (of every camera\'s node, with cameras)'),
         DeclareLaunchArgument(
             'use_sim_time', default_value='false',
-            description='Use the /clock topic (e.g. when replaying a rosbag)'),
+            description='Use the /clock topic (e.g. when replaying a rosbag): true or false'),
         DeclareLaunchArgument(
             'encoder_backend', default_value='torch',
             description='Image-encoder backend: torch, onnxruntime or tensorrt'),
@@ -77,7 +72,8 @@ def generate_launch_description():
             'cameras', default_value='',
             description='Comma-separated camera names (e.g. front,left): one process, one model, '
                         'one sam2_tracker node per camera in namespace <camera>; <camera>_image:=TOPIC '
-                        'remaps that camera\'s image; empty: the single node'),
+                        'remaps that camera\'s image (default <camera>/image); an _image argument of '
+                        'no camera is refused; empty: the single node'),
     ]
     return LaunchDescription(arguments + [OpaqueFunction(function=_tracker_actions)])
 
@@ -85,36 +81,26 @@ def generate_launch_description():
 def _tracker_actions(context):
     """The node (and its exit handler), once the launch arguments are known: ``cameras`` decides
     between the single node and the one process of several cameras."""
-    cameras = [c.strip() for c in context.launch_configurations.get('cameras', '').split(',') if c.strip()]
-    # The launch arguments below take precedence over the same keys in params_file.
-    common = dict(
-        package='sam2_ros',
-        executable='tracker_node',
-        namespace=LaunchConfiguration('namespace'),
-        output='screen',
-        emulate_tty=True,
-        parameters=[
-            LaunchConfiguration('params_file'),
-            {
-                'model': LaunchConfiguration('model'),
-                'checkpoint': ParameterValue(LaunchConfiguration('checkpoint'), value_type=str),
-                'encoder_backend': LaunchConfiguration('encoder_backend'),
-                'use_sim_time': ParameterValue(LaunchConfiguration('use_sim_time'),
-                                               value_type=bool),
-            },
-        ],
-    )
+    configs = context.launch_configurations
+    cameras = camera_names(configs.get('cameras', ''))
+    namespace = configs.get('namespace', '')
+    params_file = configs.get('params_file', '')
+    check_params_file(params_file)
+    # The launch arguments' parameters, per node, in a file given after params_file: they win.
+    overrides = parameter_overrides(configs, cameras, namespace)
+    fd, overrides_file = tempfile.mkstemp(prefix='sam2_tracker_launch_', suffix='.yaml')
+    with os.fdopen(fd, 'w') as stream:
+        yaml.safe_dump(overrides, stream)
+    common = dict(package='sam2_ros', executable='tracker_node', namespace=namespace, output='screen',
+                  emulate_tty=True, parameters=[params_file, overrides_file])
     if not cameras:
-        node = Node(name='sam2_tracker', remappings=[('image', LaunchConfiguration('image'))], **common)
+        camera_image_remaps(configs, cameras)  # refuses stray <x>_image arguments
+        check_topic('image', configs.get('image', ''))
+        node = Node(name='sam2_tracker', remappings=[('image', configs['image'])], **common)
     else:
         # No `name`: each camera's node is named sam2_tracker in its own namespace by the process
         # (a node-name remap would give them all one name). `<camera>/image` remaps are made
         # absolute under the launch namespace by the process (sam2_ros.ros.multi).
-        remaps = [(f'{cam}/image', context.launch_configurations[f'{cam}_image'])
-                  for cam in cameras if context.launch_configurations.get(f'{cam}_image')]
-        node = Node(arguments=['--cameras'] + cameras, remappings=remaps, **common)
-
-    # A failed configure must not leave the launch running without a tracker: shut it down with
-    # the reason (the documented way for launch to act on a process's exit status).
-    on_failure = RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_on_node_exit))
-    return [node, on_failure]
+        node = Node(arguments=['--cameras'] + cameras, remappings=camera_image_remaps(configs, cameras), **common)
+    # A failed configure must not leave the launch running without a tracker: fail it with the reason.
+    return [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_on_node_exit))]

@@ -9,6 +9,6 @@ if __name__ == '__main__':
     if wants_help(sys.argv[1:]):  # before rclpy: help must not start a node or a download
         print_usage()
         sys.exit(0)
-    from sam2_ros.ros.node import main
+    from sam2_ros.ros.entry import main
 
     sys.exit(main())

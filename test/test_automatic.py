@@ -43,7 +43,7 @@ def frames(bunny_frames):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_same_masks_as_official(case, checkpoint, model, frames):
-    from oracle import official_mask_generator
+    from helpers.oracle import official_mask_generator
 
     settings, frame_index = CASES[case]
     kwargs, frame = {**SETTINGS, **settings}, frames[frame_index]
@@ -87,7 +87,7 @@ def test_explicit_point_grids(model, frames):
 
 
 def test_pieces_match_official_helpers(model):
-    from oracle import _shim_nms
+    from helpers.oracle import _shim_nms
     from sam2.utils.amg import batched_mask_to_box, build_all_layer_point_grids, generate_crop_boxes
 
     for hw, layers, overlap in [((180, 320), 1, 512 / 1500), ((333, 500), 2, 0.25), ((64, 64), 3, 0.0)]:

@@ -11,11 +11,10 @@ import sys
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from export_helpers import exported, model_of, real_input, rel_err
+from helpers.export import exported, model_of, real_input, rel_err
 from sam2_ros.backends import BACKENDS, BackendError, BackendMismatchError, make_encoder, make_encoder_or_fallback
 from sam2_ros.tracking.tracker import Prompt, Tracker
 

@@ -17,7 +17,7 @@ import socket
 import threading
 import urllib.error
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import pytest
 import torch

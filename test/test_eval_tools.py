@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from oracle import OfficialStreamingOracle, sample_frames
+from helpers.oracle import OfficialStreamingOracle, sample_frames
 from sam2_ros.tools import bagio, evaluate, video_to_bag
 from sam2_ros.tools.labelpng import write_label_png
 from sam2_ros.visualization import label_image

@@ -3,7 +3,6 @@ compiled whole with ``fullgraph=True``, no recompilation as objects come and go,
 model outside compiled code on unprompted frames, a constant state, and clear refusals of what
 it does not support. Its numbers against Meta's predictor: ``test_tracker_parity.py``."""
 
-import numpy as np
 import pytest
 import torch
 from torch._dynamo.utils import counters
@@ -11,7 +10,7 @@ from torch._dynamo.utils import counters
 from sam2_ros import Prompt, Tracker
 from sam2_ros.model.build import build_model
 from sam2_ros.tracking.tracker import FrameNotBuffered, PromptError
-from test_tracker_parity import _ellipse, assert_close, run_ours
+from helpers.parity import ellipse, assert_close, run_ours
 
 # Model code that must only run inside compiled graphs on an unprompted frame.
 HEAVY_OPS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::linear", "aten::conv2d", "aten::convolution",
@@ -25,12 +24,12 @@ def _come_and_go(h, w):
     click = lambda oid, x, y: Prompt(oid, points=[[x * w, y * h]], labels=[1])  # noqa: E731
     return {
         0: [("prompt", click(1, 0.45, 0.55)), ("prompt", Prompt(2, box=[0.05 * w, 0.1 * h, 0.4 * w, 0.6 * h]))],
-        4: [("prompt", Prompt(3, mask=_ellipse(h, w, 0.7 * w, 0.4 * h, 0.12 * w, 0.2 * h)))],
+        4: [("prompt", Prompt(3, mask=ellipse(h, w, 0.7 * w, 0.4 * h, 0.12 * w, 0.2 * h)))],
         9: [("remove", 2)],
         12: [("prompt", click(5, 0.2, 0.8))],
         14: [("prompt", Prompt(6, box=[0.6 * w, 0.1 * h, 0.95 * w, 0.5 * h]))],  # 4 objects: full
         20: [("prompt", click(1, 0.5, 0.5))],
-        26: [("prompt", Prompt(3, mask=_ellipse(h, w, 0.65 * w, 0.45 * h, 0.1 * w, 0.15 * h)))],
+        26: [("prompt", Prompt(3, mask=ellipse(h, w, 0.65 * w, 0.45 * h, 0.1 * w, 0.15 * h)))],
         31: [("remove", 1), ("remove", 3), ("remove", 6)],
         33: [("prompt", Prompt(7, points=[[0.3 * w, 0.3 * h], [0.9 * w, 0.1 * h]], labels=[1, 0])),
              ("prompt", Prompt(8, box=[0.5 * w, 0.5 * h, 0.9 * w, 0.9 * h]))],

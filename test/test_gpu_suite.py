@@ -28,7 +28,7 @@ def test_gpu_suite_smoke_runs_every_section(tmp_path):
     # The smoke checkpoint is alive: masks exist, so the comparison means something.
     assert parity["float32_exact"]["max_rel_logit_err"] == 0.0 and parity["float32_exact"]["object_frames"] > 0
     assert parity["float32_static"]["max_rel_logit_err"] < 1e-3
-    # issue 13: one process with 1 and 3 cameras against as many separate processes
+    # one process with 1 and 3 cameras against as many separate processes
     rows = result["multi_camera"]
     assert {(r["kind"], r["cameras"]) for r in rows} == {(k, n) for k in ("one process", "separate processes")
                                                           for n in (1, 3)}

@@ -25,7 +25,7 @@ def rel(a, b):
 
 @pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{c[1]}-v{c[2]}")
 def pair(request, official_checkpoint):
-    from oracle import official_image_predictor
+    from helpers.oracle import official_image_predictor
 
     size, image_size, version = request.param
     ckpt = official_checkpoint(size, image_size, seed=1, version=version)

@@ -1,4 +1,4 @@
-"""Several cameras in one process (issue 13): the command line and the shared-parameter rule,
+"""Several cameras in one process: the command line and the shared-parameter rule,
 without ROS (the process itself: test_multi_camera_node.py)."""
 import pytest
 

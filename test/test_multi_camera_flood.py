@@ -17,8 +17,8 @@ import pytest
 
 rclpy = pytest.importorskip('rclpy')
 
-from test_multi_camera_node import MultiProcess  # noqa: E402
-from test_ros_node import H, W, Client, checkpoint, frames, next_k, rect, ros_env  # noqa: E402,F401
+from helpers.ros import MultiProcess  # noqa: E402
+from helpers.ros import H, W, Client, checkpoint, frames, next_k, rect, ros_env  # noqa: E402,F401
 
 FLOOD = 300  # front frames at least, published back to back
 LEFT_FRAMES = 6  # left frames during the flood, each sent once the previous one is answered

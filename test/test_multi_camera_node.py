@@ -1,4 +1,4 @@
-"""Several cameras, one model (issue 13), over DDS against the real process:
+"""Several cameras, one model, over DDS against the real process:
 ``python -m sam2_ros --cameras front left right`` (a tiny random model at 128 px on the CPU)
 and this process as the client of each camera.
 
@@ -20,22 +20,10 @@ from lifecycle_msgs.msg import Transition  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from sam2_ros.ros import conversions  # noqa: E402
-from test_ros_node import (H, RELIABLE, W, Client, NodeProcess, checkpoint, frames, k_ns, make_stamp,  # noqa: E402,F401
+from helpers.ros import (MultiProcess, H, RELIABLE, W, Client, NodeProcess, checkpoint, frames, k_ns, make_stamp,  # noqa: E402,F401
                            next_k, rect, ros_env, to_ns)
 
 CAMERAS = ('front', 'left', 'right')
-
-
-class MultiProcess(NodeProcess):
-    """``python -m sam2_ros --cameras ... --ros-args ...`` with its output in files; ``threads``:
-    torch's, 2 or more runs the shared worker in two stages."""
-
-    def __init__(self, tmp_path, checkpoint, cameras, *extra, name='multi', image_size=128, threads=1):
-        super().__init__(tmp_path, checkpoint, *extra, name=name, image_size=image_size, cameras=cameras,
-                         threads=threads)
-
-    def stop(self, sig=signal.SIGINT, timeout=30.0):  # several cameras take longer to stop
-        return super().stop(sig, timeout)
 
 
 @pytest.fixture(scope='module')

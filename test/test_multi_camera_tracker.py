@@ -1,4 +1,4 @@
-"""Several cameras, one model (issue 13), without ROS: ``Tracker.encode`` and
+"""Several cameras, one model, without ROS: ``Tracker.encode`` and
 ``track(frame, prompts, features=...)`` keep the exact path's numbers, and frames of
 cameras at different resolutions encoded as one batch give every camera the logits of a
 tracker of its own (within the float tolerance of ``test_tracker_parity.assert_same``: on
@@ -12,7 +12,7 @@ from torch._dynamo.utils import counters
 from sam2_ros import Prompt, PromptError, Tracker
 from sam2_ros.tracking import cameras as camera_step
 from sam2_ros.model.build import build_model
-from test_tracker_parity import _ellipse, assert_close, assert_same
+from helpers.parity import ellipse, assert_close, assert_same
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def cameras(bunny_frames):
 
 def _plan(h, w):
     return {0: [Prompt(1, points=[[0.45 * w, 0.55 * h]], labels=[1]), Prompt(2, box=[0.05 * w, 0.1 * h, 0.4 * w, 0.6 * h])],
-            3: [Prompt(1, mask=_ellipse(h, w, 0.6 * w, 0.4 * h, 0.15 * w, 0.2 * h))]}
+            3: [Prompt(1, mask=ellipse(h, w, 0.6 * w, 0.4 * h, 0.15 * w, 0.2 * h))]}
 
 
 def _record(res):

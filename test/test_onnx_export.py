@@ -15,15 +15,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
 import torch
 
-from export_helpers import exported, model_of, real_input, rel_err
+from helpers.export import exported, model_of, real_input, rel_err
 from sam2_ros import __version__
 from sam2_ros.backends.onnx_export import choose_exporter, run_onnxruntime
-from sam2_ros.model.sam2 import ImageFeatures
 
 FP32_TOL = 1e-4
 FP16_TOL = 1e-2

@@ -1,4 +1,4 @@
-"""The test-only oracle harness (test/oracle.py) itself works.
+"""The test-only oracle harness (test/helpers/oracle.py) itself works.
 
 These tests do not touch sam2_ros: they check that Meta's official package can be driven
 as the reference (torchvision shim, random official checkpoints, image predictor at small
@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import oracle as O
+from helpers import oracle as O
 
 S = 256
 

@@ -32,7 +32,7 @@ def test_setup_py_entry_points_and_data_files():
     tree = ast.parse((ROOT / 'setup.py').read_text())
     strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)
                and isinstance(n.value, str)}
-    assert 'tracker_node = sam2_ros.ros.node:main' in strings
+    assert 'tracker_node = sam2_ros.ros.entry:main' in strings
     assert 'sam2_demo = sam2_ros.tools.demo:main' in strings
     assert (ROOT / 'resource' / 'sam2_ros').is_file()
     assert list((ROOT / 'launch').glob('*.launch.py'))
@@ -49,14 +49,12 @@ def test_launch_file_parses_and_declares_arguments():
                      'use_sim_time', 'encoder_backend'):
         assert f"'{argument}'" in source
     assert "executable='tracker_node'" in source and "name='sam2_tracker'" in source
-    # issue 14: a node that cannot configure shuts the launch down with the reason
+    # a node that cannot configure fails the launch with the reason (ros2 launch exits 1): the
+    # exit handler raises what sam2_ros.ros.launch_args.exit_reason says (test_launch_args.py)
     assert 'OnProcessExit(target_action=node, on_exit=_on_node_exit)' in source
-    assert 'EmitEvent(event=Shutdown(reason=reason))' in source
-    from sam2_ros.ros import node
-
-    reasons = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == 'EXIT_REASONS')
-    codes = {k.value for k in reasons.value.keys}
-    assert codes == {node.EXIT_CONFIGURE_FAILED, node.EXIT_BAD_PARAMETERS}
+    handler = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == '_on_node_exit')
+    assert any(isinstance(n, ast.Raise) for n in ast.walk(handler)) and 'exit_reason(event.returncode)' in source
+    assert 'Shutdown' not in source  # a Shutdown event would end ros2 launch with status 0
 
 
 def test_config_sets_every_design_parameter():
@@ -68,9 +66,9 @@ def test_config_sets_every_design_parameter():
 
 
 def test_node_entry_point_exists():
-    from sam2_ros.ros import node
+    from sam2_ros.ros import entry
 
-    assert callable(node.main)
+    assert callable(entry.main)
 
 
 def _python_m_sam2_ros(*args, cwd):

@@ -16,7 +16,7 @@ import torch
 from sam2_ros import Prompt, Tracker
 from sam2_ros.model.build import build_model
 from sam2_ros.tracking.tracker import FrameNotBuffered
-from test_tracker_parity import _ellipse, assert_same
+from helpers.parity import ellipse, assert_same
 
 SIZE, IMAGE_SIZE, BUFFER, FRAMES = "tiny", 128, 4, 16
 PARITY_SIZE = 256  # at 128 px float rounding (memories in bfloat16) grows faster: compare where upstream's tests run
@@ -27,12 +27,12 @@ def scenario(h, w):
     return [
         ("track", 0, [Prompt(1, points=[[0.45 * w, 0.55 * h]], labels=[1]), Prompt(2, box=[0.05 * w, 0.1 * h, 0.4 * w, 0.6 * h])]),
         *[("track", t, []) for t in range(1, 5)],
-        ("track", 5, [Prompt(3, mask=_ellipse(h, w, 0.7 * w, 0.4 * h, 0.12 * w, 0.2 * h))]),
+        ("track", 5, [Prompt(3, mask=ellipse(h, w, 0.7 * w, 0.4 * h, 0.12 * w, 0.2 * h))]),
         ("track", 6, []), ("track", 7, []), ("track", 8, []),
         # at frame 8, with frames 5 to 8 buffered:
         ("past", 5, [Prompt(4, points=[[0.2 * w, 0.8 * h], [0.3 * w, 0.3 * h]], labels=[1, 0])]),  # new object on frame 5
         ("past", 6, [Prompt(1, points=[[0.5 * w, 0.5 * h]], labels=[1])]),  # correction on frame 6
-        ("past", 7, [Prompt(2, mask=_ellipse(h, w, 0.25 * w, 0.35 * h, 0.1 * w, 0.15 * h)),  # mask on a tracked object
+        ("past", 7, [Prompt(2, mask=ellipse(h, w, 0.25 * w, 0.35 * h, 0.1 * w, 0.15 * h)),  # mask on a tracked object
                      Prompt(4, box=[0.1 * w, 0.5 * h, 0.4 * w, 0.95 * h])]),  # 4 not tracked on 7: starts there too
         ("past", 6, [Prompt(1, points=[[0.4 * w, 0.6 * h], [0.9 * w, 0.1 * h]], labels=[1, 0])]),  # again, before tracking
         ("track", 9, [Prompt(5, box=[0.55 * w, 0.2 * h, 0.9 * w, 0.7 * h])]),
@@ -92,7 +92,7 @@ def run_oracle(oracle, events):
 
 @pytest.mark.parametrize("corrections_as_cond", [True, False], ids=["corrections_as_cond", "corrections_not_cond"])
 def test_prompts_on_past_frames_match_the_official_video_predictor(official_checkpoint, bunny_frames, corrections_as_cond):
-    from oracle import OfficialStreamingOracle
+    from helpers.oracle import OfficialStreamingOracle
 
     frames = bunny_frames(FRAMES, 320, 180)
     h, w = frames[0].shape[:2]
@@ -198,7 +198,7 @@ def test_prompt_on_the_last_frame_equals_a_prompt_given_with_it(model, bunny_fra
     frames = bunny_frames(9, 160, 96)
     h, w = frames[0].shape[:2]
     start = [Prompt(1, points=[[w / 2, h / 2]], labels=[1]), Prompt(2, box=[5, 5, w / 2, h / 2])]
-    fix = [Prompt(1, points=[[w / 3, h / 2], [w - 5, 5]], labels=[1, 0]), Prompt(2, mask=_ellipse(h, w, w / 4, h / 3, w / 8, h / 6))]
+    fix = [Prompt(1, points=[[w / 3, h / 2], [w - 5, 5]], labels=[1, 0]), Prompt(2, mask=ellipse(h, w, w / 4, h / 3, w / 8, h / 6))]
     # One object at a time: prompt_past runs objects one by one (batched runs may round differently).
     a, b = (Tracker(model, prompt_buffer=2, batch_objects=False) for _ in range(2))
     for t in range(6):

@@ -1,4 +1,4 @@
-"""Reliability of the sam2_tracker node over DDS (issue 7): bad images, bad prompts, bad
+"""Reliability of the sam2_tracker node over DDS: bad images, bad prompts, bad
 configuration, a flood of frames and prompts, signals. The node runs in its own process
 (``python -m sam2_ros``, tiny model with random weights at 128 px on the CPU) and this process
 is the client, as in test_ros_node.py (whose helpers are reused).
@@ -24,7 +24,7 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from visualization_msgs.msg import ImageMarker  # noqa: E402
 
 from sam2_ros.ros import conversions  # noqa: E402
-from test_ros_node import (H, W, Client, NodeProcess, _raw_image, checkpoint, frames, k_ns,  # noqa: E402,F401
+from helpers.ros import (fresh_status, status, H, W, Client, NodeProcess, raw_image, checkpoint, frames, k_ns,  # noqa: E402,F401
                            make_stamp, next_k, rect, ros_env)
 
 NS = '/rel'
@@ -53,35 +53,6 @@ def fresh(client):
                                                        max_image_pixels=3840 * 2160))
     assert client.reset().success
     return client
-
-
-def _values(arr):
-    for st in arr.status:
-        if 'sam2_tracker' in st.name:
-            return {kv.key: kv.value for kv in st.values}
-    return None
-
-
-def status(c):
-    """The node's latest diagnostic values, or None."""
-    with c.lock:
-        for arr in reversed(c.diagnostics):
-            values = _values(arr)
-            if values is not None:
-                return values
-    return None
-
-
-def fresh_status(c, timeout=5.0):
-    """Diagnostic values published after now (they come once a second)."""
-    with c.lock:
-        n = len(c.diagnostics)
-
-    def newer():
-        with c.lock:
-            return any(_values(a) is not None for a in c.diagnostics[n:])
-    assert c.wait_for(newer, timeout), 'no diagnostics'
-    return status(c)
 
 
 def counter(c, key):
@@ -126,7 +97,7 @@ def test_bad_images_are_refused_with_the_reason_and_tracking_goes_on(fresh, fram
     narrow.step = W * 3 - 1
     huge = Image(height=4320, width=7680, encoding='rgb8', step=7680 * 3)  # 8K, no data sent
     cases = [
-        (_raw_image(np.zeros((H, W), np.float32), '32FC1'), "image skipped: unsupported image encoding '32FC1'; supported:"),
+        (raw_image(np.zeros((H, W), np.float32), '32FC1'), "image skipped: unsupported image encoding '32FC1'; supported:"),
         (short, f'needs {3 * W * H} bytes of data, got {3 * W * (H - 1)}: data must be step x height bytes'),
         (long_, None),  # the same kind as `short`: counted, its log line rate-limited
         (Image(encoding='rgb8'), 'image skipped: image is empty (0x0): width and height must be > 0'),
@@ -213,7 +184,7 @@ def test_bad_compressed_images_are_refused_and_tracking_goes_on(fresh, frames, n
         k = next_k(10)
         jpg = cv2.imencode('.jpg', frames[7][..., ::-1])[1].tobytes()
         huge = cv2.imencode('.jpg', np.zeros((4320, 7680), np.uint8))[1].tobytes()  # 8K, 0.4 MB
-        from test_decoding_bombs import bombs, unaccepted
+        from helpers.payloads import bombs, unaccepted
 
         bomb = bombs()
         other = unaccepted()
@@ -223,7 +194,7 @@ def test_bad_compressed_images_are_refused_and_tracking_goes_on(fresh, frames, n
             ('jpeg', huge, 'compressed jpeg image (from its header) is 7680x4320 = 33.2 MP'),
             ('16UC1; compressedDepth png', jpg, 'compressed depth images'),
             ('jpeg', b'', 'compressed image has no data'),
-            # issue 14: a bomb in every accepted format, refused from its header whatever the
+            # a bomb in every accepted format, refused from its header whatever the
             # label says; formats that cannot be sized up front refused from their bytes
             ('jpeg', bomb['bmp_rle'][0], 'compressed bmp image (from its header) is 8000x8000 = 64.0 MP'),
             ('png', bomb['webp_lossless'][0], 'compressed webp image (from its header) is 6000x6000'),
@@ -453,20 +424,20 @@ def test_bad_configuration_is_refused_at_configure_with_the_reason(tmp_path, che
     import os
 
     pytest.importorskip('onnx')
-    from test_reliability_units import _fake_engine, _Payload, tiny_onnx_file
+    from helpers.export import fake_engine, Payload, tiny_onnx_file
 
     good = checkpoint
     data = open(good, 'rb').read()
     (tmp_path / 'truncated.pt').write_bytes(data[:len(data) // 3])
     (tmp_path / 'corrupt.pt').write_bytes(bytes(np.random.default_rng(0).integers(1, 255, 4096, dtype=np.uint8)))
     marker = tmp_path / 'pwned'
-    torch.save({'model': _Payload(os.system, (f'touch {marker}',))}, tmp_path / 'evil.pt')
+    torch.save({'model': Payload(os.system, (f'touch {marker}',))}, tmp_path / 'evil.pt')
     from sam2_ros.backends.metadata import expected_facts
     from sam2_ros.model.build import build_model
 
     model = build_model(good, 'tiny', 128, 'cpu')
     onnx_path = tiny_onnx_file(tmp_path / 'enc.onnx', **dict(expected_facts(model), model='small'))
-    engine = _fake_engine(tmp_path, model)
+    engine = fake_engine(tmp_path, model)
     del model
 
     proc = NodeProcess(tmp_path, good, '-r', '__ns:=/config', 'autostart:=false', 'device:=cuda', name='config')

@@ -1,10 +1,9 @@
-"""Reliability of the node's input handling, without DDS (issue 7): every message either
+"""Reliability of the node's input handling, without DDS: every message either
 converts / parses to something valid or is refused with the module's own error saying why,
 never another exception; pixel budgets are enforced before any big allocation; prompt queues
 stay bounded under a flood; checkpoint, ONNX and engine files are refused when they could run
 code or do not match. The same cases over DDS with the real node: test_reliability_node.py.
 """
-import json
 import os
 import pickle
 import subprocess
@@ -26,6 +25,7 @@ from visualization_msgs.msg import ImageMarker  # noqa: E402
 
 from sam2_ros.ros import conversions as cv  # noqa: E402
 from sam2_ros.ros import params, prompts  # noqa: E402
+from helpers.export import Payload, fake_engine, tiny_onnx_file  # noqa: E402
 
 ENCODINGS = list(cv.SUPPORTED_ENCODINGS)
 _SPEC = cv._ENCODINGS
@@ -318,15 +318,6 @@ def test_prompt_queue_stays_bounded_under_a_flood():
 # --------------------------------------------------------------------------------------------
 # files: checkpoints, ONNX, engines
 
-class _Payload:
-    """Unpickling this calls ``func(*args)``: what a malicious checkpoint does."""
-
-    def __init__(self, func, args):
-        self.func, self.args = func, args
-
-    def __reduce__(self):
-        return self.func, self.args
-
 
 @pytest.mark.parametrize('how', ['torch-zip', 'pickle-2', 'pickle-4', 'pickle-5', 'pickle-0', 'eval', 'popen',
                                  'nested-in-state-dict'])
@@ -334,16 +325,16 @@ def test_checkpoints_that_would_run_code_are_refused_with_the_reason(tmp_path, h
     from sam2_ros.model.checkpoint import CheckpointError, load_checkpoint_file
 
     marker = tmp_path / 'pwned'
-    system = _Payload(os.system, (f'touch {marker}',))
+    system = Payload(os.system, (f'touch {marker}',))
     path = tmp_path / f'{how}.pt'
     if how == 'torch-zip':
         torch.save({'model': system}, path)
     elif how.startswith('pickle-'):
         path.write_bytes(pickle.dumps(system, protocol=int(how[-1])))
     elif how == 'eval':
-        torch.save(_Payload(eval, (f"__import__('pathlib').Path({str(marker)!r}).touch()",)), path)
+        torch.save(Payload(eval, (f"__import__('pathlib').Path({str(marker)!r}).touch()",)), path)
     elif how == 'popen':
-        torch.save({'model': _Payload(subprocess.Popen, (['touch', str(marker)],))}, path,
+        torch.save({'model': Payload(subprocess.Popen, (['touch', str(marker)],))}, path,
                    _use_new_zipfile_serialization=False)
     else:
         torch.save({'model': {'w': torch.zeros(2), 'b': system}}, path)
@@ -363,7 +354,7 @@ def test_node_refuses_a_code_running_checkpoint_at_configure(tmp_path):
     from sam2_ros.model.checkpoint import CheckpointError
 
     marker = tmp_path / 'pwned'
-    torch.save({'model': _Payload(os.system, (f'touch {marker}',))}, tmp_path / 'sam2.1_hiera_tiny.pt')
+    torch.save({'model': Payload(os.system, (f'touch {marker}',))}, tmp_path / 'sam2.1_hiera_tiny.pt')
     with pytest.raises(CheckpointError, match='refusing to load'):
         build_model(str(tmp_path / 'sam2.1_hiera_tiny.pt'), 'tiny', 64, 'cpu')
     assert not marker.exists()
@@ -376,39 +367,23 @@ def tiny64():
     return build_random_model('tiny', 64, 'cpu')
 
 
-def _fake_engine(tmp_path, model, engine_bytes=b'\x00engine' * 100, **changes):
-    from sam2_ros.backends.metadata import expected_facts, file_sha256
-
-    engine = tmp_path / 'enc.engine'
-    engine.write_bytes(engine_bytes)
-    meta = {'tensorrt_version': '10.0', 'gpu_name': 'X', 'compute_capability': '8.7',
-            'engine_sha256': file_sha256(engine), 'onnx_metadata': dict(expected_facts(model), producer='sam2_ros')}
-    for k, v in changes.items():
-        if v is None:
-            meta.pop(k, None)
-        else:
-            meta[k] = v
-    Path(str(engine) + '.json').write_text(json.dumps(meta))
-    return engine
-
-
 def test_engine_files_are_checked_before_use(tmp_path, tiny64, caplog):
     """No TensorRT needed: hash, metadata and model facts are checked before the engine would
     be deserialized."""
     from sam2_ros.backends import BackendError, BackendMismatchError
     from sam2_ros.backends.tensorrt_backend import check_engine_file
 
-    engine = _fake_engine(tmp_path, tiny64)
+    engine = fake_engine(tmp_path, tiny64)
     assert check_engine_file(tiny64, engine)['gpu_name'] == 'X'
     engine.write_bytes(b'\x00tampered' * 100)  # replaced after it was built
     with pytest.raises(BackendMismatchError, match='replaced or corrupted after it was built'):
         check_engine_file(tiny64, engine)
-    other = _fake_engine(tmp_path, tiny64, onnx_metadata={'part': 'encoder', 'model': 'small', 'image_size': '64',
+    other = fake_engine(tmp_path, tiny64, onnx_metadata={'part': 'encoder', 'model': 'small', 'image_size': '64',
                                                           'weights_fingerprint': 'x'})
     with pytest.raises(BackendMismatchError, match='model: file has small, expected tiny'):
         check_engine_file(tiny64, other)
     with caplog.at_level('WARNING'):
-        legacy = _fake_engine(tmp_path, tiny64, engine_sha256=None)
+        legacy = fake_engine(tmp_path, tiny64, engine_sha256=None)
         check_engine_file(tiny64, legacy)
     assert 'records no engine_sha256' in caplog.text
     Path(str(engine) + '.json').unlink()
@@ -417,23 +392,6 @@ def test_engine_files_are_checked_before_use(tmp_path, tiny64, caplog):
     Path(str(engine) + '.json').write_text('{not json')
     with pytest.raises(BackendError, match='not valid JSON'):
         check_engine_file(tiny64, engine)
-
-
-def tiny_onnx_file(path, **metadata):
-    """A small valid ONNX graph with the given metadata (what a mismatched export looks like to
-    the checks; the graph itself is never run)."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    node = helper.make_node('Identity', ['image'], ['feat'])
-    graph = helper.make_graph([node], 'g', [helper.make_tensor_value_info('image', TensorProto.FLOAT, [1, 3, 64, 64])],
-                              [helper.make_tensor_value_info('feat', TensorProto.FLOAT, [1, 3, 64, 64])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
-    model.ir_version = 8
-    for k, v in metadata.items():
-        model.metadata_props.add(key=k, value=str(v))
-    onnx.save(model, str(path))
-    return path
 
 
 def test_onnx_files_are_checked_before_use(tmp_path, tiny64):
@@ -477,7 +435,7 @@ def test_frame_queue_is_bounded_in_frames_and_bytes(monkeypatch):
     ALL_POLICY_QUEUE_LIMIT frames and ALL_POLICY_QUEUE_BYTES of image data wait; the oldest go
     (counted as dropped). latest keeps one."""
     pytest.importorskip('rclpy')
-    from sam2_ros.ros import node as node_mod
+    from sam2_ros.ros import frame_queue as node_mod
     from sam2_ros.ros.diagnostics import Stats
 
     monkeypatch.setattr(node_mod, 'ALL_POLICY_QUEUE_BYTES', 1000)

@@ -18,7 +18,7 @@ from builtin_interfaces.msg import Time  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 
 from sam2_ros.ros import conversions  # noqa: E402
-from test_ros_node import (H, W, Client, NodeProcess, checkpoint, frames, rect, ros_env, to_ns)  # noqa: E402,F401
+from helpers.ros import (H, W, Client, NodeProcess, checkpoint, frames, rect, ros_env, to_ns)  # noqa: E402,F401
 
 NS = '/simtime'
 BUFFER = 4

@@ -15,7 +15,7 @@ import torch
 from sam2_ros import Prompt, Tracker
 from sam2_ros.model.build import build_model
 from sam2_ros.ros.shared_worker import SharedWorker, default_stages, track_alone
-from test_tracker_parity import assert_same
+from helpers.parity import assert_same
 
 WAIT_S = 120.0  # a loaded 2-core CI machine
 

@@ -8,7 +8,7 @@ import torch
 from sam2_ros import Prompt, Tracker
 from sam2_ros.model.build import build_model
 from sam2_ros.tracking.tracker import PromptError
-from test_tracker_parity import _ellipse, assert_same
+from helpers.parity import ellipse, assert_same
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def frames(bunny_frames):
 def _prompts(h, w):
     return {
         0: [Prompt(1, points=[[0.45 * w, 0.55 * h]], labels=[1]), Prompt(2, box=[0.05 * w, 0.1 * h, 0.4 * w, 0.6 * h])],
-        2: [Prompt(3, mask=_ellipse(h, w, 0.7 * w, 0.4 * h, 0.12 * w, 0.2 * h))],
+        2: [Prompt(3, mask=ellipse(h, w, 0.7 * w, 0.4 * h, 0.12 * w, 0.2 * h))],
         6: [Prompt(1, points=[[0.5 * w, 0.5 * h]], labels=[1])],
     }
 

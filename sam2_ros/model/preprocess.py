@@ -59,3 +59,13 @@ def frame_to_model_coords(points: Tensor, frame_hw: Tuple[int, int], image_size:
     h, w = frame_hw
     size = torch.tensor([w, h], dtype=torch.float32, device=points.device)
     return points.float() / size * image_size
+
+
+def mask_to_model(mask: np.ndarray, image_size: int, device: torch.device | str) -> Tensor:
+    """An (H, W) bool mask prompt -> a (1, 1, S, S) float binary mask, resized (bilinear,
+    antialiased, then thresholded at 0.5) as upstream resizes mask prompts."""
+    m = torch.from_numpy(mask).to(device, torch.float32)[None, None]  # (1, 1, H, W)
+    if m.shape[-2:] != (image_size, image_size):
+        m = F.interpolate(m, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
+        m = (m >= 0.5).float()
+    return m

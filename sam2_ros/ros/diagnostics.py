@@ -192,3 +192,24 @@ def to_diagnostic_array(name: str, hardware_id: str, state: str, snap: Dict[str,
     if stamp is not None:
         array.header.stamp = stamp
     return array
+
+
+def camera_extras(p: Dict, backend: str, device, prompts_pending: int, prompts_dropped: int, sim_time: bool,
+                  objects: Dict[int, Tuple[str, float]], worker=None) -> Dict[str, object]:
+    """What a camera's diagnostics report besides :meth:`Stats.snapshot`: the settings, the
+    prompts waiting, each object's state and score (``objects``: id -> (state, score)), the
+    device's memory and, for a camera of several in one process, what the shared worker did."""
+    extra: Dict[str, object] = {
+        'model': p['model'], 'image_size': p['image_size'], 'frame_policy': p['frame_policy'],
+        'encoder_backend': backend, 'device': str(device) if device is not None else p['device'],
+        'prompts_pending': prompts_pending, 'prompts_dropped': prompts_dropped,
+        'clock': 'sim (/clock)' if sim_time else 'system'}
+    for name in ('visible', 'occluded', 'lost'):
+        extra[f'objects_{name}'] = sum(1 for st, _ in objects.values() if st == name)
+    for obj_id, (st, score) in sorted(objects.items()):
+        extra[f'object_{obj_id}'] = f'{st} ({score:.2f})'
+    extra.update(device_memory(device))
+    if worker is not None:
+        extra['cameras_attached'] = worker.attached
+        extra['frames_batched'] = worker.batched_frames
+    return extra

@@ -13,7 +13,7 @@ tracking the one before). The parameters that build the model
 (:data:`sam2_ros.ros.shared_model.SHARED_PARAMETERS`) must be the same on every camera: set
 differently on one, the process refuses to start (status 2) and says which.
 
-Exit statuses as :func:`sam2_ros.ros.node.main`: 0 clean stop, 1 a camera could not configure
+Exit statuses as :mod:`sam2_ros.ros.process` says: 0 clean stop, 1 a camera could not configure
 or activate with ``autostart``, 2 bad parameters or cameras, 128 + N on an insisting signal.
 """
 from __future__ import annotations
@@ -106,55 +106,55 @@ def main(cameras: Sequence[str], args: Optional[List[str]] = None) -> int:
     """Run one tracker node per camera in this process, sharing one model and one worker,
     until SIGINT or SIGTERM (see the module docstring). ``args``: the command line after the
     program name, ``--cameras`` taken out."""
-    import rclpy
     from rclpy.executors import SingleThreadedExecutor
-    from rclpy.signals import SignalHandlerOptions
 
-    from sam2_ros.ros import params
-    from sam2_ros.ros.node import (EXIT_BAD_PARAMETERS, EXIT_CONFIGURE_FAILED, EXIT_OK, NODE_NAME, TrackerNode,
-                                   autostart, close_nodes, install_signal_handlers)
-    from sam2_ros.ros.shared_worker import SharedCameras
+    from sam2_ros.ros import params, process
+    from sam2_ros.ros.node import TrackerNode
     from sam2_ros.ros.shared_model import shared_refusal
+    from sam2_ros.ros.shared_worker import SharedCameras
 
     argv = list(sys.argv[1:] if args is None else args)
     try:
         process_ns, argv = camera_ros_args(argv, cameras)
     except CameraArgumentError as error:
-        print(f'[{NODE_NAME}] {error}', file=sys.stderr, flush=True)
-        return EXIT_BAD_PARAMETERS
-    stop, first_at, ignored = install_signal_handlers()
-    rclpy.init(args=[sys.argv[0]] + argv, signal_handler_options=SignalHandlerOptions.NO)
-    shared = SharedCameras(log_error=lambda text: print(f'[{NODE_NAME}] {text}', file=sys.stderr, flush=True))
+        process.say(str(error))
+        return process.EXIT_BAD_PARAMETERS
+    stop, first_at, ignored = process.install_signal_handlers()
+    try:
+        process.init_rclpy([sys.argv[0]] + argv)
+    except process.BadRosArguments as error:
+        process.say(str(error))
+        return process.EXIT_BAD_PARAMETERS
+    shared = SharedCameras(log_error=process.say)
     nodes: List[TrackerNode] = []
-    code = EXIT_OK
+    code = process.EXIT_OK
     try:
         try:
             for camera in cameras:
                 nodes.append(TrackerNode(shared=shared, namespace=camera_namespace(process_ns, camera)))
         except params.ParameterError as error:
-            print(f'[{NODE_NAME}] camera {cameras[len(nodes)]}: {error}', file=sys.stderr, flush=True)
-            return EXIT_BAD_PARAMETERS
+            process.say(f'camera {cameras[len(nodes)]}: {error}')
+            return process.EXIT_BAD_PARAMETERS
         refusal = shared_refusal({node.get_fully_qualified_name(): node.p for node in nodes})
         if refusal is not None:
-            print(f'[{NODE_NAME}] {refusal}', file=sys.stderr, flush=True)
-            return EXIT_BAD_PARAMETERS
+            process.say(refusal)
+            return process.EXIT_BAD_PARAMETERS
         executor = SingleThreadedExecutor()
         for node in nodes:
             executor.add_node(node)
         nodes[0].get_logger().info(f'{len(nodes)} camera(s) in one process, one model and one worker: '
                                    + ', '.join(n.get_fully_qualified_name() for n in nodes))
         for node in nodes:
-            if not autostart(node, stop):
-                return EXIT_CONFIGURE_FAILED
+            if not process.autostart(node, stop):
+                return process.EXIT_CONFIGURE_FAILED
         if shared.worker.stages is not None:  # decided when the first camera activated
             nodes[0].get_logger().info(
                 f'shared worker: {shared.worker.stages} stage(s)' + (' (encoding the next round while the current one '
                                                                       'is tracked)' if shared.worker.stages == 2 else ''))
-        while not stop.is_set() and rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
+        process.spin(executor, stop)
         if stop.is_set():
             nodes[0].get_logger().info(f'signal received: shutting down {len(nodes)} camera(s)')
     finally:
         finished = all([node.stop_worker(timeout=10.0) for node in nodes]) and shared.worker.stop(10.0)
-        close_nodes(nodes, finished, code, first_at, ignored)
+        process.close_nodes(nodes, finished, code, first_at, ignored)
     return code

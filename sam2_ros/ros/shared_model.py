@@ -1,4 +1,4 @@
-"""One SAM 2 for several cameras (issue 13): the model, its image-encoder backend and the
+"""One SAM 2 for several cameras: the model, its image-encoder backend and the
 settings they were built with, loaded once per process and handed to every camera's tracker.
 
 Each camera keeps a :class:`~sam2_ros.tracking.tracker.Tracker` of its own (objects, memory bank,

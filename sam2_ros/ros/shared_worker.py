@@ -1,8 +1,9 @@
-"""The worker of a process serving several cameras (issue 13); no rclpy here.
+"""The worker of a process serving several cameras; no rclpy here.
 
 Every camera is an ordinary :class:`~sam2_ros.ros.node.TrackerNode` (own name, namespace,
 topics, parameters, lifecycle, prompt queue and frame queue with its own ``frame_policy``);
-instead of a thread of its own, an active camera is *attached* here. The worker runs in
+instead of a thread of its own, an active camera's stream (:class:`~sam2_ros.ros.stream.CameraStream`)
+is *attached* here. The worker runs in
 rounds. A round:
 
 1. takes the next frame of every attached camera that has one (with ``frame_policy: latest``
@@ -18,7 +19,7 @@ rounds. A round:
    first moves one place on every round, so every camera waits as long as the others on average.
    On a GPU, the frames of static trackers (``compile``) go through one step for all of them
    (:func:`sam2_ros.tracking.cameras.track_together`: cameras as one more batch dimension), each
-   camera's node taking its tracker lock around it (``TrackerNode.frame_work``).
+   camera's stream taking its tracker lock around it (``CameraStream.frame_work``).
 
 Two stages (the default on a CPU where torch may use two threads or more), each a thread with
 half of the torch threads: the encoding stage converts and encodes the frames of a round one
@@ -37,7 +38,7 @@ A camera whose image stops simply has no frame in the next rounds; a camera deta
 (deactivated, cleaned up, destroyed) is skipped from the next round on, and a frame of it in
 progress finishes unpublished (its stop event is set), as on a single node.
 
-A camera is anything with the node's worker interface: ``frames`` (``get_nowait()``, a
+A camera is anything with the stream's worker interface: ``frames`` (``get_nowait()``, a
 ``listener`` called on every put), ``tracker``, ``prepare(*item)``, ``track_prepared(frame,
 stop, features=)``, ``frame_work(frame, stop, features)`` (for the joint step),
 ``frame_failed(error, stop)``, ``run_jobs(stop)`` (``benchmarks/multi_camera.py`` drives this
@@ -59,7 +60,7 @@ IDLE_WAIT_S = 0.2  # longest sleep with nothing to do (stop requests wake it ear
 
 def finish_frame(work: Iterator, answer) -> None:
     """Hand a frame's ``TrackResult`` (or the ``PromptError`` its tracker raised) back to the
-    :meth:`~sam2_ros.ros.node.TrackerNode.frame_work` generator that asked for it: it publishes
+    :meth:`~sam2_ros.ros.stream.CameraStream.frame_work` generator that asked for it: it publishes
     and ends. Another exception is raised inside it (the tracker lock is let go) and comes out here."""
     try:
         if isinstance(answer, Exception) and not isinstance(answer, PromptError):
@@ -72,7 +73,7 @@ def finish_frame(work: Iterator, answer) -> None:
 
 
 def track_alone(work: Iterator) -> None:
-    """Run a frame's work (:meth:`~sam2_ros.ros.node.TrackerNode.frame_work`) with its own
+    """Run a frame's work (:meth:`~sam2_ros.ros.stream.CameraStream.frame_work`) with its own
     tracker call: one camera's frame at a time."""
     try:
         request = next(work, None)

@@ -6,10 +6,10 @@ objects go through memory attention, the decoder and the memory encoder as batch
 
 Two paths behind one API:
 
-* the exact path (default): each object's memory as upstream keeps it
-  (``sam2_ros.tracking.exact_memory``: the latest ``max_cond_frames`` conditioning frames, the memories
-  of the last ``num_maskmem - 1`` frames, the pointers of the last 15; a constant state), with
-  ``prompt_buffer`` frames that :meth:`Tracker.prompt_past` can still prompt. Numerically
+* the exact path (default, :mod:`~sam2_ros.tracking.exact_path`): each object's memory as
+  upstream keeps it (:mod:`~sam2_ros.tracking.exact_memory`: the latest ``max_cond_frames``
+  conditioning frames, the memories of the last ``num_maskmem - 1`` frames, the pointers of
+  the last 15; a constant state), with ``prompt_buffer`` frames that :meth:`Tracker.prompt_past` can still prompt. Numerically
   Meta's ``SAM2VideoPredictor`` driven one frame at a time (``test/test_tracker_parity.py``),
   memories stored in bfloat16 as upstream stores them.
 * the static frame step (``compile``, ``static`` or an exported ``step_backend``): the same
@@ -19,35 +19,22 @@ Two paths behind one API:
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..model.build import autocast, build_model, build_random_model, resolve_device, resolve_dtype
-from ..model.postprocess import fill_small_holes
-from ..model.preprocess import check_image, frame_to_model_coords, to_frame_resolution, to_model_input
-from ..model.sam2 import SAM2, ImageFeatures, MaskPrediction
+from ..model.preprocess import check_image, frame_to_model_coords, mask_to_model, to_frame_resolution, to_model_input
+from ..model.sam2 import SAM2, ImageFeatures
 from ..step.bank import BankLayout
 from ..step.compiled import COMPILE_MODES, FrameStep
 from ..step.frame_step import CORRECTION, MASK, NEW_POINTS, PromptBatch, build_prompt_batch
-from .exact_memory import Memory, ObjectMemory, Output, Pending, Windows, commit, evict, memory_of, store
+from .exact_path import ExactPath, MaskPrompts, PointPrompts
 from .types import FrameNotBuffered, Prompt, PromptError, TrackResult
 
 __all__ = ["FrameNotBuffered", "Prompt", "PromptError", "TrackResult", "Tracker"]
-
-
-@dataclass
-class _Step:
-    """This frame's result for one object, before it is written to memory."""
-
-    pred: MaskPrediction  # batch of 1
-    from_prompt: bool  # prompted outputs are memorised binarized from their low-res logits
-    cond: bool  # stored as a conditioning frame
 
 
 class Tracker:
@@ -157,13 +144,10 @@ class Tracker:
         self._max_objects = int(max_objects)
         self.num_maskmem = num_maskmem
         self.max_cond_frames = max_cond_frames
-        self.max_ptrs = cfg.max_obj_ptrs
         self.mask_threshold = float(mask_threshold)
-        self.fill_hole_area = int(fill_hole_area)
         self.corrections_as_cond = corrections_as_cond
         if batch_objects is None:
             batch_objects = self.device.type == "cuda" or cfg.feat_size**2 <= 256
-        self.batch_objects = bool(batch_objects)
         self._encode = encoder or model.encode_image
         self.max_prompt_points = int(max_prompt_points)
         self._step: Optional[FrameStep] = None
@@ -178,12 +162,10 @@ class Tracker:
 
                 self._step = make_frame_step(step_backend, model, layout, step_engine, self.max_prompt_points,
                                              self.dtype, encoder)
-        self._objects: "OrderedDict[int, ObjectMemory]" = OrderedDict()
+        self._exact = ExactPath(model, num_maskmem, max_cond_frames, corrections_as_cond, int(fill_hole_area),
+                                bool(batch_objects), int(prompt_buffer))
         self._frame_index = -1
         self._frame_hw: Optional[Tuple[int, int]] = None
-        self._mem_pos: Optional[Tensor] = None  # (1, hw, C_mem) constant position encoding of memories
-        self._frames: "OrderedDict[int, ImageFeatures]" = OrderedDict()  # the prompt buffer
-        self._prompt_buffer = int(prompt_buffer)
 
     @classmethod
     def from_pretrained(
@@ -206,7 +188,7 @@ class Tracker:
     # ------------------------------------------------------------------ state
     @property
     def object_ids(self) -> List[int]:
-        return sorted(self._slots if self.static else self._objects)
+        return sorted(self._slots if self.static else self._exact.objects)
 
     @property
     def max_objects(self) -> int:
@@ -233,7 +215,7 @@ class Tracker:
         """How many of the last tracked frames :meth:`prompt_past` can prompt. Settable at any
         time: a smaller buffer forgets the oldest frames at once; a larger one fills up as
         frames are tracked."""
-        return self._prompt_buffer
+        return self._exact.prompt_buffer
 
     @prompt_buffer.setter
     def prompt_buffer(self, frames: int) -> None:
@@ -242,20 +224,12 @@ class Tracker:
         if frames and self.static:
             raise ValueError("the static frame step (compile/static) has no prompt buffer yet; "
                              "prompts on past frames need the exact path (compile=False)")
-        self._prompt_buffer = int(frames)
-        if self._frame_index >= 0:
-            for obj in self._objects.values():
-                evict(self._windows, obj, self._frame_index)
-            self._trim_frames()
-
-    @property
-    def _windows(self) -> Windows:
-        return Windows(self.max_cond_frames, self.num_maskmem, self.max_ptrs, self._prompt_buffer)
+        self._exact.set_prompt_buffer(int(frames), self._frame_index)
 
     @property
     def buffered_frames(self) -> List[int]:
         """Indices of the frames :meth:`prompt_past` can prompt, oldest first."""
-        return list(self._frames)
+        return list(self._exact.frames)
 
     def remove_object(self, obj_id: int) -> bool:
         """Forget an object and all its memory. Returns False if it was not tracked."""
@@ -264,15 +238,14 @@ class Tracker:
             if slot is not None:
                 self._step.bank.clear_slot_(slot)
             return slot is not None
-        return self._objects.pop(obj_id, None) is not None
+        return self._exact.objects.pop(obj_id, None) is not None
 
     def reset(self) -> None:
         """Drop every object and the prompt buffer; the next frame starts a new stream."""
-        self._objects.clear()
+        self._exact.reset()
         self._slots.clear()
         if self._step is not None:
             self._step.bank.reset_()
-        self._frames.clear()
         self._frame_index = -1
         self._frame_hw = None
 
@@ -280,19 +253,7 @@ class Tracker:
         """Every tensor the tracker holds between frames (for memory accounting)."""
         if self.static:
             return list(self._step.bank.buffers())
-        out = []
-        for obj in self._objects.values():
-            mems = list(obj.cond.values()) + list(obj.recent.values()) + [p.memory for p in obj.pending.values()]
-            for mem in mems:
-                out.append(mem.ptr)
-                if mem.features is not None:
-                    out.append(mem.features)
-            out += [t for t in (obj.low_res, obj.score) if t is not None]
-            for o in list(obj.outputs.values()) + [p.output for p in obj.pending.values()]:
-                out += [o.low_res, o.score]
-        for feats in self._frames.values():
-            out += [feats.feat, feats.pos, *feats.high_res]
-        return list({id(t): t for t in out}.values())  # a tensor held twice counts once
+        return self._exact.state_tensors()
 
     def state_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.state_tensors())
@@ -346,50 +307,15 @@ class Tracker:
         if self.static:
             return self._track_static(frame, hw, point_prompts, mask_prompts, new_ids, features)
 
-        if hw != self._frame_hw:
-            self._frames.clear()  # buffered frames of another size cannot be prompted with this one's prompts
+        new_size = hw != self._frame_hw
         self._frame_hw = hw
-        commit(self._windows, self._objects.values())  # prompted outputs of earlier calls join the memory first, as upstream's preflight
         t = self._frame_index + 1
-        dev = self.device
-        corrected = [o for o in list(point_prompts) + list(mask_prompts) if o in self._objects]
-        with autocast(dev, self.dtype):
-            feats = features if features is not None else self._encode(to_model_input([frame], self.image_size, dev))
-            steps: Dict[int, _Step] = {}
-            # 1. Objects with memory (not given a new mask) are tracked, batched.
-            tracked = [o for o in self._objects if o not in mask_prompts]
-            conditioned = self._track_from_memory(t, feats, tracked, steps)
-            # 2. Clicks and boxes: corrections of tracked objects, or new objects.
-            for oid, (pts, labs) in point_prompts.items():
-                coords = frame_to_model_coords(torch.from_numpy(pts).to(dev)[None], hw, self.image_size)
-                labels = torch.from_numpy(labs).to(dev)[None]
-                multimask = self.model.use_multimask(len(labs))
-                if oid in conditioned:
-                    prev = steps[oid].pred.low_res_masks.clamp(-32.0, 32.0)
-                    pred = self._filled(self.model.predict_masks(conditioned[oid], feats.high_res, coords, labels, prev, multimask))
-                    steps[oid] = _Step(pred, True, self.corrections_as_cond)
-                else:
-                    emb = self.model.image_embedding(feats)
-                    pred = self._filled(self.model.predict_masks(emb, feats.high_res, coords, labels, None, multimask))
-                    steps[oid] = _Step(pred, True, True)
-            # 3. Masks are taken as they are.
-            for oid, mask in mask_prompts.items():
-                pred = self._filled(self.model.mask_as_output(feats, self._mask_to_model(mask)))
-                steps[oid] = _Step(pred, True, oid not in self._objects or self.corrections_as_cond)
-            for oid in new_ids:
-                self._objects[oid] = ObjectMemory()
-            # Corrections of this frame join the memory with the next frame (upstream adds them
-            # after the frame was tracked); until then prompt_past sees them as pending.
-            self._remember(t, feats, steps, pending=corrected, latest=True)
+        with autocast(self.device, self.dtype):
+            if features is None:
+                features = self._encode(to_model_input([frame], self.image_size, self.device))
+            ids, low, score = self._exact.track(t, features, hw, point_prompts, mask_prompts, new_ids, new_size)
         self._frame_index = t
-        if self._prompt_buffer:
-            self._frames[t] = feats
-            for obj in self._objects.values():
-                obj.tracked.add(t)
-        for obj in self._objects.values():
-            evict(self._windows, obj, t)
-        self._trim_frames()
-        return self._result(t, hw)
+        return self._logits_result(t, hw, ids, low, score)
 
     @torch.inference_mode()
     def prompt_past(self, frame_index: int, prompts: Sequence[Prompt]) -> TrackResult:
@@ -423,44 +349,18 @@ class Tracker:
         if self.static:
             raise FrameNotBuffered("the static frame step (compile/static) keeps no prompt buffer; "
                                    "prompt_past needs the exact path (compile=False) with prompt_buffer > 0")
-        feats = self._frames.get(p)
-        if feats is None:
-            have = (f"frames {min(self._frames)} to {max(self._frames)}" if self._frames else "no frame")
+        frames = self._exact.frames
+        if p not in frames:
+            have = (f"frames {min(frames)} to {max(frames)}" if frames else "no frame")
             raise FrameNotBuffered(
-                f"frame {p} is not in the prompt buffer (prompt_buffer={self._prompt_buffer} keeps the last "
-                f"{self._prompt_buffer} tracked frames; it holds {have}, the last tracked frame is {self._frame_index})"
+                f"frame {p} is not in the prompt buffer (prompt_buffer={self.prompt_buffer} keeps the last "
+                f"{self.prompt_buffer} tracked frames; it holds {have}, the last tracked frame is {self._frame_index})"
             )
         hw = self._frame_hw
         point_prompts, mask_prompts, new_ids = self._parse(prompts, hw)
-        dev = self.device
-        with autocast(dev, self.dtype):
-            steps: Dict[int, _Step] = {}
-            for oid, (pts, labs) in point_prompts.items():
-                obj = self._objects.get(oid)
-                init = obj is None or p not in obj.tracked
-                prev = self._output_at(obj, p) if obj is not None else None
-                prev = prev.low_res.clamp(-32.0, 32.0) if prev is not None else None
-                coords = frame_to_model_coords(torch.from_numpy(pts).to(dev)[None], hw, self.image_size)
-                labels = torch.from_numpy(labs).to(dev)[None]
-                if init:
-                    emb = self.model.image_embedding(feats)
-                else:
-                    spatial, ptrs = memory_of(self._windows, obj, p)
-                    memory, memory_pos, n_ptr = self._assemble([(oid, spatial, ptrs)], len(ptrs))
-                    emb = self.model.condition_on_memory(feats, memory, memory_pos, n_ptr)
-                multimask = self.model.use_multimask(len(labs))
-                pred = self._filled(self.model.predict_masks(emb, feats.high_res, coords, labels, prev, multimask))
-                steps[oid] = _Step(pred, True, init or self.corrections_as_cond)
-            for oid, mask in mask_prompts.items():
-                obj = self._objects.get(oid)
-                init = obj is None or p not in obj.tracked
-                pred = self._filled(self.model.mask_as_output(feats, self._mask_to_model(mask)))
-                steps[oid] = _Step(pred, True, init or self.corrections_as_cond)
-            for oid in new_ids:
-                self._objects[oid] = ObjectMemory()
-            self._remember(p, feats, steps, pending=list(steps), latest=False)
-        ids = [o for o in self.object_ids if self._output_at(self._objects[o], p) is not None]
-        return self._outputs_result(p, hw, ids, [self._output_at(self._objects[o], p) for o in ids])
+        with autocast(self.device, self.dtype):
+            ids, low, score = self._exact.prompt_past(p, hw, point_prompts, mask_prompts, new_ids)
+        return self._logits_result(p, hw, ids, low, score)
 
     def _checked(self, frame: np.ndarray, prompts: Sequence[Prompt], features: Optional[ImageFeatures]):
         """What :meth:`track` checks before anything changes: (frame size, parsed prompts)."""
@@ -477,10 +377,10 @@ class Tracker:
             )
         return hw, self._parse(prompts, hw)
 
-    def _parse(self, prompts: Sequence[Prompt], hw: Tuple[int, int]):
+    def _parse(self, prompts: Sequence[Prompt], hw: Tuple[int, int]) -> Tuple[PointPrompts, MaskPrompts, List[int]]:
         """Validate prompts for a frame of size ``hw``: (point prompts, mask prompts, new ids)."""
-        point_prompts: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
-        mask_prompts: Dict[int, np.ndarray] = {}
+        point_prompts: PointPrompts = {}
+        mask_prompts: MaskPrompts = {}
         for p in prompts:
             pts, labs, mask = p.parsed(hw)
             oid = int(p.obj_id)
@@ -535,7 +435,7 @@ class Tracker:
             rows[self._slots[oid]] = (kind, coords, labs, None, self.model.use_multimask(len(labs)), cond)
         for oid, mask in mask_prompts.items():
             cond = oid in new_ids or self.corrections_as_cond
-            rows[self._slots[oid]] = (MASK, None, None, self._mask_to_model(mask), False, cond)
+            rows[self._slots[oid]] = (MASK, None, None, mask_to_model(mask, self.image_size, self.device), False, cond)
         return build_prompt_batch(self.max_objects, self.max_prompt_points, self.image_size, self.device, rows)
 
     def _static_result(self, hw: Tuple[int, int], low: Tensor, score: Tensor) -> TrackResult:
@@ -546,122 +446,6 @@ class Tracker:
         index = torch.tensor([self._slots[o] for o in ids], dtype=torch.int64, device=self.device)
         return self._logits_result(self._frame_index, hw, ids, low.index_select(0, index), score.index_select(0, index))
 
-    @staticmethod
-    def _output_at(obj: ObjectMemory, f: int) -> Optional[Output]:
-        """The object's latest output on frame f: a pending prompt output, else the one in memory."""
-        pend = obj.pending.get(f)
-        return pend.output if pend is not None else obj.outputs.get(f)
-
-    def _mask_to_model(self, mask: np.ndarray) -> Tensor:
-        """(H, W) bool -> (1, 1, S, S) float binary mask, resized as upstream does."""
-        m = torch.from_numpy(mask).to(self.device, torch.float32)[None, None]
-        s = self.image_size
-        if m.shape[-2:] != (s, s):
-            m = F.interpolate(m, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
-            m = (m >= 0.5).float()
-        return m
-
-    def _track_from_memory(self, t: int, feats: ImageFeatures, ids: List[int], steps: Dict[int, _Step]) -> Dict[int, Tensor]:
-        """Track ``ids`` on frame t; returns each object's memory-conditioned features."""
-        groups: Dict[Tuple[int, int], List[Tuple[int, list, list]]] = {}
-        for oid in ids:
-            spatial, ptrs = memory_of(self._windows, self._objects[oid], t)
-            groups.setdefault((len(spatial), len(ptrs)), []).append((oid, spatial, ptrs))
-        conditioned = {}
-        batches = []
-        for (_, n_ptrs), members in groups.items():
-            # Objects whose banks have the same layout attend together: same token count,
-            # so the batch is exact (no padding, no masking).
-            step = len(members) if self.batch_objects else 1
-            batches += [(n_ptrs, members[i : i + step]) for i in range(0, len(members), step)]
-        for n_ptrs, members in batches:
-            b = len(members)
-            memory, memory_pos, ptr_tokens = self._assemble(members, n_ptrs)
-            batch = feats.expand(b)
-            pix = self.model.condition_on_memory(batch, memory, memory_pos, ptr_tokens)  # (B, C, h, w)
-            pred = self._filled(self.model.predict_masks(pix, batch.high_res, multimask=self.model.use_multimask(0)))
-            for i, (oid, _, _) in enumerate(members):
-                steps[oid] = _Step(_row(pred, i), False, False)
-                conditioned[oid] = pix[i : i + 1]
-        return conditioned
-
-    def _assemble(self, members, n_ptrs: int) -> Tuple[Tensor, Tensor, int]:
-        """Stack the members' memories: tokens and positions (B, M, C_mem), and the number of
-        object-pointer tokens at the end."""
-        model, dtype = self.model, self._mem_pos.dtype
-        mems, poss, ptrs, offsets = [], [], [], []
-        for _, spatial, plist in members:
-            mems.append(torch.cat([f.flatten(1).t() for f, _ in spatial]).to(dtype))  # (n*hw, C_mem)
-            poss.append(torch.cat([self._mem_pos[0] + model.memory_tpos(back)[0] for _, back in spatial]))
-            ptrs.append(torch.stack([p for p, _ in plist]))  # (P, C)
-            offsets.append([o for _, o in plist])
-        memory, memory_pos = torch.stack(mems), torch.stack(poss)  # (B, n*hw, C_mem)
-        if n_ptrs == 0:
-            return memory, memory_pos, 0
-        offs = torch.tensor(offsets, dtype=torch.float32, device=self.device)
-        if not model.cfg.use_signed_tpos_enc_to_obj_ptrs:
-            offs = offs.abs()
-        tokens, tpos = model.pointer_tokens(torch.stack(ptrs), offs, self.max_ptrs)
-        return torch.cat((memory, tokens.to(memory.dtype)), 1), torch.cat((memory_pos, tpos.to(memory.dtype)), 1), tokens.shape[1]
-
-    def _filled(self, pred: MaskPrediction) -> MaskPrediction:
-        """Apply the optional hole filling to the low-res logits (what is output, and what a
-        later correction or prompt memory starts from; tracked memories use the unfilled
-        high-res masks, as upstream)."""
-        if self.fill_hole_area > 0:
-            pred.low_res_masks = fill_small_holes(pred.low_res_masks, self.fill_hole_area)
-        return pred
-
-    def _remember(self, t: int, feats: ImageFeatures, steps: Dict[int, _Step], pending: Sequence[int] = (),
-                  latest: bool = True) -> None:
-        """Encode frame t's memory of every object in ``steps`` in one batch; store it in the
-        banks, or as pending (joining the memory with the next frame) for ``pending`` ids.
-        ``latest``: t is the frame just tracked (its outputs are the objects' latest)."""
-        if not steps:
-            return
-        ids = list(steps)
-        s = self.image_size
-        masks = []
-        for oid in ids:
-            st = steps[oid]
-            if st.from_prompt:
-                # Prompted outputs are memorised from their (low-res) logits, as upstream does.
-                masks.append(F.interpolate(st.pred.low_res_masks, size=(s, s), mode="bilinear", align_corners=False))
-            else:
-                masks.append(st.pred.high_res_masks)
-        binarize = torch.tensor([steps[o].from_prompt for o in ids], device=self.device)
-        scores = torch.cat([steps[o].pred.object_score_logits for o in ids])  # (B, 1)
-        mem, pos = self.model.encode_memory(feats.feat, torch.cat(masks), scores, binarize)
-        if self._mem_pos is None:
-            self._mem_pos = pos[:1].flatten(2).transpose(1, 2).float()  # (1, hw, C_mem)
-        # Upstream keeps memories in bfloat16: the same rounding, half the bytes.
-        mem = mem.to(torch.bfloat16)
-        pending = set(pending)
-        for i, oid in enumerate(ids):
-            obj, st = self._objects[oid], steps[oid]
-            entry = Memory(mem[i].clone(), st.pred.obj_ptr[0].float().clone())
-            out = Output(st.pred.low_res_masks.float(), st.pred.object_score_logits.float())
-            if oid in pending:
-                obj.pending[t] = Pending(entry, out, st.cond)  # a second prompt replaces it in place
-            else:
-                store(self._windows, obj, t, entry, out, st.cond)
-            if latest:
-                obj.low_res, obj.score = out.low_res, out.score
-
-    def _trim_frames(self) -> None:
-        first = self._frame_index + 1 - self._prompt_buffer
-        for f in [f for f in self._frames if f < first]:
-            del self._frames[f]
-
-    def _result(self, t: int, hw: Tuple[int, int]) -> TrackResult:
-        ids = self.object_ids
-        return self._outputs_result(t, hw, ids, [Output(self._objects[o].low_res, self._objects[o].score) for o in ids])
-
-    def _outputs_result(self, t: int, hw: Tuple[int, int], ids: List[int], outputs: List[Output]) -> TrackResult:
-        if not ids:
-            return self._logits_result(t, hw, ids, None, None)
-        return self._logits_result(t, hw, ids, torch.cat([o.low_res for o in outputs]), torch.cat([o.score for o in outputs]))
-
     def _logits_result(self, t: int, hw: Tuple[int, int], ids: List[int], low: Optional[Tensor], score: Optional[Tensor]) -> TrackResult:
         """low-res logits (N, 1, S/4, S/4) and object-score logits (N, 1) -> the frame's result."""
         if not ids:
@@ -671,10 +455,3 @@ class Tracker:
         logits = to_frame_resolution(low, hw)[:, 0]  # (N, H, W)
         return TrackResult(t, ids, logits.cpu(), scores.cpu(), self.mask_threshold)
 
-
-def _row(pred: MaskPrediction, i: int) -> MaskPrediction:
-    sl = slice(i, i + 1)
-    return MaskPrediction(
-        pred.low_res_multimasks[sl], pred.ious[sl], pred.low_res_masks[sl], pred.high_res_masks[sl],
-        pred.obj_ptr[sl], pred.object_score_logits[sl],
-    )

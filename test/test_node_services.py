@@ -1,4 +1,4 @@
-"""Issue 14 over DDS against the real node process: callbacks never wait for a frame being
+"""The node's services and signals over DDS against the real node process: callbacks never wait for a frame being
 tracked (bursts of every service answered, effects in order, frames flowing), and signals
 delivered twice do not turn a clean stop into an error exit. Decoding bombs over DDS:
 test_reliability_node.py; their unit tests: test_decoding_bombs.py. Per-call latencies are
@@ -20,8 +20,8 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from sam2_ros.ros import conversions  # noqa: E402
-from test_reliability_node import fresh_status  # noqa: E402
-from test_ros_node import (H, W, Client, NodeProcess, checkpoint, frames, k_ns, make_stamp,  # noqa: E402,F401
+from helpers.ros import fresh_status  # noqa: E402
+from helpers.ros import (H, W, Client, NodeProcess, checkpoint, frames, k_ns, make_stamp,  # noqa: E402,F401
                            next_k, ros_env)
 
 NS = '/burst'
@@ -226,7 +226,7 @@ def test_a_later_second_signal_stops_at_once(tmp_path, checkpoint):  # noqa: F81
     """The user insisting: a second signal more than the grace period after the first, while
     the node is still stopping (here: waiting for a long segment-everything run), exits at once
     with 128 + the signal's number."""
-    from sam2_ros.ros.node import SIGNAL_GRACE_S
+    from sam2_ros.ros.process import SIGNAL_GRACE_S
 
     name = 'insist'
     proc = NodeProcess(tmp_path, checkpoint, '-r', f'__ns:=/{name}', 'everything_points_per_side:=64',

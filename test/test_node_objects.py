@@ -1,4 +1,4 @@
-"""Issue 8 over DDS: ~/track_everything, object states (diagnostics, ~/detections), polygons,
+"""The node's object outputs over DDS: ~/track_everything, object states (diagnostics, ~/detections), polygons,
 ~/prompt_boxes (where vision_msgs is installed).
 
 One node process serves every check (random weights, 128 px, segment-everything thresholds at
@@ -18,7 +18,7 @@ from geometry_msgs.msg import PolygonStamped  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from sam2_ros.ros import conversions  # noqa: E402
-from test_ros_node import (H, W, RELIABLE, Client, NodeProcess, checkpoint, frames, make_stamp, next_k,  # noqa: E402,F401
+from helpers.ros import (H, W, RELIABLE, Client, NodeProcess, checkpoint, frames, make_stamp, next_k,  # noqa: E402,F401
                            rect, ros_env, to_ns)
 
 NS = '/issue8'
@@ -140,7 +140,7 @@ def test_track_everything_starts_objects_largest_first_up_to_max_objects(client,
     c.frame_and_wait(frames[20], k)
     mark = len(node.stderr())
     res = c.call(c.everything, Trigger.Request(), timeout=60)
-    # answered at once (issue 14): the work is queued for the worker, its result logged
+    # answered at once: the work is queued for the worker, its result logged
     assert res.success and res.message.startswith('queued: segmenting everything on the latest tracked frame'), \
         res.message
     text = f'track_everything: started {MAX_OBJECTS - 1} object(s) on the latest frame: ids 2 to {MAX_OBJECTS}'
