@@ -24,7 +24,7 @@ import os
 import re
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from sam2_ros.ros.multi import CAMERA_NAME
+from sam2_ros.ros.multi import CameraArgumentError, check_camera_names
 from sam2_ros.ros.process import EXIT_BAD_PARAMETERS, EXIT_CONFIGURE_FAILED, NODE_NAME
 
 # The launch arguments that set node parameters, and each one's type.
@@ -43,13 +43,10 @@ def camera_names(text: str) -> List[str]:
     """``cameras:=front,left`` -> ['front', 'left'] ([] for the single node); each name one ROS
     name token, none twice."""
     names = [c.strip() for c in text.split(',') if c.strip()]
-    for name in names:
-        if not CAMERA_NAME.match(name):
-            raise LaunchArgumentError(f'cameras: {name!r} is not usable as a ROS namespace: a letter, then letters, '
-                                      'digits or underscores')
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise LaunchArgumentError(f'cameras: {", ".join(repeated)} given twice: each camera needs a namespace of its own')
+    try:
+        check_camera_names(names)
+    except CameraArgumentError as error:
+        raise LaunchArgumentError(f'cameras: {error}') from None
     return names
 
 

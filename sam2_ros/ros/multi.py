@@ -45,6 +45,13 @@ def split_cameras(argv: Sequence[str]) -> Tuple[Optional[List[str]], List[str]]:
         k += 1
     if not names:
         raise CameraArgumentError('--cameras needs at least one camera name, e.g. --cameras front left')
+    check_camera_names(names)
+    return names, argv[:at] + argv[k:]
+
+
+def check_camera_names(names: Sequence[str]) -> None:
+    """Each name one ROS name token (it is the camera's namespace), none twice; else
+    :class:`CameraArgumentError` saying which."""
     for name in names:
         if not CAMERA_NAME.match(name):
             raise CameraArgumentError(f'camera name {name!r} is not usable as a ROS namespace: a letter, then '
@@ -52,7 +59,6 @@ def split_cameras(argv: Sequence[str]) -> Tuple[Optional[List[str]], List[str]]:
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise CameraArgumentError(f'camera {", ".join(repeated)} given twice: each camera needs a namespace of its own')
-    return names, argv[:at] + argv[k:]
 
 
 def camera_ros_args(argv: Sequence[str], cameras: Sequence[str]) -> Tuple[str, List[str]]:
