@@ -48,9 +48,9 @@ S x S upsampled logits (pixel indices, inclusive), ``(0, 0, 0, 0)`` when empty; 
 ``((x0 + x1) / 2, (y0 + y1) / 2, w / h, h)`` with ``w = x1 - x0``, ``h = y1 - y0`` and a zero
 height replaced by 1. The IoU with the predicted box (converted back to corners) uses areas
 without +1 and is 0 for a ``(0, 0, 0, 0)`` candidate. Comparisons as SAMURAI's: ``iou > 0.3``
-on float32 tensors (the threshold rounded to float32); ``kf_iou`` computed in float64 and
-rounded to float32 before weighting. SAMURAI never resets the filter (not even
-``reset_state``): it builds a new predictor per video.
+on float32 tensors (the threshold rounded to float32); ``kf_iou`` rounded to float32 before
+weighting (SAMURAI computes it in float64, here in the filter's dtype). SAMURAI never resets
+the filter, not even in ``reset_state``: a fresh filter takes a fresh model.
 
 **min_obj_score_logits = -1**: where SAM 2 treats an object as present when its object-score
 logit is > 0, SAMURAI's decoder uses > -1, for two things only: masks are not blanked to -1024
@@ -79,48 +79,46 @@ not), and the spatial memories of at most R = num_maskmem - 1 = 6 earlier frames
 Before any frame qualifies, V = [t-1]: the previous frame alone (with the conditioning
 frames), so frame 1 sees only its prompt and frame 2 sees frame 1. Frames 0 and 1 are never
 scanned: frame 1 (the first tracked frame after a prompt on frame 0) is attended by frame 2
-only, whatever its scores (SAM 2 would attend to it until frame 7). SAMURAI's scan reads
-``best_iou_score`` of every non-conditioning frame in [2, t-1]: a conditioning frame there
-(a prompt after frame 1) or a corrected frame (the predictor's consolidated outputs lack it)
-raises ``KeyError``, so SAMURAI supports exactly one prompt per object, on frame 0.
+only, whatever its scores (SAM 2 would attend to it until frame 7). The scan reads
+``best_iou_score`` of every frame in [2, t-1] from the outputs it is given; the per-object
+outputs of the predictor lack it, so any prompt on a tracked frame >= 3 (a correction, a new
+object) raises ``KeyError``: SAMURAI supports prompts before tracking only (its protocol: a
+box on frame 0).
 
 Why a bounded ring attends to exactly SAMURAI's frames
 =======================================================
 
-Let Q(t) be the frames of [2, t-1] that qualify. Because t-1 is the newest frame that can be
-in V and c >= R (15 >= 6), the last R entries of V are
+Let Q(t) be the frames of [2, t-1] that qualify. t-1 is the newest frame V can hold, and
+c >= R (15 >= 6), so the last R entries of V are
 
-* the R newest frames of Q(t), if t-1 qualifies (t-1 is then the newest of them);
+* the R newest frames of Q(t), if t-1 qualifies (t-1 is the newest of them);
 * t-1 and the R-1 newest frames of Q(t-1), if it does not.
 
-Frames older than the R newest qualifying ones are never attended again, however long the
-stream: a ring of R entries per slot holds everything. Keep in each slot a count ``kept`` of
-the qualifying frames it has stored, and write the memory of every tracked frame t at ring
-position ``kept % R``; afterwards ``kept += 1`` if t qualifies (:func:`ring_write`). Invariant
-(by induction over frames): before frame t the positions other than ``(kept - 1) % R`` ...
-simply, the ring holds the R newest qualifying frames, except that if t-1 did not qualify it
-sits at position ``kept % R``, in place of the oldest of them, the (R)-th newest, which no
-later frame can select (a new qualifying frame makes it the (R+1)-th newest; a non-qualifying
-one takes the same position again). That is exactly the list above, for every t, with the
-temporal encoding given by the rank among the ring's valid entries (:func:`ring_ranks`). The
-state is constant: R entries and one counter per slot, on an endless stream.
+A qualifying frame is attended until R newer frames qualified, however long ago that was; it
+is never attended again after that. So R entries per slot hold everything: a ring, and a
+count ``kept`` of the qualifying frames written to it. Every tracked frame t is written at
+position ``kept % R``; then ``kept += 1`` if t qualifies (:func:`ring_write`). By induction
+over t, before frame t the ring holds the R newest frames of Q(t) at positions
+``(kept - R .. kept - 1) % R`` (fewer at the start, the rest empty), except that a t-1 which
+did not qualify occupies position ``kept % R`` instead of the oldest of them. That is the list
+above: if t qualifies it is written over the oldest, which is now the (R+1)-th newest; if not,
+it is written over the oldest or over t-1, neither of which frame t+1 selects. The temporal
+encoding is the rank among the ring's valid entries (:func:`ring_ranks`). The state is R
+entries and one counter per slot, constant on an endless stream.
 
-The two differ only where SAMURAI's assumptions break:
+The ring and SAMURAI's scan differ only outside what SAMURAI supports:
 
-* c < R (``max_obj_ptrs_in_encoder < num_maskmem``, no released config): SAMURAI attends to
-  fewer frames than the ring; refuse such settings.
-* Objects prompted after frame 0 (a streaming tracker's normal case): SAMURAI's frames 0 and 1
-  are absolute. The ring counts them from the object's first prompted frame t0: frames t with
-  ``t - t0 < 2`` never qualify (``eligible`` in :func:`ring_write`), which is SAMURAI's rule
-  for the prompt on frame 0 it supports.
-* Conditioning frames after the first (corrections kept as conditioning frames, mask
-  re-prompts) and corrected frames, where SAMURAI raises: a conditioning frame t is attended
-  as a conditioning frame and is never scanned; as t-1 it still takes the newest of the R
-  places (SAMURAI's step 2), so its ring position is emptied (:func:`ring_write` with
-  ``cond``). A corrected non-conditioning frame qualifies by its corrected output's scores.
-* Conditioning frames beyond ``max_cond_frames`` that are not selected serve as the previous
-  frame when they are t-1 (SAMURAI looks V's entries up among the unselected conditioning
-  frames too).
+* c < R (``max_obj_ptrs_in_encoder < num_maskmem``; no released config): SAMURAI attends to
+  fewer frames than the ring. Refuse such settings.
+* Objects prompted after frame 0 (a live stream's normal case): SAMURAI's frames 0 and 1 are
+  absolute frame indices. Counted from the object's first prompted frame t0 instead, frames
+  with ``t - t0 < 2`` never qualify, which is SAMURAI's rule for its prompt on frame 0 (the
+  caller's ``admitted`` in :func:`ring_write`).
+* Prompts after tracking started, where SAMURAI raises (see above). Extended so: a
+  conditioning frame is attended as a conditioning frame and never qualifies; as t-1 it keeps
+  SAMURAI's place of the previous frame, with no memory there (SAMURAI skips an entry it finds
+  no output for), so its ring position is emptied (``cond`` in :func:`ring_write`). A corrected
+  frame stored as a plain memory qualifies by its corrected output's scores.
 """
 
 from __future__ import annotations
