@@ -80,9 +80,10 @@ Before any frame qualifies, V = [t-1]: the previous frame alone (with the condit
 frames), so frame 1 sees only its prompt and frame 2 sees frame 1. Frames 0 and 1 are never
 scanned: frame 1 (the first tracked frame after a prompt on frame 0) is attended by frame 2
 only, whatever its scores (SAM 2 would attend to it until frame 7). The scan reads
-``best_iou_score`` of every frame in [2, t-1] from the outputs it is given; the per-object
-outputs of the predictor lack it, so any prompt on a tracked frame >= 3 (a correction, a new
-object) raises ``KeyError``: SAMURAI supports prompts before tracking only (its protocol: a
+``best_iou_score`` of every frame in [2, t-1], which the predictor's per-object and
+consolidated outputs lack: a correction on a tracked frame t >= 3 raises ``KeyError`` at once
+(checked), one on frame 2 two frames later (read from the code), and the predictor refuses new
+objects once tracking started. SAMURAI supports prompts before tracking only (its protocol: a
 box on frame 0).
 
 Why a bounded ring attends to exactly SAMURAI's frames
@@ -119,6 +120,27 @@ The ring and SAMURAI's scan differ only outside what SAMURAI supports:
   SAMURAI's place of the previous frame, with no memory there (SAMURAI skips an entry it finds
   no output for), so its ring position is emptied (``cond`` in :func:`ring_write`). A corrected
   frame stored as a plain memory qualifies by its corrected output's scores.
+
+Per frame, in a tracker (per slot: :class:`MotionState`, the ring's frames, ``kept``, and the
+object's first prompted frame ``t0``)
+=====================================================================================
+
+1. Decode from memory; blank candidates and gate the pointer with ``score >
+   min_obj_score_logits`` (not > 0); upsample all three (the decoder does).
+2. :func:`choose` on the three candidates (``apply``: active slots, not new objects) and keep its ``index``
+   (mask, upsampled mask and output token) instead of the highest predicted IoU.
+3. Prompts. A new object: :func:`restart` (and an empty ring, ``kept = 0``, ``t0 = t``); its
+   prompt decode goes through :func:`choose` if it has three candidates (one click: the filter
+   starts on the prompt frame, as SAMURAI's), else the filter starts on the next frame. A
+   prompt on a tracked object (no SAMURAI equivalent): after step 2, :func:`restart`, then the
+   same as a new object's decode; the ring and ``t0`` stay.
+4. Encode the memory as SAM 2 does (its no-object embedding still uses score > 0).
+5. ``admitted = admit(...) & (t - t0 >= 2)`` with the kept mask's IoU, score and motion score
+   (a prompt's decode: its own, no motion score; a mask prompt: IoU 1, SAMURAI's); then
+   :func:`ring_write` (``cond``: the frame became a conditioning frame) gives the ring
+   position the memory goes to, instead of ``t % R``. Pointers stay SAM 2's.
+6. The next frame attends to the conditioning entries and every valid ring entry, whatever
+   its age, with temporal encoding :func:`ring_ranks` instead of ``frames back - 1``.
 """
 
 from __future__ import annotations

@@ -2,19 +2,34 @@
 
 This script runs INSIDE the SAMURAI oracle venv (``.venv-samurai``, made by
 ``scripts/setup.sh --test``), never in the test process: SAMURAI's package is also called
-``sam2``, like Meta's. The test side (``test/samurai_reference.py``) writes a list of jobs
-with ``torch.save``, runs ``<venv>/bin/python samurai_oracle.py JOBS.pt RESULTS.pt`` and
-reads the results back. It only *calls* SAMURAI's code and records what it does.
+``sam2``, like Meta's. The test side (``test/samurai_reference.py``) saves
+``{"jobs": [...], "threads": N}`` with ``torch.save``, runs ``<venv>/bin/python
+samurai_oracle.py JOBS.pt RESULTS.pt`` and reads ``{"results": [...], "info": ...}`` back.
+It only *calls* SAMURAI's code and records what it does.
 
 Jobs (dicts; ``kind`` says which):
 
-``track``
-    One object tracked over a clip with SAMURAI's video predictor (SAM 2's earlier, offline
-    predictor: the object is prompted on frame 0, then ``propagate_in_video``). Per frame it
-    records the decoder's 3 candidates (low-res logits), predicted IoUs, object score, the
-    candidate chosen, the Kalman filter's calls (initiate / predict / update / IoU with
-    their inputs and outputs) and its state after the frame, the memories and pointers the
-    frame attended to, and the output logits (low-res and at the frame's resolution).
+``track`` (``checkpoint``, ``image_size``, ``frames`` (N, H, W, 3) uint8, ``prompt`` with
+``box`` or ``points`` + ``labels``, ``overrides``)
+    One object tracked with SAMURAI's video predictor (SAM 2's earlier, offline predictor,
+    config ``configs/samurai/sam2.1_hiera_t.yaml``): prompted on frame 0, then
+    ``propagate_in_video``. The result holds
+
+    * ``settings``: SAMURAI's settings as the model has them;
+    * ``frames[t]``: ``cond``, ``logits`` (H, W) output logits at the frame's resolution,
+      ``low_res`` (S/4, S/4), ``object_score`` (logit), and on tracked frames ``best_iou``
+      (predicted IoU of the kept mask) and ``kf_score`` (None before the filter is stable):
+      what SAMURAI's memory test reads;
+    * ``heads``: one record per decode (``_forward_sam_heads``): ``frame``, ``multimask``,
+      ``candidates`` (1, M, S/4, S/4) low-res logits after the no-object blanking, ``ious``
+      (1, M), ``object_score``, ``chosen`` (indices of the candidates equal to the kept
+      mask), ``best_iou``, ``kf_score``, ``kf_before`` / ``kf_after`` (``started``,
+      ``stable_frames``, ``mean`` (8,), ``cov`` (8, 8), float64);
+    * ``kalman``: every filter call in order (``op``, ``frame``, inputs, outputs);
+    * ``memory``: per decode with memory, ``frame``, ``memory`` [(t_pos, frame, is_cond)] in
+      the order attended (t_pos 0: conditioning frames; R..1: newest..oldest), ``missing``
+      (t_pos whose entry had no output), ``pointers`` [(offset, frame)], ``valid_indices``
+      (SAMURAI's V).
 ``kalman``
     SAMURAI's ``KalmanFilter`` replayed on given operation sequences.
 ``select``
@@ -277,18 +292,18 @@ def run_kalman(job: dict) -> dict:
     return {"results": results}
 
 
-def _small_model(image_size: int, overrides=()):
-    predictor = _quiet_build(ckpt_path=None, hydra_overrides_extra=[f"++model.image_size={image_size}", *overrides])
-    return predictor
+def _model_without_weights(image_size: int, overrides=()):
+    """SAMURAI's model with its random initialisation (the stub jobs need no weights)."""
+    return _quiet_build(ckpt_path=None, hydra_overrides_extra=[f"++model.image_size={image_size}", *overrides])
 
 
 def run_select(job: dict) -> dict:
-    """SAMURAI's candidate selection on given decoder answers, one sequence per run of a
-    fresh filter: ``steps`` = [(low_res_multimasks (1, 3, S/4, S/4), ious (1, 3), object
-    score logit)]. The mask decoder and prompt encoder are stubs returning them; everything
-    after the decoder in ``_forward_sam_heads`` is SAMURAI's."""
+    """SAMURAI's candidate selection on given decoder answers: ``sequences``, each a list of
+    steps (low_res_multimasks (1, 3, S/4, S/4), ious (1, 3), object-score logit), each run
+    from a fresh filter. The mask decoder and prompt encoder are stubs returning them;
+    everything after the decoder in ``_forward_sam_heads`` is SAMURAI's."""
     s = int(job["image_size"])
-    model = _small_model(s, job.get("overrides", ()))
+    model = _model_without_weights(s, job.get("overrides", ()))
     c, h = model.hidden_dim, s // 16
     results = []
     for seq in job["sequences"]:
@@ -325,7 +340,7 @@ def run_memory(job: dict) -> dict:
     0 is the conditioning frame); the memory attention is a stub (its inputs are not needed:
     the selection is read from the function's locals)."""
     s = int(job["image_size"])
-    model = _small_model(s, job.get("overrides", ()))
+    model = _model_without_weights(s, job.get("overrides", ()))
     c, h, cm = model.hidden_dim, s // 16, model.mem_dim
     model.memory_attention.forward = lambda curr, **kwargs: torch.zeros_like(curr[0] if isinstance(curr, list) else curr)
     results = []
