@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
+from bench_model import _timed  # noqa: E402
 from sam2_ros.step import memory_selection as ms  # noqa: E402
 
 CFG = ms.SamuraiConfig()
@@ -58,15 +59,7 @@ def inputs(slots: int, size: int, device: torch.device):
 
 
 def timings_ms(fn, repeats: int, device: torch.device) -> dict:
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - t0) * 1e3)
+    times = [_timed(fn, device) for _ in range(repeats)]
     # On a shared machine the minimum is the least disturbed figure.
     return {"min": min(times), "median": statistics.median(times)}
 

@@ -6,12 +6,13 @@ in its own venv (``.venv-samurai``, made by ``scripts/setup.sh --test``) as a su
 ::
 
     from samurai_reference import run_jobs, track_job, stretch_iou_head
-    ckpt = stretch_iou_head(official_checkpoint("tiny", 256, seed=5), tmp / "ckpt.pt", gain=8.0)
+    ckpt = stretch_iou_head(official_checkpoint("tiny", 256, seed=5), tmp / "ckpt.pt", 20.0, (0, 7.6, -5.7, 10.8))
     (run,) = run_jobs([track_job(ckpt, frames, 256, box=[x0, y0, x1, y1])])
     run["frames"][t]["logits"]      # (H, W) output logits on frame t
     run["heads"]                    # one record per decode: candidates, ious, chosen, filter state
     run["memory"]                   # per frame: the memories and pointers it attended to
 
+The ``samurai_scene`` session fixture (conftest) runs the shared scene below once per session.
 See the oracle script's docstring for every job and record. ``SAMURAI_PYTHON`` overrides the
 interpreter (default: ``<repo>/.venv-samurai/bin/python``).
 """
@@ -141,9 +142,3 @@ SCENE_SEED, SCENE_SIZE, SCENE_FRAMES = 5, 256, 48
 SCENE_GAIN, SCENE_SHIFT = 20.0, (0.0, 7.6, -5.7, 10.8)
 SCENE_BOX = [60, 46, 120, 94]
 
-
-def memory_frames(record: dict) -> Optional[List[int]]:
-    """The non-conditioning frames a frame attended to, oldest first (None on a prompt frame)."""
-    if record["init_cond"]:
-        return None
-    return [f for _, f, cond in record["memory"] if not cond]

@@ -386,3 +386,26 @@ def test_no_host_synchronisation(theirs):
         for a, b in zip(torch.utils._pytree.tree_leaves(eager), torch.utils._pytree.tree_leaves(graph)):
             assert torch.equal(a, b)
         state, ring, kept = eager[0].state, eager[2], eager[3]
+
+
+def test_restart_initiates_at_the_next_decode(theirs):
+    """A prompt restarts a slot's filter: its next three-candidate decode initiates it from the
+    highest predicted IoU, as SAMURAI's first decode; the other slots go on."""
+    seqs, _ = theirs["select"]
+    n = len(seqs)
+    state = ms.new_motion_state(n)
+    for t in range(20):
+        low = torch.cat([s[t][0] for s in seqs])
+        ious = torch.cat([s[t][1] for s in seqs])
+        score = torch.stack([s[t][2] for s in seqs])
+        masks = upsample_blanked(low, score, SMALL)
+        if t == 18:
+            before = state
+            state = ms.restart(state, torch.tensor([False, True, False, False]))
+            assert state.stable.tolist() == [before.stable[0], 0, before.stable[2], before.stable[3]]
+        c = ms.choose(CFG, state, masks, ious, torch.ones(n, dtype=torch.bool))
+        if t == 18:
+            z = kalman.box_to_xyah(ms.mask_boxes(masks)[1, int(ious[1].argmax())][None])
+            assert int(c.index[1]) == int(ious[1].argmax()) and int(c.state.stable[1]) == 1
+            assert torch.equal(c.state.mean[1:2], kalman.initiate(z)[0])
+        state = c.state
