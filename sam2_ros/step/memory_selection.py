@@ -261,7 +261,7 @@ def choose(cfg: SamuraiConfig, state: MotionState, masks: Tensor, ious: Tensor, 
     i_mean, i_cov = kalman.initiate(z)
     u_mean, u_cov = kalman.update(p_mean, p_cov, z)
     # Which of initiate / predict+update / predict alone each slot ends with.
-    ok = torch.where(stable, ~(iou < thr), iou > thr)
+    ok = (stable & ~(iou < thr)) | (~stable & (iou > thr))  # (not torch.where: ONNX Runtime has no bool Where)
     use_init, use_update = apply & init, apply & ~init & ok
     use_predict = apply & ~init & ~ok
 
