@@ -3,7 +3,8 @@
 # rosdep + colcon instead: see README.md).
 #
 #   bash scripts/setup.sh          # .venv with the runtime dependencies and sam2_ros (editable)
-#   bash scripts/setup.sh --test   # ... plus the test dependencies and the official SAM 2 oracle
+#   bash scripts/setup.sh --test   # ... plus the test dependencies and the official SAM 2 oracle,
+#                                  # and .venv-samurai (SAMURAI's release, its own oracle venv)
 #
 # Creates .venv in the repository root with Python 3.10-3.12 (the ROS 2 Kilted wheels on PyPI
 # exist for those), installs the pinned versions in requirements*.txt and the package itself in
@@ -34,7 +35,8 @@ colcon instead: see README.md): Python 3.10-3.12, the pinned requirements*.txt, 
 from PyPI wheels, and sam2_ros in editable mode. A second run with unchanged requirements only
 checks and returns.
 
-  --test   also the test dependencies and Meta's sam2 package (the numerical oracle)
+  --test   also the test dependencies, Meta's sam2 package (the numerical oracle) and
+           .venv-samurai, a venv with SAMURAI's released package (its oracle; a subprocess)
 
 Environment:
   PYTHON=/path/to/python3.X   interpreter for the venv (default: the first of python3.12,
@@ -150,6 +152,43 @@ if [[ "$WITH_TEST" == 1 ]]; then
     SAM2_BUILD_CUDA=0 pip_install --no-build-isolation --no-deps \
       -r requirements-oracle.txt
     stamp_write test
+  fi
+fi
+
+# --- 4. the SAMURAI oracle venv (tests only) --------------------------------------------------
+# SAMURAI's released `sam2` package (PyPI absolutely-not-samurai) clashes with Meta's `sam2` in
+# .venv, so it gets its own venv, which the tests run as a subprocess (test/samurai_reference.py).
+SAMURAI_PKG="absolutely-not-samurai==1.0.0"
+SAMURAI_VENV="$ROOT/.venv-samurai"
+samurai_stamp() {
+  cat "$ROOT"/requirements-oracle-samurai.txt
+  echo "$SAMURAI_PKG"
+  "$SAMURAI_VENV/bin/python" -c 'import sys; print(sys.version)'
+}
+if [[ "$WITH_TEST" == 1 ]]; then
+  SVPY="$SAMURAI_VENV/bin/python"
+  if [[ -x "$SVPY" ]] && [[ -f "$SAMURAI_VENV/.samurai-setup" ]] \
+     && [[ "$(cat "$SAMURAI_VENV/.samurai-setup")" == "$(samurai_stamp | sha256sum | cut -d' ' -f1)" ]]; then
+    log "SAMURAI oracle venv up to date (.venv-samurai)"
+  else
+    SPY="${SAMURAI_PYTHON_BASE:-}"
+    if [[ -z "$SPY" ]]; then  # SAMURAI's oracle is pinned to Python 3.11 where there is one
+      if command -v python3.11 >/dev/null 2>&1 && python3.11 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        SPY=python3.11
+      else
+        SPY="$PYTHON"
+        log "note: no python3.11 found; the SAMURAI oracle venv uses $PYTHON (Python $PYVER)"
+      fi
+    fi
+    log "creating the SAMURAI oracle venv (.venv-samurai, $SPY): $SAMURAI_PKG and its dependencies"
+    rm -rf "$SAMURAI_VENV"
+    "$SPY" -m venv "$SAMURAI_VENV"
+    VPY="$SVPY" pip_install --upgrade pip setuptools wheel
+    VPY="$SVPY" pip_install -r requirements-oracle-samurai.txt
+    SAM2_BUILD_CUDA=0 VPY="$SVPY" pip_install --no-build-isolation --no-deps "$SAMURAI_PKG"
+    "$SVPY" -c 'import sam2.utils.kalman_filter, scipy, loguru, hydra' \
+      || die "the SAMURAI oracle venv does not import (see above); remove .venv-samurai and run again"
+    samurai_stamp | sha256sum | cut -d' ' -f1 > "$SAMURAI_VENV/.samurai-setup"
   fi
 fi
 

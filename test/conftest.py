@@ -75,3 +75,21 @@ def reference(official_checkpoint, bunny_frames):
         return cache[size]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def samurai_scene(official_checkpoint, tmp_path_factory):
+    """SAMURAI's released predictor on the shared SAMURAI scene (``samurai_reference``: one
+    object, a box on frame 0, 48 frames), run once per session in its own venv. Returns a
+    SimpleNamespace: ``checkpoint`` (the official-format file both sides load), ``frames``,
+    ``box``, ``image_size`` and ``run`` (the oracle's records, see
+    ``test/oracles/samurai_oracle.py``)."""
+    import types
+
+    import samurai_reference as S
+
+    base = official_checkpoint("tiny", S.SCENE_SIZE, seed=S.SCENE_SEED)
+    ckpt = S.stretch_iou_head(base, tmp_path_factory.mktemp("samurai") / "scene.pt", S.SCENE_GAIN, S.SCENE_SHIFT)
+    frames = S.moving_scene(S.SCENE_FRAMES)
+    (run,) = S.run_jobs([S.track_job(ckpt, frames, S.SCENE_SIZE, box=S.SCENE_BOX)])
+    return types.SimpleNamespace(checkpoint=ckpt, frames=frames, box=S.SCENE_BOX, image_size=S.SCENE_SIZE, run=run)
