@@ -157,7 +157,7 @@ fi
 
 # --- 4. the SAMURAI oracle venv (tests only) --------------------------------------------------
 # SAMURAI's released `sam2` package (PyPI absolutely-not-samurai) clashes with Meta's `sam2` in
-# .venv, so it gets its own venv, which the tests run as a subprocess (test/samurai_reference.py).
+# .venv, so it gets its own venv, which the tests run as a subprocess (test/helpers/samurai.py).
 SAMURAI_PKG="absolutely-not-samurai==1.0.0"
 SAMURAI_VENV="$ROOT/.venv-samurai"
 samurai_stamp() {

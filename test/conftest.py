@@ -79,17 +79,20 @@ def reference(official_checkpoint, bunny_frames):
 
 @pytest.fixture(scope="session")
 def samurai_scene(official_checkpoint, tmp_path_factory):
-    """SAMURAI's released predictor on the shared SAMURAI scene (``samurai_reference``: one
-    object, a box on frame 0, 48 frames), run once per session in its own venv. Returns a
+    """SAMURAI's released predictor on the shared SAMURAI scene (``helpers.samurai``: one
+    object, a box on frame 0, 48 frames; and a second object alone, one click on frame 0,
+    over the first 24 frames), run once per session in its own venv. Returns a
     SimpleNamespace: ``checkpoint`` (the official-format file both sides load), ``frames``,
-    ``box``, ``image_size`` and ``run`` (the oracle's records, see
-    ``test/oracles/samurai_oracle.py``)."""
+    ``box``, ``image_size``, ``run`` (the oracle's records, see
+    ``test/oracles/samurai_oracle.py``), ``point`` and ``second`` (the second object's run)."""
     import types
 
-    import samurai_reference as S
+    from helpers import samurai as S
 
     base = official_checkpoint("tiny", S.SCENE_SIZE, seed=S.SCENE_SEED)
     ckpt = S.stretch_iou_head(base, tmp_path_factory.mktemp("samurai") / "scene.pt", S.SCENE_GAIN, S.SCENE_SHIFT)
     frames = S.moving_scene(S.SCENE_FRAMES)
-    (run,) = S.run_jobs([S.track_job(ckpt, frames, S.SCENE_SIZE, box=S.SCENE_BOX)])
-    return types.SimpleNamespace(checkpoint=ckpt, frames=frames, box=S.SCENE_BOX, image_size=S.SCENE_SIZE, run=run)
+    run, second = S.run_jobs([S.track_job(ckpt, frames, S.SCENE_SIZE, box=S.SCENE_BOX),
+                              S.track_job(ckpt, frames[:S.SECOND_FRAMES], S.SCENE_SIZE, points=S.SECOND_POINT, labels=[1])])
+    return types.SimpleNamespace(checkpoint=ckpt, frames=frames, box=S.SCENE_BOX, image_size=S.SCENE_SIZE, run=run,
+                                 point=S.SECOND_POINT, second=second)

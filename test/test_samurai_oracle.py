@@ -7,7 +7,7 @@ older than SAM 2's window."""
 import numpy as np
 import torch
 
-import samurai_reference as S
+from helpers import samurai as S
 
 SETTINGS = {"samurai_mode": True, "stable_frames_threshold": 15, "stable_ious_threshold": 0.3,
             "min_obj_score_logits": -1, "kf_score_weight": 0.25, "memory_bank_iou_threshold": 0.5,

@@ -1,7 +1,7 @@
 """SAMURAI's pure tensor parts (``sam2_ros.step.kalman``, ``sam2_ros.step.memory_selection``)
 give SAMURAI's own numbers, batched over object slots, without host synchronisation.
 
-The reference is SAMURAI's released code run in its own venv (``test/samurai_reference.py``):
+The reference is SAMURAI's released code run in its own venv (``test/helpers/samurai.py``):
 its Kalman filter on box sequences, its candidate selection (``_forward_sam_heads`` with a
 stub decoder) and memory selection (``_prepare_memory_conditioned_features``) on synthetic
 inputs, and its predictor on the shared scene (``samurai_scene``), replayed here decode by
@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
-
-import samurai_reference as S
+from helpers import samurai as S
+from helpers.samurai import NoHostSync
 from sam2_ros.step import kalman
 from sam2_ros.step import memory_selection as ms
 
@@ -347,19 +346,6 @@ def test_scene_replayed_decode_by_decode(samurai_scene):
 
 
 # ------------------------------------------------------------------------------ no host syncs
-class NoHostSync(TorchFunctionMode):
-    """Fails on anything that reads a tensor's value on the host."""
-
-    FORBIDDEN = {"item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__", "nonzero",
-                 "argwhere", "unique", "masked_select"}
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        name = getattr(func, "__name__", "")
-        if name in self.FORBIDDEN:
-            raise AssertionError(f"host synchronisation: {name}")
-        return func(*args, **(kwargs or {}))
-
-
 def one_frame(state, masks, ious, apply, score, ring, kept, t, cond):
     c = ms.choose(CFG, state, masks, ious, apply)
     ok = ms.admit(CFG, c.iou, score, c.kf_score, c.has_kf_score)

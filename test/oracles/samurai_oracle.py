@@ -2,7 +2,7 @@
 
 This script runs INSIDE the SAMURAI oracle venv (``.venv-samurai``, made by
 ``scripts/setup.sh --test``), never in the test process: SAMURAI's package is also called
-``sam2``, like Meta's. The test side (``test/samurai_reference.py``) saves
+``sam2``, like Meta's. The test side (``test/helpers/samurai.py``) saves
 ``{"jobs": [...], "threads": N}`` with ``torch.save``, runs ``<venv>/bin/python
 samurai_oracle.py JOBS.pt RESULTS.pt`` and reads ``{"results": [...], "info": ...}`` back.
 It only *calls* SAMURAI's code and records what it does.
@@ -38,6 +38,10 @@ Jobs (dicts; ``kind`` says which):
 ``memory``
     SAMURAI's memory selection (``_prepare_memory_conditioned_features``, its own code) on
     given per-frame scores: which frames a frame attends to.
+``time``
+    A ``track`` job timed, with nothing recorded: ``ms`` per frame (the prompt on frame 0,
+    then each frame ``propagate_in_video`` yields, its image encoding included) and the
+    frame-0 logits (so the caller can check it ran what it compares against).
 
 Numerics: SAMURAI's attention wraps ``scaled_dot_product_attention`` in
 ``torch.backends.cuda.sdp_kernel(enable_flash=False, enable_math=True, ...)`` on machines
@@ -59,7 +63,7 @@ import numpy as np
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))  # test/: the shared oracle helpers
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "helpers"))  # test/helpers: the shared oracle module
 
 warnings.filterwarnings("ignore", message=r"(?s).*Skipping the post-processing step.*")
 warnings.filterwarnings("ignore", category=FutureWarning)  # torch.backends.cuda.sdp_kernel
@@ -217,8 +221,8 @@ class HeadRecorder:
 
 
 # ------------------------------------------------------------------------------ jobs
-def run_track(job: dict) -> dict:
-    """Track one object: SAMURAI's own protocol (prompt on frame 0, then propagate)."""
+def _predictor_and_state(job: dict):
+    """SAMURAI's predictor for a track/time job, and its inference state over the job's frames."""
     image_size = int(job["image_size"])
     frames = job["frames"].numpy() if isinstance(job["frames"], torch.Tensor) else np.asarray(job["frames"])
     overrides = [f"++model.image_size={image_size}"] + list(job.get("overrides", []))
@@ -231,19 +235,28 @@ def run_track(job: dict) -> dict:
         state = predictor.init_state(video_path="<frames>")
     finally:
         _vp.load_video_frames = orig
+    return predictor, state, frames
+
+
+def _prompt_args(prompt: dict) -> dict:
+    args = {}
+    if prompt.get("box") is not None:
+        args["box"] = torch.as_tensor(np.asarray(prompt["box"], dtype=np.float32))
+    if prompt.get("points") is not None:
+        args["points"] = torch.as_tensor(np.asarray(prompt["points"], dtype=np.float32))
+        args["labels"] = torch.as_tensor(np.asarray(prompt["labels"], dtype=np.int32))
+    return args
+
+
+def run_track(job: dict) -> dict:
+    """Track one object: SAMURAI's own protocol (prompt on frame 0, then propagate)."""
+    predictor, state, frames = _predictor_and_state(job)
     heads = HeadRecorder(predictor)
     kalman = KalmanRecorder(predictor.kf, lambda: heads.frame)
     outputs: Dict[int, torch.Tensor] = {}
-    prompt = job["prompt"]
     with torch.inference_mode(), MemoryTracer() as tracer:
         heads.frame = 0
-        args = {}
-        if prompt.get("box") is not None:
-            args["box"] = torch.as_tensor(np.asarray(prompt["box"], dtype=np.float32))
-        if prompt.get("points") is not None:
-            args["points"] = torch.as_tensor(np.asarray(prompt["points"], dtype=np.float32))
-            args["labels"] = torch.as_tensor(np.asarray(prompt["labels"], dtype=np.int32))
-        _, _, video_res = predictor.add_new_points_or_box(state, frame_idx=0, obj_id=1, **args)
+        _, _, video_res = predictor.add_new_points_or_box(state, frame_idx=0, obj_id=1, **_prompt_args(job["prompt"]))
         outputs[0] = video_res[0, 0].float().clone()
         _run_frames = predictor._run_single_frame_inference
 
@@ -267,6 +280,26 @@ def run_track(job: dict) -> dict:
         frames_out.append(rec)
     return {"settings": _settings(predictor), "frames": frames_out, "heads": heads.records,
             "kalman": kalman.calls, "memory": tracer.records}
+
+
+def run_time(job: dict) -> dict:
+    """A track job timed frame by frame, nothing recorded (see the module docstring)."""
+    import time
+
+    predictor, state, frames = _predictor_and_state(job)
+    ms = []
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        _, _, video_res = predictor.add_new_points_or_box(state, frame_idx=0, obj_id=1, **_prompt_args(job["prompt"]))
+        first = video_res[0, 0].float().clone()
+        ms.append((time.perf_counter() - t0) * 1e3)
+        t0 = time.perf_counter()
+        for _f, _, _res in predictor.propagate_in_video(state):
+            t1 = time.perf_counter()
+            ms.append((t1 - t0) * 1e3)
+            t0 = t1
+    # propagate_in_video yields frame 0 first: its memory encoding (the preflight), no decode
+    return {"ms": [ms[0] + ms[1]] + ms[2:], "first_logits": first}
 
 
 def run_kalman(job: dict) -> dict:
@@ -365,7 +398,7 @@ def run_memory(job: dict) -> dict:
     return {"results": results, "settings": _settings(model)}
 
 
-JOBS = {"track": run_track, "kalman": run_kalman, "select": run_select, "memory": run_memory}
+JOBS = {"track": run_track, "time": run_time, "kalman": run_kalman, "select": run_select, "memory": run_memory}
 
 
 def main(argv: List[str]) -> int:

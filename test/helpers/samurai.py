@@ -5,7 +5,7 @@ in its own venv (``.venv-samurai``, made by ``scripts/setup.sh --test``) as a su
 
 ::
 
-    from samurai_reference import run_jobs, track_job, stretch_iou_head
+    from helpers.samurai import run_jobs, track_job, stretch_iou_head
     ckpt = stretch_iou_head(official_checkpoint("tiny", 256, seed=5), tmp / "ckpt.pt", 20.0, (0, 7.6, -5.7, 10.8))
     (run,) = run_jobs([track_job(ckpt, frames, 256, box=[x0, y0, x1, y1])])
     run["frames"][t]["logits"]      # (H, W) output logits on frame t
@@ -30,8 +30,9 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
+from torch.overrides import TorchFunctionMode
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "test" / "oracles" / "samurai_oracle.py"
 IOU_HEAD = "sam_mask_decoder.iou_prediction_head.layers.2"
 
@@ -141,4 +142,21 @@ def moving_scene(n: int, height: int = 180, width: int = 320, seed: int = 0) -> 
 SCENE_SEED, SCENE_SIZE, SCENE_FRAMES = 5, 256, 48
 SCENE_GAIN, SCENE_SHIFT = 20.0, (0.0, 7.6, -5.7, 10.8)
 SCENE_BOX = [60, 46, 120, 94]
+# A second object of the same scene, for the several-object tests: one click on the background
+# (its filter starts on the prompt frame), tracked alone by SAMURAI over the first frames.
+SECOND_POINT, SECOND_FRAMES = [[240.0, 40.0]], 24
 
+
+
+class NoHostSync(TorchFunctionMode):
+    """Fails on anything that reads a tensor's value on the host (what the static step's
+    SAMURAI parts must never do)."""
+
+    FORBIDDEN = {"item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__", "nonzero",
+                 "argwhere", "unique", "masked_select"}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in self.FORBIDDEN:
+            raise AssertionError(f"host synchronisation: {name}")
+        return func(*args, **(kwargs or {}))
