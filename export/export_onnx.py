@@ -6,7 +6,7 @@
 
 Parts: encoder (what the tracker's encoder backends run), step (the whole static frame step but
 the encoder, for a tracker's bank: --capacity = max_objects, --max-cond-frames, --num-maskmem,
---max-prompt-points must be the tracker's; run it with Tracker(step_backend="onnxruntime",
+--max-prompt-points and --memory-selection must be the tracker's; run it with Tracker(step_backend="onnxruntime",
 step_engine=F.onnx) or the node's step_backend / step_engine parameters), memory_attention
 (--num-mem-frames, --num-ptrs fix the memory length), decoder (prompt encoder + mask decoder +
 object-pointer head, --num-points fixes the point count) and memory_encoder. Graph inputs and
@@ -51,6 +51,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-cond-frames", type=int, default=4, help="step: conditioning frames kept per object")
     ap.add_argument("--num-maskmem", type=int, default=7, help="step: memory frames (1 conditioning + recent)")
     ap.add_argument("--max-prompt-points", type=int, default=16, help="step: points per prompt (box corners count 2)")
+    ap.add_argument("--memory-selection", default="sam2", choices=("sam2", "samurai"),
+                    help="step: the tracker's memory_selection (samurai: SAMURAI's released settings)")
     args = ap.parse_args(argv)
 
     import torch
@@ -75,8 +77,13 @@ def main(argv=None) -> int:
         if args.fp16 or args.opset < 18:
             ap.error("--part step is exported in float32 with opset >= 18 (the dynamo exporter)")
         cfg = model.cfg
+        samurai = None
+        if args.memory_selection == "samurai":
+            from sam2_ros.step.memory_selection import SamuraiConfig
+
+            samurai = SamuraiConfig()
         layout = BankLayout(args.capacity, args.max_cond_frames, args.num_maskmem - 1, cfg.max_obj_ptrs - 1,
-                            cfg.feat_size, cfg.mem_dim, cfg.d_model)
+                            cfg.feat_size, cfg.mem_dim, cfg.d_model, samurai)
         export_step(model, layout, args.output, args.max_prompt_points, args.opset, checkpoint_sha256=digest)
         print(f"[export] done in {time.perf_counter() - t0:.1f} s: {args.output} "
               f"({os.path.getsize(args.output) / 2**20:.1f} MiB)", file=sys.stderr)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import fields
 from typing import Dict, Tuple
 
 import torch
@@ -34,9 +35,14 @@ OUTPUTS = tuple(f"next_{n}" for n in BankState._fields) + ("step_low_res", "step
 
 
 def layout_facts(layout: BankLayout, max_points: int) -> Dict[str, str]:
-    """What a step file must say to fit a tracker (its static shapes)."""
-    return {"capacity": str(layout.slots), "cond_frames": str(layout.cond), "recent_frames": str(layout.recent),
-            "max_prompt_points": str(max_points)}
+    """What a step file must say to fit a tracker (its static shapes, and the memory selection
+    its graph computes: SAMURAI's with its settings, or SAM 2's)."""
+    facts = {"capacity": str(layout.slots), "cond_frames": str(layout.cond), "recent_frames": str(layout.recent),
+             "max_prompt_points": str(max_points), "memory_selection": "sam2" if layout.samurai is None else "samurai"}
+    if layout.samurai is not None:
+        cfg = layout.samurai
+        facts["samurai_settings"] = ", ".join(f"{f.name}={getattr(cfg, f.name)}" for f in fields(cfg) if f.init)
+    return facts
 
 
 class StepGraph(nn.Module):

@@ -9,7 +9,7 @@ This module only computes; who remembers what, and for how long, is the tracker'
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Union
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +63,12 @@ class MaskPrediction:
     high_res_masks: Tensor  # (B, 1, S, S) the chosen mask at input resolution
     obj_ptr: Tensor  # (B, C) object pointer for later frames
     object_score_logits: Tensor  # (B, 1)
+    selection: Any = None  # what predict_masks' ``select`` said besides the index (SAMURAI: its choice)
+
+
+# Picks each row's kept candidate among its upsampled candidates (B, M, S, S) with their
+# predicted IoUs (B, M): (index (B,), anything the caller wants back in MaskPrediction.selection).
+Select = Callable[[Tensor, Tensor], Tuple[Tensor, Any]]
 
 
 class SAM2(nn.Module):
@@ -165,13 +171,20 @@ class SAM2(nn.Module):
         multimask: Union[bool, Tensor] = False,
         has_mask: Optional[Tensor] = None,
         point_mask: Optional[Tensor] = None,
+        present_above: float = 0.0,
+        select: Optional[Select] = None,
     ) -> MaskPrediction:
         """One video-model decoding step: decode, blank absent objects, pick the best
         candidate, upsample it to S x S, and make the object pointer.
 
         ``multimask``, ``has_mask`` and ``point_mask`` may be per-row tensors (see
         :meth:`decode`): the static frame step decodes a batch of differently prompted objects
-        in one call; the chosen mask is then already picked inside :meth:`decode`."""
+        in one call; the chosen mask is then already picked inside :meth:`decode`.
+
+        ``present_above``: an object is present (its mask kept, its own pointer) where its
+        object-score logit is above this (SAM 2: 0; SAMURAI: -1). ``select``: who picks among
+        three candidates (SAMURAI's motion-aware choice, ``sam2_ros.step.memory_selection``);
+        None: the highest predicted IoU."""
         if coords is None:
             # The video model always sends at least one (padding) point.
             b = mask_input.shape[0] if mask_input is not None else embedding.shape[0]
@@ -182,35 +195,38 @@ class SAM2(nn.Module):
             mask_input = F.interpolate(mask_input.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         masks, ious, tokens, obj_logits = self.decode(embedding, high_res, coords, labels, mask_input, multimask,
                                                       has_mask, point_mask)
-        present = obj_logits > 0  # (B, 1)
+        present = obj_logits > present_above  # (B, 1)
         masks = torch.where(present[:, :, None, None], masks, NO_OBJ_SCORE).float()  # (B, M, 4h, 4w)
         s = self.cfg.image_size
         # Every candidate is upsampled, then the best one picked, as upstream does: upsampling
         # one plane instead of three rounds differently with one CPU thread.
         highs = F.interpolate(masks, size=(s, s), mode="bilinear", align_corners=False)  # (B, M, S, S)
+        selection = None
         if not isinstance(multimask, Tensor) and multimask:
-            best = ious.argmax(-1)  # (B,)
+            best, selection = (ious.argmax(-1), None) if select is None else select(highs, ious)  # (B,)
             rows = torch.arange(best.shape[0], device=best.device)
             low, high = masks[rows, best][:, None], highs[rows, best][:, None]  # (B, 1, 4h, 4w), (B, 1, S, S)
             token = tokens[rows, best]  # (B, C)
         else:
             low, high, token = masks, highs, tokens[:, 0]
-        return MaskPrediction(masks, ious, low, high, self._object_pointer(per_row(self.obj_ptr_proj, token), present), obj_logits)
+        ptr = self._object_pointer(per_row(self.obj_ptr_proj, token), present)
+        return MaskPrediction(masks, ious, low, high, ptr, obj_logits, selection)
 
     def _object_pointer(self, ptr: Tensor, present: Tensor) -> Tensor:
         """Absent objects get the learned no-object pointer instead of their own."""
         p = present.to(ptr.dtype)  # (B, 1)
         return p * ptr + (1 - p) * self.no_obj_ptr
 
-    def mask_as_output(self, feats: ImageFeatures, masks: Tensor) -> MaskPrediction:
+    def mask_as_output(self, feats: ImageFeatures, masks: Tensor, present_above: float = 0.0) -> MaskPrediction:
         """A mask prompt is taken as the answer itself (its logits +/-10); only the object
-        pointer comes from the decoder, prompted with the downsampled mask."""
+        pointer comes from the decoder, prompted with the downsampled mask (``present_above``
+        as :meth:`predict_masks`)."""
         m = masks.float()  # (B, 1, S, S)
         high = m * MASK_AS_OUTPUT_SCALE + MASK_AS_OUTPUT_BIAS
         size = high.shape[-1] // 4
         low = F.interpolate(high, size=(size, size), mode="bilinear", align_corners=False, antialias=True)  # (B, 1, S/4, S/4)
         # The pointer is decoded from the raw frame features (no memory, no no_mem_embed).
-        ptr = self.predict_masks(feats.feat, feats.high_res, mask_input=self.mask_downsample(m)).obj_ptr
+        ptr = self.predict_masks(feats.feat, feats.high_res, mask_input=self.mask_downsample(m), present_above=present_above).obj_ptr
         present = m.flatten(1).gt(0).any(1, keepdim=True)  # (B, 1)
         obj_logits = present.float() * MASK_AS_OUTPUT_SCALE + MASK_AS_OUTPUT_BIAS
         # The decoder's gating already replaced absent pointers; empty masks must be absent too.

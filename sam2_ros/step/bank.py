@@ -14,6 +14,11 @@ Per object slot:
 * the same K conditioning entries, then a ring of ``P = max_obj_ptrs - 1`` recent frames
   (``frame % P``): object pointers;
 * the last low-res logits and object-score logit (what a correction starts from);
+* with SAMURAI's memory selection (``BankLayout.samurai``), its box filter, the count of
+  frames that passed its memory test and the frame the object was first prompted on; the ring
+  of spatial memories then holds the last R frames that passed (and the previous frame)
+  instead of the last R frames (:mod:`sam2_ros.step.memory_selection` says why that is
+  SAMURAI's choice, and :mod:`sam2_ros.step.samurai_step` how the step uses them);
 
 and, for the whole bank, the index of the next frame.
 """
@@ -21,10 +26,12 @@ and, for the whole bank, the index of the next frame.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
+
+from .memory_selection import SamuraiConfig
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,7 @@ class BankLayout:
     feat_size: int  # side h = w of the stride-16 feature map
     mem_dim: int  # C_mem
     d_model: int  # C, the width of an object pointer
+    samurai: Optional[SamuraiConfig] = None  # None: SAM 2's memory; else SAMURAI's, with these settings
 
     def __post_init__(self) -> None:
         if min(self.slots, self.cond, self.recent, self.ptrs) < 1:
@@ -73,6 +81,13 @@ class BankState(NamedTuple):
     score: Tensor  # (S, 1) float32 last object-score logit
     cond_seen: Tensor  # (S,) int64 conditioning frames ever written (upstream orders them by it)
     active: Tensor  # (S,) bool slot holds an object
+    # SAMURAI's memory selection (unused with SAM 2's): each slot's box filter (MotionState),
+    kf_mean: Tensor  # (S, 8) float32
+    kf_cov: Tensor  # (S, 8, 8) float32
+    kf_stable: Tensor  # (S,) int64 SAMURAI's stable_frames
+    kept: Tensor  # (S,) int64 frames that passed the memory test, written to the ring
+    first_frame: Tensor  # (S,) int64 frame the object was first prompted on
+    # frame stays last: a camera batch (sam2_ros.step.joint) stacks every field before it per slot
     frame: Tensor  # () int64 index of the next frame to track ((S,) per slot in a camera batch)
 
 
@@ -94,6 +109,11 @@ class MemoryBank(nn.Module):
             "score": ((s, 1), torch.float32, 0),
             "cond_seen": ((s,), torch.int64, 0),
             "active": ((s,), torch.bool, False),
+            "kf_mean": ((s, 8), torch.float32, 0),
+            "kf_cov": ((s, 8, 8), torch.float32, 0),
+            "kf_stable": ((s,), torch.int64, 0),
+            "kept": ((s,), torch.int64, 0),
+            "first_frame": ((s,), torch.int64, 0),
             "frame": ((), torch.int64, 0),
         }
         for name, (shape, dtype, fill) in shapes.items():
@@ -116,6 +136,9 @@ class MemoryBank(nn.Module):
         self.score[slot] = 0
         self.cond_seen[slot] = 0
         self.active[slot] = active
+        self.kf_stable[slot] = 0  # SAMURAI's filter starts again at the object's first decode,
+        self.kept[slot] = 0
+        self.first_frame[slot] = self.frame  # the frame tracked next (a device copy, no host sync)
 
     def reset_(self) -> None:
         """Empty every slot; the next frame is frame 0."""
@@ -125,6 +148,9 @@ class MemoryBank(nn.Module):
         self.score.zero_()
         self.cond_seen.zero_()
         self.active.fill_(False)
+        self.kf_stable.zero_()
+        self.kept.zero_()
+        self.first_frame.zero_()
         self.frame.zero_()
 
     def nbytes(self) -> int:

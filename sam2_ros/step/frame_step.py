@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from ..model.build import autocast
 from ..model.sam2 import MASK_AS_OUTPUT_BIAS, MASK_AS_OUTPUT_SCALE, SAM2, ImageFeatures, MaskPrediction
+from . import samurai_step
 from .bank import BankLayout, BankState
 
 # PromptBatch.kind values
@@ -66,8 +67,9 @@ def gather_memory(model: SAM2, layout: BankLayout, tables: StepTables, state: Ba
     Returns memory tokens and their positions (S, M, C_mem), the valid tokens (S, M) and the
     spatial (rotated) ones (S, M), M = (K + R) * hw + (K + P) * C / C_mem. Validity is what
     upstream selects for a frame after all the object's conditioning frames: the (at most K,
-    the latest) conditioning frames, the recent frames 1..R back, and the pointers of the
-    conditioning frames and of the frames 1..P back.
+    the latest) conditioning frames, the recent frames 1..R back (with SAMURAI's memory
+    selection: every frame its ring holds, see :mod:`~sam2_ros.step.samurai_step`), and the
+    pointers of the conditioning frames and of the frames 1..P back.
 
     Each row holds its valid tokens first, in upstream's order (conditioning memories by
     frame, recent ones oldest first, then the conditioning frames' pointers and the recent
@@ -84,7 +86,11 @@ def gather_memory(model: SAM2, layout: BankLayout, tables: StepTables, state: Ba
 
     is_cond_mem = torch.arange(L.mem_entries, device=t.device) < L.cond  # (K + R,)
     back = t - state.mem_frame  # (S, K + R)
-    mem_valid = (state.mem_frame >= 0) & (is_cond_mem | ((back >= 1) & (back <= L.recent)))
+    # Recent memories: the last R frames, encoded by age; SAMURAI's: its ring's, by rank.
+    recent, recent_tpos = (back >= 1) & (back <= L.recent), back - 1
+    if L.samurai is not None:
+        recent, recent_tpos = samurai_step.recent_memories(L, state.mem_frame)
+    mem_valid = (state.mem_frame >= 0) & (is_cond_mem | recent)
     # Upstream keeps conditioning frames in the order they came while it has at most K of
     # them, and from then on selects them closest first (newest first, for a later frame).
     newest_first = (state.cond_seen > L.cond)[:, None]  # (S, 1)
@@ -92,7 +98,7 @@ def gather_memory(model: SAM2, layout: BankLayout, tables: StepTables, state: Ba
     order = torch.where(mem_valid, torch.where(is_cond_mem, cond_order, big + state.mem_frame), 2 * big)
     perm = order.argsort(dim=1)  # (S, K + R) valid conditioning, valid recent, empty
     # Temporal encoding: the last slot for conditioning frames, slot back - 1 for recent ones.
-    tpos_index = torch.where(is_cond_mem, cfg.num_maskmem - 1, (back - 1).clamp(0, cfg.num_maskmem - 1)).gather(1, perm)
+    tpos_index = torch.where(is_cond_mem, cfg.num_maskmem - 1, recent_tpos.clamp(0, cfg.num_maskmem - 1)).gather(1, perm)
     tpos = model.maskmem_tpos_enc.view(cfg.num_maskmem, -1)[tpos_index]  # (S, K + R, C_mem)
     spatial = state.mem.gather(1, perm[:, :, None, None].expand(-1, -1, hw, cm)).flatten(1, 2).float()  # (S, (K + R) * hw, C_mem)
     spatial_pos = (tables.mem_pos[None, None] + tpos[:, :, None]).flatten(1, 2)  # (S, (K + R) * hw, C_mem)
@@ -127,14 +133,15 @@ def gather_memory(model: SAM2, layout: BankLayout, tables: StepTables, state: Ba
 
 
 def write_memory(layout: BankLayout, state: BankState, mem: Tensor, ptr: Tensor, low_res: Tensor, score: Tensor,
-                 cond: Tensor) -> BankState:
+                 cond: Tensor, place: Optional[Tensor] = None) -> BankState:
     """The bank after frame ``state.frame``: each active slot's new memory (S, hw, C_mem) and
     pointer (S, C) go to a conditioning entry (``cond``, per slot) or to the rings.
 
     A new conditioning frame takes an empty entry, else the oldest one's; the displaced frame
     then serves as a recent frame while it is one (as upstream uses conditioning frames it no
     longer selects), and the rings keep no entry of a conditioning frame (upstream keeps no
-    unprompted output of a prompted frame).
+    unprompted output of a prompted frame). ``place`` (S,): the memory ring's entry of this
+    frame (SAMURAI's, :func:`~sam2_ros.step.samurai_step.after_decode`); None: ``frame % R``.
     """
     L = layout
     t = state.frame
@@ -145,23 +152,30 @@ def write_memory(layout: BankLayout, state: BankState, mem: Tensor, ptr: Tensor,
     old = state.mem_frame[rows, k]  # (S,)
     evict = cond & (old >= 0)
     args = (L.cond, t, rows, k, old, evict, cond, write)
-    mem_all, mem_frame = _write_entries(state.mem, state.mem_frame, mem, L.recent, *args)
+    mem_all, mem_frame = _write_entries(state.mem, state.mem_frame, mem, L.recent, *args, place=place)
     ptr_all, ptr_frame = _write_entries(state.ptr, state.ptr_frame, ptr, L.ptrs, *args)
     low_res = torch.where(_rows(write, low_res), low_res.float(), state.low_res)
     score = torch.where(_rows(write, score), score.float(), state.score)
-    return BankState(mem_all, mem_frame, ptr_all, ptr_frame, low_res, score, state.cond_seen + cond.long(), state.active, t + 1)
+    return state._replace(mem=mem_all, mem_frame=mem_frame, ptr=ptr_all, ptr_frame=ptr_frame, low_res=low_res,
+                          score=score, cond_seen=state.cond_seen + cond.long(), frame=t + 1)
 
 
 def _write_entries(values: Tensor, frames: Tensor, new: Tensor, ring: int, n_cond: int, t: Tensor, rows: Tensor,
-                   k: Tensor, old: Tensor, evict: Tensor, cond: Tensor, write: Tensor) -> Tuple[Tensor, Tensor]:
+                   k: Tensor, old: Tensor, evict: Tensor, cond: Tensor, write: Tensor,
+                   place: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """One table of the bank (memories or pointers: ``n_cond`` conditioning entries, then a
     ring of ``ring``) after this frame's writes; see :func:`write_memory`."""
-    dst = n_cond + old.clamp_min(0) % ring  # where the displaced conditioning frame sits in the ring
-    # ... only while no later frame took its place (then it is out of the window anyway).
-    move = evict & (frames[rows, dst] < old)
-    values = values.index_put((rows, dst), torch.where(_rows(move, values[rows, k]), values[rows, k], values[rows, dst]))
-    frames = frames.index_put((rows, dst), torch.where(move, old, frames[rows, dst]))
-    now = (n_cond + t % ring).expand_as(rows)  # this frame's ring entry
+    if place is not None:
+        # SAMURAI's ring: the entry its memory test gave. It attends to no displaced
+        # conditioning frame (no frame it scans is one), so none moves into the ring.
+        now = n_cond + place
+    else:
+        dst = n_cond + old.clamp_min(0) % ring  # where the displaced conditioning frame sits in the ring
+        # ... only while no later frame took its place (then it is out of the window anyway).
+        move = evict & (frames[rows, dst] < old)
+        values = values.index_put((rows, dst), torch.where(_rows(move, values[rows, k]), values[rows, k], values[rows, dst]))
+        frames = frames.index_put((rows, dst), torch.where(move, old, frames[rows, dst]))
+        now = (n_cond + t % ring).expand_as(rows)  # this frame's ring entry
     dst = torch.where(cond, k, now)
     values = values.index_put((rows, dst), torch.where(_rows(write, new), new.to(values.dtype), values[rows, dst]))
     frames = frames.index_put((rows, dst), torch.where(write, t, frames[rows, dst]))
@@ -182,15 +196,18 @@ def track_pass(model: SAM2, layout: BankLayout, tables: StepTables, state: BankS
     memory, memory_pos, valid, rope = gather_memory(model, layout, tables, state)
     batch = feats.expand(layout.slots)
     pix = model.condition_on_memory(batch, memory, memory_pos, 0, valid, rope)  # (S, C, h, w)
-    pred = model.predict_masks(pix, batch.high_res, multimask=model.use_multimask(0))
+    pred = model.predict_masks(pix, batch.high_res, multimask=model.use_multimask(0),
+                               **samurai_step.decode_options(layout, state))
     return pix, pred
 
 
-def prompt_pass(model: SAM2, feats: ImageFeatures, pix: Tensor, tracked: MaskPrediction, prompts: PromptBatch
-                ) -> Tuple[Tensor, Tensor, Tensor]:
+def prompt_pass(model: SAM2, feats: ImageFeatures, pix: Tensor, tracked: MaskPrediction, prompts: PromptBatch,
+                present_above: float = 0.0) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """Every slot decoded with its prompt in one batch: new objects from the frame alone,
     corrections from their memory-conditioned features and tracked logits, masks taken as the
-    answer. Returns (low-res logits (S, 1, 4h, 4w), object-score logits (S, 1), pointers (S, C))."""
+    answer. Returns (low-res logits (S, 1, 4h, 4w), object-score logits (S, 1), pointers (S, C),
+    predicted IoUs of the kept masks (S,), 1 for masks). ``present_above``: as
+    ``SAM2.predict_masks``."""
     kind = prompts.kind
     new, corr, is_mask = kind == NEW_POINTS, kind == CORRECTION, kind == MASK
     s = kind.shape[0]
@@ -201,7 +218,8 @@ def prompt_pass(model: SAM2, feats: ImageFeatures, pix: Tensor, tracked: MaskPre
     mask_in = torch.where(_rows(corr, tracked.low_res_masks), tracked.low_res_masks.clamp(-32.0, 32.0),
                           model.mask_downsample(prompts.mask).to(tracked.low_res_masks.dtype))
     pred = model.predict_masks(emb, [x.expand(s, -1, -1, -1) for x in feats.high_res], prompts.coords, prompts.labels,
-                               mask_in, prompts.multimask, has_mask=corr | is_mask, point_mask=prompts.point_valid)
+                               mask_in, prompts.multimask, has_mask=corr | is_mask, point_mask=prompts.point_valid,
+                               present_above=present_above)
     # Mask prompts: the mask itself is the answer (logits +/-10), as SAM2.mask_as_output.
     high = prompts.mask * MASK_AS_OUTPUT_SCALE + MASK_AS_OUTPUT_BIAS  # (S, 1, Simg, Simg)
     low_mask = F.interpolate(high, size=pred.low_res_masks.shape[-2:], mode="bilinear", align_corners=False, antialias=True)
@@ -210,7 +228,8 @@ def prompt_pass(model: SAM2, feats: ImageFeatures, pix: Tensor, tracked: MaskPre
     low = torch.where(m[:, :, None, None], low_mask, pred.low_res_masks)
     score = torch.where(m, present.float() * MASK_AS_OUTPUT_SCALE + MASK_AS_OUTPUT_BIAS, pred.object_score_logits.float())
     ptr = torch.where(m, model._object_pointer(pred.obj_ptr, present), pred.obj_ptr)
-    return low, score, ptr
+    iou = torch.where(is_mask, torch.ones_like(pred.ious[:, 0]), pred.ious[:, 0])  # (S,)
+    return low, score, ptr, iou
 
 
 def frame_step(model: SAM2, layout: BankLayout, tables: StepTables, state: BankState, feats: ImageFeatures,
@@ -223,9 +242,10 @@ def frame_step(model: SAM2, layout: BankLayout, tables: StepTables, state: BankS
     # low-res logits (as upstream).
     mem_masks, binarize = tracked.high_res_masks, torch.zeros_like(state.active)
     cond = torch.zeros_like(state.active)
+    samurai_prompt = None
     if prompts is not None:
         prompted = prompts.kind != TRACKED
-        p_low, p_score, p_ptr = prompt_pass(model, feats, pix, tracked, prompts)
+        p_low, p_score, p_ptr, p_iou = prompt_pass(model, feats, pix, tracked, prompts, samurai_step.present_above(layout))
         low = torch.where(prompted[:, None, None, None], p_low.to(low.dtype), low)
         score = torch.where(prompted[:, None], p_score.to(score.dtype), score)
         ptr = torch.where(prompted[:, None], p_ptr.to(ptr.dtype), ptr)
@@ -233,9 +253,15 @@ def frame_step(model: SAM2, layout: BankLayout, tables: StepTables, state: BankS
         up = F.interpolate(low.float(), size=(size, size), mode="bilinear", align_corners=False)
         mem_masks = torch.where(prompted[:, None, None, None], up.to(mem_masks.dtype), mem_masks)
         binarize, cond = prompted, prompted & prompts.cond
+        samurai_prompt = (prompted, prompted & prompts.multimask, p_iou)
     mem, _ = model.encode_memory(feats.feat, mem_masks, score, binarize)  # (S, C_mem, h, w)
     mem = mem.to(torch.bfloat16).flatten(2).transpose(1, 2)  # (S, hw, C_mem)
-    return write_memory(layout, state, mem, ptr.float(), low, score, cond), low.float(), score.float()
+    if layout.samurai is None:
+        return write_memory(layout, state, mem, ptr.float(), low, score, cond), low.float(), score.float()
+    # SAMURAI: the filters step, and the memory goes where its memory test puts it.
+    place, motion = samurai_step.after_decode(layout, state, tracked.selection, score, mem_masks, cond, samurai_prompt)
+    new = write_memory(layout, state, mem, ptr.float(), low, score, cond, place)._replace(**motion)
+    return new, low.float(), score.float()
 
 
 # ------------------------------------------------------------------------------ in place

@@ -6,7 +6,10 @@ prompts are taken as they are, and the frame's memory of every object is encoded
 (:mod:`~sam2_ros.tracking.exact_memory` holds what each object remembers and selects what a
 frame attends to). A prompt buffer keeps the last frames' features so that
 :meth:`ExactPath.prompt_past` can prompt them after they were tracked. Numerically Meta's
-``SAM2VideoPredictor`` driven one frame at a time (``test/test_tracker_parity.py``).
+``SAM2VideoPredictor`` driven one frame at a time (``test/test_tracker_parity.py``); with
+SAMURAI's memory selection (a :class:`~sam2_ros.tracking.samurai_memory.SamuraiMemory`, which
+these hooks call: decodes, prompts, the recent memories attended, where memories go),
+SAMURAI's released predictor (``test/test_samurai_tracker.py``).
 
 :class:`~sam2_ros.tracking.tracker.Tracker` owns one and calls it under its autocast; the
 static frame step (:mod:`sam2_ros.step`) is the other path behind the same API.
@@ -27,6 +30,7 @@ from ..model.postprocess import fill_small_holes
 from ..model.preprocess import frame_to_model_coords, mask_to_model
 from ..model.sam2 import SAM2, ImageFeatures, MaskPrediction
 from .exact_memory import Memory, ObjectMemory, Output, Pending, Windows, commit, evict, memory_of, store
+from .samurai_memory import SamuraiMemory
 
 PointPrompts = Dict[int, Tuple[np.ndarray, np.ndarray]]  # object id -> (points (K, 2) frame pixels, labels (K,))
 MaskPrompts = Dict[int, np.ndarray]  # object id -> (H, W) bool
@@ -46,7 +50,8 @@ class ExactPath:
     validates prompts before calling in: nothing here refuses them."""
 
     def __init__(self, model: SAM2, num_maskmem: int, max_cond_frames: int, corrections_as_cond: bool,
-                 fill_hole_area: int, batch_objects: bool, prompt_buffer: int) -> None:
+                 fill_hole_area: int, batch_objects: bool, prompt_buffer: int,
+                 samurai: Optional[SamuraiMemory] = None) -> None:
         self.model = model
         self.device = model.device
         self.image_size = model.cfg.image_size
@@ -57,6 +62,7 @@ class ExactPath:
         self.fill_hole_area = fill_hole_area
         self.batch_objects = batch_objects
         self.prompt_buffer = prompt_buffer
+        self.samurai = samurai  # None: SAM 2's memory selection
         self.objects: "OrderedDict[int, ObjectMemory]" = OrderedDict()
         self.frames: "OrderedDict[int, ImageFeatures]" = OrderedDict()  # the prompt buffer
         self._mem_pos: Optional[Tensor] = None  # (1, hw, C_mem) constant position encoding of memories
@@ -77,6 +83,14 @@ class ExactPath:
     def reset(self) -> None:
         self.objects.clear()
         self.frames.clear()
+        if self.samurai is not None:
+            self.samurai.reset()
+
+    def remove(self, oid: int) -> bool:
+        """Forget an object; False if it was not tracked."""
+        if self.samurai is not None:
+            self.samurai.remove(oid)
+        return self.objects.pop(oid, None) is not None
 
     def state_tensors(self) -> List[Tensor]:
         """Every tensor held between frames, each once."""
@@ -92,6 +106,8 @@ class ExactPath:
                 out += [o.low_res, o.score]
         for feats in self.frames.values():
             out += [feats.feat, feats.pos, *feats.high_res]
+        if self.samurai is not None:
+            out += self.samurai.state_tensors()
         return list({id(t): t for t in out}.values())
 
     # ------------------------------------------------------------------ frames
@@ -110,22 +126,29 @@ class ExactPath:
         # 1. Objects with memory (not given a new mask) are tracked, batched.
         tracked = [o for o in self.objects if o not in mask_prompts]
         conditioned = self._track_from_memory(t, feats, tracked, steps)
+        if self.samurai is not None:  # a prompt (re)starts its object's filter
+            for oid in corrected:
+                self.samurai.restart(oid)
+            for oid in new_ids:
+                self.samurai.start(oid, t)
         # 2. Clicks and boxes: corrections of tracked objects, or new objects.
         for oid, (pts, labs) in point_prompts.items():
             coords = frame_to_model_coords(torch.from_numpy(pts).to(dev)[None], hw, self.image_size)
             labels = torch.from_numpy(labs).to(dev)[None]
             multimask = self.model.use_multimask(len(labs))
+            opts = self._decode_options([oid])
             if oid in conditioned:
                 prev = steps[oid].pred.low_res_masks.clamp(-32.0, 32.0)
-                pred = self._filled(self.model.predict_masks(conditioned[oid], feats.high_res, coords, labels, prev, multimask))
+                pred = self._filled(self.model.predict_masks(conditioned[oid], feats.high_res, coords, labels, prev, multimask, **opts))
                 steps[oid] = _Step(pred, True, self.corrections_as_cond)
             else:
                 emb = self.model.image_embedding(feats)
-                pred = self._filled(self.model.predict_masks(emb, feats.high_res, coords, labels, None, multimask))
+                pred = self._filled(self.model.predict_masks(emb, feats.high_res, coords, labels, None, multimask, **opts))
                 steps[oid] = _Step(pred, True, True)
         # 3. Masks are taken as they are.
         for oid, mask in mask_prompts.items():
-            pred = self._filled(self.model.mask_as_output(feats, mask_to_model(mask, self.image_size, dev)))
+            present = {} if self.samurai is None else {"present_above": self.samurai.cfg.min_obj_score_logits}
+            pred = self._filled(self.model.mask_as_output(feats, mask_to_model(mask, self.image_size, dev), **present))
             steps[oid] = _Step(pred, True, oid not in self.objects or self.corrections_as_cond)
         for oid in new_ids:
             self.objects[oid] = ObjectMemory()
@@ -194,6 +217,8 @@ class ExactPath:
         groups: Dict[Tuple[int, int], List[Tuple[int, list, list]]] = {}
         for oid in ids:
             spatial, ptrs = memory_of(self.windows, self.objects[oid], t)
+            if self.samurai is not None:
+                spatial = self.samurai.spatial(oid, spatial)
             groups.setdefault((len(spatial), len(ptrs)), []).append((oid, spatial, ptrs))
         conditioned = {}
         batches = []
@@ -207,7 +232,8 @@ class ExactPath:
             memory, memory_pos, ptr_tokens = self._assemble(members, n_ptrs)
             batch = feats.expand(b)
             pix = self.model.condition_on_memory(batch, memory, memory_pos, ptr_tokens)  # (B, C, h, w)
-            pred = self._filled(self.model.predict_masks(pix, batch.high_res, multimask=self.model.use_multimask(0)))
+            opts = self._decode_options([oid for oid, _, _ in members])
+            pred = self._filled(self.model.predict_masks(pix, batch.high_res, multimask=self.model.use_multimask(0), **opts))
             for i, (oid, _, _) in enumerate(members):
                 steps[oid] = _Step(_row(pred, i), False, False)
                 conditioned[oid] = pix[i : i + 1]
@@ -231,6 +257,10 @@ class ExactPath:
             offs = offs.abs()
         tokens, tpos = model.pointer_tokens(torch.stack(ptrs), offs, self.max_ptrs)
         return torch.cat((memory, tokens.to(memory.dtype)), 1), torch.cat((memory_pos, tpos.to(memory.dtype)), 1), tokens.shape[1]
+
+    def _decode_options(self, oids: List[int]) -> dict:
+        """``predict_masks``' keyword arguments for a decode of ``oids``: SAMURAI's (none for SAM 2)."""
+        return {} if self.samurai is None else self.samurai.decode_options(oids)
 
     def _filled(self, pred: MaskPrediction) -> MaskPrediction:
         """Apply the optional hole filling to the low-res logits (what is output, and what a
@@ -265,9 +295,11 @@ class ExactPath:
         # Upstream keeps memories in bfloat16: the same rounding, half the bytes.
         mem = mem.to(torch.bfloat16)
         pending = set(pending)
+        entries = []
         for i, oid in enumerate(ids):
             obj, st = self.objects[oid], steps[oid]
             entry = Memory(mem[i].clone(), st.pred.obj_ptr[0].float().clone())
+            entries.append(entry.features)
             out = Output(st.pred.low_res_masks.float(), st.pred.object_score_logits.float())
             if oid in pending:
                 obj.pending[t] = Pending(entry, out, st.cond)  # a second prompt replaces it in place
@@ -275,6 +307,9 @@ class ExactPath:
                 store(self.windows, obj, t, entry, out, st.cond)
             if latest:
                 obj.low_res, obj.score = out.low_res, out.score
+        if self.samurai is not None:
+            ious = torch.cat([steps[o].pred.ious[:, 0] for o in ids])
+            self.samurai.remember(t, ids, entries, ious, scores, [steps[o].cond for o in ids])
 
     def _trim_frames(self, frame_index: int) -> None:
         first = frame_index + 1 - self.prompt_buffer

@@ -32,6 +32,7 @@ from ..step.bank import BankLayout
 from ..step.compiled import COMPILE_MODES, FrameStep
 from ..step.frame_step import CORRECTION, MASK, NEW_POINTS, PromptBatch, build_prompt_batch
 from .exact_path import ExactPath, MaskPrompts, PointPrompts
+from .samurai_memory import SamuraiMemory, samurai_settings
 from .types import FrameNotBuffered, Prompt, PromptError, TrackResult
 
 __all__ = ["FrameNotBuffered", "Prompt", "PromptError", "TrackResult", "Tracker"]
@@ -82,6 +83,22 @@ class Tracker:
             features (about 20 MB in float32 at 1024 px, 1.3 MB at 256 px) and each object's
             low-res logits on it (256 KB at 1024 px); the memory bank keeps the memories these
             frames need (``prompt_buffer`` more frames of them). The state stays bounded.
+        memory_selection: ``"sam2"`` (default): SAM 2's memory, the last ``num_maskmem - 1``
+            frames whatever they hold, and the candidate mask with the highest predicted IoU.
+            ``"samurai"``: SAMURAI's motion-aware memory (Yang et al. 2024, training-free): a
+            Kalman filter on each object's box picks among the decoder's three candidates, and
+            only frames whose mask passed its memory test (predicted IoU, object score, motion
+            agreement) are remembered, so occluders and look-alikes do not enter the memory.
+            Numerically SAMURAI's released predictor on its protocol (prompts on the first
+            frame); a prompt or correction later restarts the object's filter. Both paths;
+            needs ``prompt_buffer=0``. The options below set its thresholds (None: SAMURAI's
+            released configs', ``sam2_ros.step.memory_selection.SamuraiConfig``):
+            ``kf_score_weight`` (0.25), ``stable_frames_threshold`` (15),
+            ``stable_ious_threshold`` (0.3), ``memory_bank_iou_threshold`` (0.5),
+            ``memory_bank_obj_score_threshold`` (0.0), ``memory_bank_kf_score_threshold``
+            (0.0) and ``min_obj_score_logits`` (-1: an object counts as present from an
+            object-score logit of -1 rather than 0, so masks whose score is in (-1, 0] are kept,
+            not blanked, although their presence score is below 0.5).
     """
 
     def __init__(
@@ -102,8 +119,21 @@ class Tracker:
         max_prompt_points: int = 16,
         step_backend: str = "torch",
         step_engine: Optional[str] = None,
+        memory_selection: str = "sam2",
+        kf_score_weight: Optional[float] = None,
+        stable_frames_threshold: Optional[int] = None,
+        stable_ious_threshold: Optional[float] = None,
+        memory_bank_iou_threshold: Optional[float] = None,
+        memory_bank_obj_score_threshold: Optional[float] = None,
+        memory_bank_kf_score_threshold: Optional[float] = None,
+        min_obj_score_logits: Optional[float] = None,
     ) -> None:
         cfg = model.cfg
+        options = dict(kf_score_weight=kf_score_weight, stable_frames_threshold=stable_frames_threshold,
+                       stable_ious_threshold=stable_ious_threshold, memory_bank_iou_threshold=memory_bank_iou_threshold,
+                       memory_bank_obj_score_threshold=memory_bank_obj_score_threshold,
+                       memory_bank_kf_score_threshold=memory_bank_kf_score_threshold, min_obj_score_logits=min_obj_score_logits)
+        samurai = samurai_settings(memory_selection, options, num_maskmem, cfg.max_obj_ptrs, prompt_buffer)
         if step_backend != "torch":
             if compile:
                 raise ValueError(f"compile applies to the torch frame step; step_backend={step_backend!r} runs an "
@@ -141,6 +171,8 @@ class Tracker:
         self.dtype = resolve_dtype(dtype, self.device)
         self.image_size = cfg.image_size
         self.static = static
+        self.memory_selection = memory_selection
+        self.samurai = samurai  # SAMURAI's settings (None: SAM 2's memory selection)
         self._max_objects = int(max_objects)
         self.num_maskmem = num_maskmem
         self.max_cond_frames = max_cond_frames
@@ -154,7 +186,7 @@ class Tracker:
         self._slots: Dict[int, int] = {}  # object id -> bank slot (static path)
         if static:
             layout = BankLayout(max_objects, max_cond_frames, num_maskmem - 1, cfg.max_obj_ptrs - 1,
-                                cfg.feat_size, cfg.mem_dim, cfg.d_model)
+                                cfg.feat_size, cfg.mem_dim, cfg.d_model, samurai)
             if step_backend == "torch":
                 self._step = FrameStep(model, layout, self.dtype, compile, encoder)
             else:
@@ -163,7 +195,8 @@ class Tracker:
                 self._step = make_frame_step(step_backend, model, layout, step_engine, self.max_prompt_points,
                                              self.dtype, encoder)
         self._exact = ExactPath(model, num_maskmem, max_cond_frames, corrections_as_cond, int(fill_hole_area),
-                                bool(batch_objects), int(prompt_buffer))
+                                bool(batch_objects), int(prompt_buffer),
+                                None if samurai is None else SamuraiMemory(samurai, num_maskmem, self.device))
         self._frame_index = -1
         self._frame_hw: Optional[Tuple[int, int]] = None
 
@@ -224,6 +257,8 @@ class Tracker:
         if frames and self.static:
             raise ValueError("the static frame step (compile/static) has no prompt buffer yet; "
                              "prompts on past frames need the exact path (compile=False)")
+        if frames and self.samurai is not None:
+            raise ValueError("memory_selection='samurai' has no prompt buffer: prompt_buffer stays 0")
         self._exact.set_prompt_buffer(int(frames), self._frame_index)
 
     @property
@@ -238,7 +273,7 @@ class Tracker:
             if slot is not None:
                 self._step.bank.clear_slot_(slot)
             return slot is not None
-        return self._exact.objects.pop(obj_id, None) is not None
+        return self._exact.remove(obj_id)
 
     def reset(self) -> None:
         """Drop every object and the prompt buffer; the next frame starts a new stream."""

@@ -1,0 +1,287 @@
+"""``Tracker(memory_selection="samurai")`` gives the numbers of SAMURAI's released predictor.
+
+The reference is SAMURAI's own predictor (PyPI ``absolutely-not-samurai==1.0.0``, in its own
+venv: ``helpers.samurai``) on the shared scene (``samurai_scene``: tiny at 256 px, random
+official-format weights with the IoU head stretched, a moving ellipse, 48 frames, a box on
+frame 0; and a second object, one click on frame 0, over the first 24 frames). On that scene
+SAMURAI's filter reaches its stable phase (frame 16) and then picks other candidates than the
+highest predicted IoU, and frames fail its memory test, early and in the stable phase
+(``test_samurai_oracle.py``). Checked on every frame, on every path (the exact path, the
+static step eager and compiled, the exported step on ONNX Runtime, several cameras in one
+step): the candidate kept (the one of SAMURAI's three whose upsampled logits ours are), the
+filter's stable counter, the memories attended (frames and temporal positions) and the logits;
+with two objects, each one's logits equal SAMURAI's run on that object alone.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+from helpers import samurai as S
+from helpers.parity import assert_close, ellipse
+from helpers.samurai import NoHostSync
+from sam2_ros import Prompt, Tracker
+from sam2_ros.model.build import build_model
+from sam2_ros.model.preprocess import to_frame_resolution, to_model_input
+from sam2_ros.tracking import cameras as camera_step
+
+R = 6  # num_maskmem - 1
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def model(samurai_scene):
+    return build_model(str(samurai_scene.checkpoint), "tiny", samurai_scene.image_size, "cpu")
+
+
+# ------------------------------------------------------------------------------ running and reading
+def attended(tracker, oid):
+    """Ours: the non-conditioning frames the next frame attends to, oldest first."""
+    if tracker.static:
+        bank, k = tracker._step.bank, tracker._step.layout.cond
+        return sorted(f for f in bank.mem_frame[tracker._slots[oid], k:].tolist() if f >= 0)
+    return sorted(tracker._exact.samurai.objects[oid].features)
+
+
+def stable_frames(tracker, oid):
+    """Ours: the object's filter counter (SAMURAI's stable_frames)."""
+    if tracker.static:
+        return int(tracker._step.bank.kf_stable[tracker._slots[oid]])
+    return int(tracker._exact.samurai.objects[oid].state.stable)
+
+
+def run(tracker, frames, prompts, watch=(1,), tracks=None):
+    """Track ``frames`` with ``prompts`` on frame 0 (``tracks``: how to track one frame).
+    Returns per frame {oid: (logits, score)} and, for the ``watch`` objects, per frame the
+    memories and filter counter after it."""
+    tracks = tracks or (lambda t, f, p: tracker.track(f, p))
+    out, memory, stable = [], [], []
+    for t, frame in enumerate(frames):
+        res = tracks(t, frame, prompts if t == 0 else [])
+        out.append({oid: (res.logits[i], float(res.scores[i])) for i, oid in enumerate(res.object_ids)})
+        memory.append({oid: attended(tracker, oid) for oid in watch})
+        stable.append({oid: stable_frames(tracker, oid) for oid in watch})
+    return out, memory, stable
+
+
+def theirs(run_, oid=1, n=None):
+    frames = run_["frames"][:n]
+    return [{oid: (fr["logits"], float(1 / (1 + np.exp(-fr["object_score"]))))} for fr in frames]
+
+
+def only(ours, oid):
+    return [{oid: f[oid]} for f in ours]
+
+
+def prompts_one(scene):
+    return [Prompt(1, box=scene.box)]
+
+
+def prompts_two(scene):
+    return [Prompt(1, box=scene.box), Prompt(2, points=scene.point, labels=[1])]
+
+
+def check_one_object(scene, ours, memory, stable, tol):
+    """Object 1 over the whole scene against SAMURAI's run: logits, the kept candidate, the
+    filter counter, the memories attended; and, on our side, the stable phase and frames
+    that failed the memory test."""
+    run_ = scene.run
+    heads = {h["frame"]: h for h in run_["heads"] if h["multimask"]}
+    hw = ours[0][1][0].shape
+    for t in range(1, len(ours)):
+        cands = to_frame_resolution(heads[t]["candidates"], hw)[0]  # (3, H, W) SAMURAI's candidates
+        nearest = int((cands - ours[t][1][0]).abs().flatten(1).amax(1).argmin())
+        assert [nearest] == heads[t]["chosen"], f"frame {t}: we kept candidate {nearest}, SAMURAI {heads[t]['chosen']}"
+        assert stable[t][1] == heads[t]["kf_after"]["stable_frames"], f"frame {t}: filter counter"
+    mem = {m["frame"]: m for m in run_["memory"] if not m["init_cond"]}
+    for t in range(1, len(ours)):
+        want = [(tp, f) for tp, f, cond in mem[t]["memory"] if not cond]
+        # oldest first, temporal position R - rank (the newest: R)
+        got = [(R - (len(memory[t - 1][1]) - 1 - i), f) for i, f in enumerate(memory[t - 1][1])]
+        assert got == want, f"frame {t}: attends to {got}, SAMURAI to {want}"
+    # Our filter reached its stable phase, and frames failed our memory test (a frame that
+    # failed is gone from the memory after the next frame), early and in the stable phase,
+    # while memories older than SAM 2's window were attended.
+    assert max(s[1] for s in stable) >= 15
+    failed = [t for t in range(2, len(ours) - 1) if t not in memory[t + 1][1]]
+    assert len(failed) >= 5 and any(t >= 16 for t in failed), failed
+    assert any(memory[t][1] and memory[t][1][0] < t + 1 - R for t in range(len(ours))), "no memory older than R frames"
+    return assert_close(ours, theirs(run_), max_err=tol)
+
+
+def check_two_objects(scene, ours, tol):
+    """Each of two objects tracked together equals SAMURAI's run of that object alone."""
+    n = S.SECOND_FRAMES
+    w1 = assert_close(only(ours, 1), theirs(scene.run, 1, n), max_err=tol)
+    w2 = assert_close(only(ours, 2), theirs(scene.second, 2), max_err=tol)
+    return max(w1["max_err"], w2["max_err"])
+
+
+# ------------------------------------------------------------------------------ the paths
+def test_exact_path_is_samurais_predictor(model, samurai_scene):
+    scene = samurai_scene
+    tracker = Tracker(model, memory_selection="samurai")
+    ours, memory, stable = run(tracker, scene.frames, prompts_one(scene))
+    worst = check_one_object(scene, ours, memory, stable, tol=1e-4)
+    tracker.reset()
+    ours2, _, _ = run(tracker, scene.frames[:S.SECOND_FRAMES], prompts_two(scene), watch=(1, 2))
+    worst2 = check_two_objects(scene, ours2, tol=1e-4)
+    print(f"exact path vs SAMURAI: one object {worst['max_err']:.1e}, two objects {worst2:.1e} (max relative logit error)")
+
+
+def test_static_step_is_samurais_predictor(model, samurai_scene):
+    scene = samurai_scene
+    tracker = Tracker(model, memory_selection="samurai", static=True, max_objects=2, max_prompt_points=2)
+    ours, memory, stable = run(tracker, scene.frames, prompts_one(scene))
+    worst = check_one_object(scene, ours, memory, stable, tol=1e-3)
+    tracker.reset()
+    ours2, _, _ = run(tracker, scene.frames[:S.SECOND_FRAMES], prompts_two(scene), watch=(1, 2))
+    worst2 = check_two_objects(scene, ours2, tol=1e-3)
+    print(f"static step vs SAMURAI: one object {worst['max_err']:.1e}, two objects {worst2:.1e}")
+    # The step reads no tensor value on the host (SAMURAI's own code syncs several times a frame).
+    image = to_model_input([scene.frames[S.SECOND_FRAMES]], scene.image_size, "cpu")
+    with NoHostSync():
+        tracker._step(image)
+
+
+def test_cameras_in_one_step_are_samurais_predictor(model, samurai_scene):
+    """The joint step (sam2_ros.step.joint) carries SAMURAI's bank fields: two cameras' slots
+    in one step, each camera's object against SAMURAI alone, the second camera a frame
+    behind the first (each slot at its own frame index)."""
+    scene, n = samurai_scene, S.SECOND_FRAMES
+    a, b = (Tracker(model, memory_selection="samurai", static=True, max_objects=c, max_prompt_points=2) for c in (1, 2))
+    assert camera_step.joinable([a, b])
+    assert not camera_step.joinable([a, Tracker(model, static=True, max_objects=1, max_prompt_points=2)])  # SAM 2's
+    outs = {"a": [], "b": []}
+    for r in range(n + 1):
+        cams = [(name, tr, r - lag) for name, tr, lag in (("a", a, 0), ("b", b, 1)) if 0 <= r - lag < n]
+        frames = [scene.frames[t] for _, _, t in cams]
+        asked = [([Prompt(1, box=scene.box)] if name == "a" else [Prompt(2, points=scene.point, labels=[1])]) if t == 0
+                 else [] for name, _, t in cams]
+        results = camera_step.track_together([tr for _, tr, _ in cams], frames, asked, a.encode(frames))
+        for (name, _, _), res in zip(cams, results):
+            outs[name].append({oid: (res.logits[i], float(res.scores[i])) for i, oid in enumerate(res.object_ids)})
+    wa = assert_close(outs["a"], theirs(scene.run, 1, n), max_err=1e-3)
+    wb = assert_close(outs["b"], theirs(scene.second, 2), max_err=1e-3)
+    print(f"two cameras in one step vs SAMURAI: {wa['max_err']:.1e}, {wb['max_err']:.1e}")
+
+
+def _heavy_ops_outside_compiled_code(prof):
+    from test_frame_step import _heavy_ops_outside_compiled_code as outside
+
+    return outside(prof)
+
+
+def test_compiled_step_is_samurais_predictor_and_never_recompiles(model, samurai_scene):
+    """One compiled configuration (capacity 2) for every check: SAMURAI's numbers with one and
+    two objects, then objects coming and going with every prompt kind and no recompilation,
+    every model op of an unprompted frame inside compiled code (fullgraph: nothing reads a
+    tensor on the host)."""
+    scene = samurai_scene
+    tracker = Tracker(model, memory_selection="samurai", compile=True, max_objects=2, max_prompt_points=2)
+    ours, memory, stable = run(tracker, scene.frames, prompts_one(scene))
+    worst = check_one_object(scene, ours, memory, stable, tol=1e-3)
+    graphs = counters["stats"]["unique_graphs"]
+    assert sum(counters["graph_break"].values()) == 0
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        tracker.reset()
+        ours2, _, _ = run(tracker, scene.frames[:S.SECOND_FRAMES], prompts_two(scene), watch=(1, 2))
+        worst2 = check_two_objects(scene, ours2, tol=1e-3)
+        tracker.reset()
+        h, w = scene.frames[0].shape[:2]
+        plan = {0: [Prompt(1, points=[[0.3 * w, 0.4 * h]], labels=[1])],
+                3: [Prompt(2, box=[0.5 * w, 0.2 * h, 0.9 * w, 0.7 * h])],
+                6: [Prompt(1, points=[[0.35 * w, 0.45 * h]], labels=[1])],  # a correction: the filter restarts
+                9: "remove 2", 10: [Prompt(3, mask=ellipse(h, w, 0.6 * w, 0.5 * h, 0.1 * w, 0.15 * h))],
+                14: [Prompt(3, points=[[0.6 * w, 0.5 * h], [0.1 * w, 0.1 * h]], labels=[1, 0])],
+                17: "remove 1", 18: [Prompt(4, box=[0.1 * w, 0.1 * h, 0.4 * w, 0.5 * h])]}
+        for t in range(26):
+            step = plan.get(t, [])
+            if isinstance(step, str):
+                tracker.remove_object(int(step.split()[1]))
+                step = []
+            res = tracker.track(scene.frames[t], step)
+        assert res.object_ids == [3, 4]
+        assert counters["stats"]["unique_graphs"] == graphs
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            tracker.track(scene.frames[26])
+    seen, outside = _heavy_ops_outside_compiled_code(prof)
+    assert seen > 0 and outside == [], f"{len(outside)} of {seen} model ops ran outside compiled code: {set(outside)}"
+    print(f"compiled step vs SAMURAI: one object {worst['max_err']:.1e}, two objects {worst2:.1e}")
+
+
+def test_exported_step_on_onnxruntime_is_samurais_predictor(model, samurai_scene, tmp_path):
+    """``export/export_onnx.py --part step --memory-selection samurai`` and the ONNX Runtime
+    runner: two objects, each against SAMURAI alone; a file exported for the other memory
+    selection is refused, saying so."""
+    from sam2_ros.backends import BackendMismatchError
+
+    scene = samurai_scene
+    onnx_path = tmp_path / "step.onnx"
+    proc = subprocess.run([sys.executable, str(ROOT / "export" / "export_onnx.py"), "--checkpoint", str(scene.checkpoint),
+                           "--model", "tiny", "--image-size", str(scene.image_size), "--part", "step", "--capacity", "2",
+                           "--max-prompt-points", "2", "--memory-selection", "samurai", "--output", str(onnx_path)],
+                          capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tracker = Tracker(model, memory_selection="samurai", max_objects=2, max_prompt_points=2,
+                      step_backend="onnxruntime", step_engine=str(onnx_path))
+    ours, _, _ = run(tracker, scene.frames[:S.SECOND_FRAMES], prompts_two(scene), watch=(1, 2))
+    worst = check_two_objects(scene, ours, tol=1e-3)
+    print(f"ONNX Runtime step vs SAMURAI: two objects {worst:.1e}")
+    with pytest.raises(BackendMismatchError, match="memory_selection: file has samurai, expected sam2"):
+        Tracker(model, max_objects=2, max_prompt_points=2, step_backend="onnxruntime", step_engine=str(onnx_path))
+
+
+# ------------------------------------------------------------------------------ bounded, refused
+@pytest.mark.parametrize("static", [False, True], ids=["exact", "static"])
+def test_state_is_constant_on_a_long_stream(official_checkpoint, bunny_frames, static):
+    """SAMURAI keeps every past frame to select from; ours keeps R memories per object: the
+    bytes held are the same after 2 frames and after 160 (prompts, corrections, a mask)."""
+    net = build_model(str(official_checkpoint("tiny", 256, seed=2)), "tiny", 64, "cpu")
+    tracker = Tracker(net, memory_selection="samurai", max_objects=2, static=static)
+    clip = bunny_frames(10, 96, 64)
+    h, w = clip[0].shape[:2]
+    plan = {0: [Prompt(1, points=[[w / 2, h / 2]], labels=[1]), Prompt(2, box=[5, 5, 40, 30])],
+            30: [Prompt(1, points=[[w / 3, h / 2]], labels=[1])], 70: [Prompt(2, mask=ellipse(h, w, 60, 30, 15, 10))]}
+    sizes = {}
+    for t in range(161):
+        tracker.track(clip[t % len(clip)], plan.get(t, []))
+        if t in (1, 160):
+            sizes[t] = tracker.state_bytes()
+        if not static:  # the exact path's ring holds at most R memories
+            assert all(len(o.features) <= R for o in tracker._exact.samurai.objects.values())
+    assert sizes[1] == sizes[160] > 0
+
+
+def test_refusals_say_why(model):
+    from dataclasses import replace
+
+    from sam2_ros.model.sam2 import SAM2
+
+    cases = [
+        (dict(memory_selection="motion"), "memory_selection must be 'sam2'"),
+        (dict(kf_score_weight=0.3), "used only with memory_selection='samurai'"),
+        (dict(memory_selection="samurai", prompt_buffer=4), "prompt_buffer=0"),
+        (dict(memory_selection="samurai", num_maskmem=1), "num_maskmem must be >= 2"),
+        (dict(memory_selection="samurai", kf_score_weight=1.5), r"kf_score_weight must be in \[0, 1\]"),
+        (dict(memory_selection="samurai", stable_frames_threshold=2.5), "stable_frames_threshold must be an integer"),
+        (dict(memory_selection="samurai", memory_bank_iou_threshold="high"), "memory_bank_iou_threshold must be a number"),
+    ]
+    for kwargs, words in cases:
+        with pytest.raises(ValueError, match=words):
+            Tracker(model, **kwargs)
+    few_ptrs = SAM2(replace(model.cfg, max_obj_ptrs=4))
+    with pytest.raises(ValueError, match=r"max_obj_ptrs \(4\) >= num_maskmem \(7\)"):
+        Tracker(few_ptrs, memory_selection="samurai")
+    Tracker(few_ptrs, memory_selection="samurai", num_maskmem=4)  # fine
+    tracker = Tracker(model, memory_selection="samurai", kf_score_weight=0.15, min_obj_score_logits=0.0)
+    assert tracker.samurai.kf_score_weight == 0.15 and tracker.samurai.min_obj_score_logits == 0.0
+    assert tracker.samurai.stable_frames_threshold == 15  # the released configs' defaults elsewhere
+    with pytest.raises(ValueError, match="no prompt buffer"):
+        tracker.prompt_buffer = 2
+    assert Tracker(model).samurai is None and Tracker(model).memory_selection == "sam2"
