@@ -69,6 +69,10 @@ def generate_launch_description():
             'encoder_backend', default_value='torch',
             description='Image-encoder backend: torch, onnxruntime or tensorrt'),
         DeclareLaunchArgument(
+            'memory_selection', default_value='',
+            description="Which memories each object keeps: sam2 (SAM 2's) or samurai (SAMURAI's "
+                        'motion-aware memory; needs prompt_buffer 0); empty: as params_file says'),
+        DeclareLaunchArgument(
             'cameras', default_value='',
             description='Comma-separated camera names (e.g. front,left): one process, one model, '
                         'one sam2_tracker node per camera in namespace <camera>; <camera>_image:=TOPIC '

@@ -40,6 +40,11 @@ def test_overrides_name_every_node_so_they_beat_its_own_section():
         'use_sim_time'] is False
     with pytest.raises(L.LaunchArgumentError, match="use_sim_time:='yes': use true or false"):
         L.parameter_overrides(dict(ARGS, use_sim_time='yes'), [], '')
+    # memory_selection: empty (the default) leaves it to params_file, a value wins over it
+    assert 'memory_selection' not in L.parameter_overrides(dict(ARGS, memory_selection=''), [], '')['/sam2_tracker'][
+        'ros__parameters']
+    assert L.parameter_overrides(dict(ARGS, memory_selection='samurai'), [], '')['/sam2_tracker']['ros__parameters'][
+        'memory_selection'] == 'samurai'
 
 
 def test_camera_images_remap_and_stray_ones_are_refused():

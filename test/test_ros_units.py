@@ -383,6 +383,19 @@ def test_compile_parameter_and_its_combinations():
     assert 'read-only once the node is configured' in r('compile', 'true', 'active', {'prompt_buffer': 0})
 
 
+def test_memory_selection_parameter():
+    assert params.validate('memory_selection', 'samurai') is None
+    assert 'one of sam2, samurai' in params.validate('memory_selection', 'motion')
+    with pytest.raises(params.ParameterError, match='memory_selection samurai keeps no prompt buffer'):
+        params.validate_all({'memory_selection': 'samurai', 'prompt_buffer': 8})
+    params.validate_all({'memory_selection': 'samurai', 'prompt_buffer': 0})
+    r = params.change_refusal
+    assert 'set prompt_buffer: 0' in r('prompt_buffer', 2, 'active', {'memory_selection': 'samurai', 'prompt_buffer': 0})
+    assert 'set prompt_buffer: 0' in r('memory_selection', 'samurai', 'unconfigured', {'prompt_buffer': 8})
+    assert 'read-only once the node is configured' in r('memory_selection', 'samurai', 'active', {'prompt_buffer': 0})
+    assert r('prompt_buffer', 2, 'active', {'memory_selection': 'sam2'}) is None
+
+
 def test_config_file_values_are_valid_and_complete():
     import pathlib
 

@@ -28,7 +28,10 @@ from sam2_ros.ros.multi import CameraArgumentError, check_camera_names
 from sam2_ros.ros.process import EXIT_BAD_PARAMETERS, EXIT_CONFIGURE_FAILED, NODE_NAME
 
 # The launch arguments that set node parameters, and each one's type.
-PARAMETER_ARGUMENTS = {'model': str, 'checkpoint': str, 'encoder_backend': str, 'use_sim_time': bool}
+PARAMETER_ARGUMENTS = {'model': str, 'checkpoint': str, 'encoder_backend': str, 'use_sim_time': bool,
+                       'memory_selection': str}
+# Arguments whose empty value (their default) leaves the parameter to params_file.
+FROM_PARAMS_FILE_WHEN_EMPTY = ('memory_selection',)
 EXIT_REASONS = {
     EXIT_CONFIGURE_FAILED: 'the tracker node could not configure or activate (model or checkpoint: see its log above)',
     EXIT_BAD_PARAMETERS: 'the tracker node was given invalid parameters (see its log above)',
@@ -61,11 +64,12 @@ def node_names(cameras: Sequence[str], namespace: str) -> List[str]:
 def parameter_overrides(configurations: Mapping[str, str], cameras: Sequence[str], namespace: str) -> Dict:
     """The launch arguments' parameters as a parameters file: ``{node fqn: {'ros__parameters':
     {...}}}`` for every launched node, given after ``params_file`` so that they win over it
-    (see the module docstring). Values are typed: ``use_sim_time`` must be true or false."""
+    (see the module docstring). Values are typed: ``use_sim_time`` must be true or false; an
+    empty ``memory_selection`` (its default) leaves it to ``params_file``."""
     values = {}
     for name, kind in PARAMETER_ARGUMENTS.items():
         text = configurations.get(name)
-        if text is None:
+        if text is None or (not text and name in FROM_PARAMS_FILE_WHEN_EMPTY):
             continue
         if kind is bool:
             if text.strip().lower() not in ('true', 'false'):

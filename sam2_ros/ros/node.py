@@ -216,7 +216,7 @@ class TrackerNode(LifecycleNode):
         settings = dict(max_objects=p['max_objects'], num_maskmem=p['num_maskmem'],
                         max_cond_frames=p['max_cond_frames'], mask_threshold=p['mask_threshold'],
                         dtype=p['dtype'], encoder=encoder, prompt_buffer=p['prompt_buffer'],
-                        compile=params.compile_option(p['compile']))
+                        compile=params.compile_option(p['compile']), memory_selection=p['memory_selection'])
         self._step_backend = p['step_backend']
         if p['step_backend'] == 'torch':
             tracker = Tracker(model, **settings)

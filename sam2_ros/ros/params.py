@@ -5,8 +5,8 @@ integer or floating-point range). A set-parameters callback refuses invalid valu
 reason, and refuses changes that cannot take effect in the node's current lifecycle state:
 
 * ``configure``: the model and how it is built (model, checkpoint, device, dtype, image_size,
-  encoder_backend, encoder_engine, num_maskmem, max_cond_frames, compile) are read-only once the
-  node is configured; `cleanup` the node to change them (with compile on, max_objects too: it is
+  encoder_backend, encoder_engine, num_maskmem, max_cond_frames, compile, memory_selection) are
+  read-only once the node is configured; `cleanup` the node to change them (with compile on, max_objects too: it is
   the compiled step's capacity);
 * ``activate``: the image subscription (image_transport, image_qos, qos_depth) cannot change while
   the node is active; `deactivate` it first;
@@ -32,6 +32,7 @@ RESEED_MODES = ('none', 'every_n_frames', 'on_loss')
 IMAGE_QOS = ('sensor_data', 'reliable', 'system_default')
 TRANSPORTS = ('raw', 'compressed')
 COMPILE = ('false', 'true', 'default', 'reduce-overhead', 'max-autotune')
+MEMORY_SELECTIONS = ('sam2', 'samurai')
 
 
 class ParameterError(ValueError):
@@ -79,6 +80,12 @@ SPECS: Tuple[Spec, ...] = (
          'needs prompt_buffer 0 and compile false', 'configure', BACKENDS),
     Spec('step_engine', '', '.onnx / .engine file of the frame step for step_backend onnxruntime / tensorrt',
          'configure'),
+    Spec('memory_selection', 'sam2', "which memories each object keeps: sam2 (SAM 2's: the last frames, the "
+         'candidate mask with the highest predicted IoU) | samurai (SAMURAI: a Kalman filter on each '
+         "object's box helps pick the mask, and only frames whose mask passed its confidence and motion "
+         'tests are remembered: fewer switches to occluders and look-alikes, no training, a few ms a frame). '
+         'samurai needs prompt_buffer 0; an exported step_engine must be exported for it', 'configure',
+         MEMORY_SELECTIONS),
     # --- tracking (live) ---
     Spec('max_objects', 16, 'most objects tracked at once; prompts for more are refused', 'live',
          int_range=(1, 1024, 1)),
@@ -239,6 +246,11 @@ def _combination(name: str, value: Any, values: Dict[str, Any], state: str) -> O
                 'yet: prompts stamped with earlier frames would apply to the next frame); set prompt_buffer: 0')
     if (compiled or exported) and name == 'prompt_buffer' and value > 0:
         return 'prompt_buffer must stay 0 with compile or an exported step_backend (the static frame step has no prompt buffer)'
+    samurai = (value if name == 'memory_selection' else values.get('memory_selection', 'sam2')) == 'samurai'
+    buffer = value if name == 'prompt_buffer' else values.get('prompt_buffer', 0)
+    if samurai and name in ('memory_selection', 'prompt_buffer') and buffer > 0:
+        return ('memory_selection samurai keeps no prompt buffer (a prompt on a past frame would rewrite the motion '
+                'and memory choices of every frame after it): set prompt_buffer: 0')
     if (compiled or exported) and name == 'max_objects' and state in ('inactive', 'active'):
         return ('max_objects is the static frame step\'s capacity, fixed once configured; '
                 'deactivate and clean up the node to change it')
@@ -249,8 +261,8 @@ def validate_all(values: Dict[str, Any]) -> None:
     """Check every value and the combinations; raise :class:`ParameterError` with all reasons."""
     errors = [r for r in (validate(n, v) for n, v in values.items()) if r]
     if not errors:
-        errors = [r for r in (_combination(n, values[n], values, 'unconfigured') for n in ('compile', 'step_backend')
-                              if n in values) if r][:1]
+        errors = [r for r in (_combination(n, values[n], values, 'unconfigured')
+                              for n in ('compile', 'step_backend', 'memory_selection') if n in values) if r][:1]
     if errors:
         raise ParameterError('; '.join(errors))
 
