@@ -168,6 +168,33 @@ def test_davis_folder_to_bag_then_evaluate(tmp_path, davis_dir, official_checkpo
         np.mean([float(r["J"]) for r in rows if r["object_id"] == "1" and int(r["frame"]) < 2]), abs=1e-6)
 
 
+def test_memory_selections_side_by_side(tmp_path, davis_dir, official_checkpoint):
+    """``--memory-selection sam2 samurai``: each selection evaluated on the same frames and
+    prompts into OUT/<selection>/, compared in OUT/report.md and OUT/comparison.json."""
+    ckpt = official_checkpoint("tiny", 256)
+    bag = tmp_path / "bun"
+    assert video_to_bag.main(["--davis-dir", str(davis_dir), "--sequence", "bun", "--out", str(bag)]) == 0
+    out = tmp_path / "out"
+    rc = run_eval(["--bag", bag, "--image-topic", "/camera/image_raw", "--prompts", tmp_path / "bun_prompts" / "prompts.yaml",
+                   "--gt-topic", "/gt/labels", "--checkpoint", ckpt, "--image-size", 128, "--out", out,
+                   "--memory-selection", "sam2", "samurai"])
+    assert rc == 0
+    reports = {s: json.loads((out / s / "report.json").read_text()) for s in ("sam2", "samurai")}
+    assert {s: r["memory_selection"] for s, r in reports.items()} == {"sam2": "sam2", "samurai": "samurai"}
+    assert reports["sam2"]["frames"] == reports["samurai"]["frames"] == 4
+    data = json.loads((out / "comparison.json").read_text())
+    assert data["selections"] == ["sam2", "samurai"] and set(data["objects"]) == {"1", "2"}
+    for s, r in reports.items():
+        assert data["summary"][s]["JF_mean"] == r["JF_mean"] is not None
+        assert data["objects"]["2"][s]["JF_mean"] == r["objects"]["2"]["JF_mean"]
+    markdown = (out / "report.md").read_text()
+    assert "| sam2 |" in markdown and "| samurai |" in markdown and "memory_selection samurai" in (
+        out / "samurai" / "report.md").read_text()
+    for oid in ("1", "2"):
+        img = cv2.imread(str(out / f"jf_object_{oid}.png"))
+        assert img is not None and img.std() > 5 and f"(jf_object_{oid}.png)" in markdown
+
+
 def _marker(oid, kind, pts, stamp):
     store = bagio.typestore()
     T = store.types

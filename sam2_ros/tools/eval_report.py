@@ -161,7 +161,8 @@ def _markdown(r: dict, pngs) -> str:
         '# sam2_evaluate report', '',
         f'- bag: `{r["bag"]}` ({r["storage"]}), topic `{r["image_topic"]}`, {r["frames"]} frames '
         f'{r["frame_size"][0]}x{r["frame_size"][1]}',
-        f'- model: {r["model"]} at {r["image_size"]} px on {r["device"]} ({r["dtype"]})',
+        f'- model: {r["model"]} at {r["image_size"]} px on {r["device"]} ({r["dtype"]}), memory_selection '
+        f'{r.get("memory_selection", "sam2")}',
         f'- checkpoint: `{r["checkpoint"]}`, SHA-256 {r["checkpoint_sha256"]}..., '
         + (f'Meta\'s {r["checkpoint_official"]}' if r['checkpoint_official'] else
            "**not one of Meta's published files** (fine-tuned, converted, or random weights)"),

@@ -19,7 +19,9 @@ bag (``--prompt-topic``). Writes under OUT:
   latency histogram, tracker memory over time).
 
 J and F follow DAVIS (``sam2_ros.tools.metrics``); an object is evaluated on the frames with
-ground truth from its first prompt on. Exit code 2 on bad input.
+ground truth from its first prompt on. ``--memory-selection sam2 samurai`` evaluates each
+memory selection on the same frames and prompts, each into ``OUT/<selection>/``, and compares
+them in the ``report.md`` in OUT (``sam2_ros.tools.eval_compare``). Exit code 2 on bad input.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ import time
 
 import numpy as np
 
-from sam2_ros.tools import bagio, eval_report, metrics
+from sam2_ros.tools import bagio, eval_compare, eval_report, metrics
 from sam2_ros.tools.cli import HelpFormatter, Progress
 from sam2_ros.tools.eval_inputs import EvaluationError, GroundTruth, fmt_stamp, schedule_prompts
 from sam2_ros.tools.eval_report import MASK_TOPIC, OVERLAY_TOPIC, checkpoint_identity
@@ -53,7 +55,8 @@ def _build_tracker(args):
     try:
         checkpoint = str(resolve_checkpoint(args.checkpoint, args.model))
         tracker = Tracker.from_pretrained(checkpoint, model=args.model, image_size=args.image_size,
-                                          device=args.device, max_objects=args.max_objects)
+                                          device=args.device, max_objects=args.max_objects,
+                                          memory_selection=args.memory_selection[0])
     except (CheckpointError, FileNotFoundError) as error:
         raise EvaluationError(f'checkpoint: {error}') from None
     return tracker, checkpoint
@@ -215,7 +218,8 @@ def evaluate(args) -> dict:
 
     ran = {'checkpoint': checkpoint, **checkpoint_identity(checkpoint), 'model': args.model,
            'image_size': args.image_size, 'device': str(tracker.device),
-           'device_requested': args.device, 'dtype': str(tracker.dtype).replace('torch.', '')}
+           'device_requested': args.device, 'dtype': str(tracker.dtype).replace('torch.', ''),
+           'memory_selection': tracker.memory_selection}
     if ran['checkpoint_official'] is None:
         warnings.append(f'the checkpoint {checkpoint} (SHA-256 {ran["checkpoint_sha256"]}...) is '
                         "none of Meta's published files: fine-tuned, converted, or random weights")
@@ -245,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--image-size', type=int, default=1024, help='model input size')
     p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     p.add_argument('--max-objects', type=int, default=16)
+    p.add_argument('--memory-selection', nargs='+', choices=('sam2', 'samurai'), default=['sam2'],
+                   help="the tracker's memory_selection; two (sam2 samurai): each runs on the same frames and "
+                        'prompts into OUT/<selection>/, and report.md in OUT compares them')
     p.add_argument('--out', required=True, type=pathlib.Path, help='output folder')
     p.add_argument('--out-storage', choices=('sqlite3', 'mcap'), default=None,
                    help='storage of the output bag (default: that of the input)')
@@ -263,13 +270,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        report = evaluate(args)
+        if len(set(args.memory_selection)) > 1:
+            reports = eval_compare.compare(args, evaluate)
+        else:
+            reports = {args.memory_selection[0]: evaluate(args)}
     except (EvaluationError, bagio.BagError, PromptsFileError, LabelPngError) as error:
         print(f'sam2_evaluate: error: {error}', file=sys.stderr)
         return 2
-    jf = report['JF_mean']
-    print(f'sam2_evaluate: {report["frames"]} frames, {report["fps"]:.2f} frames/s (tracker), '
-          f'J&F {"-" if jf is None else f"{jf:.4f}"}; wrote {args.out}/report.md')
+    for selection, report in reports.items():
+        jf = report['JF_mean']
+        print(f'sam2_evaluate: memory_selection {selection}: {report["frames"]} frames, {report["fps"]:.2f} '
+              f'frames/s (tracker), J&F {"-" if jf is None else f"{jf:.4f}"}')
+    print(f'sam2_evaluate: wrote {args.out}/report.md')
     return 0
 
 
