@@ -9,7 +9,9 @@ its ``--deadline``, so the command always ends in time and keeps what it measure
    masks on the host out) for each model and object count in each mode: ``eager`` (the exact
    path), ``compiled`` (``compile=True``), ``cudagraphs`` (``compile="reduce-overhead"``), and
    Meta's ``SAM2VideoPredictorVOS`` (``vos_optimized=True``) on the same frames and prompts,
-   with the peak GPU memory of each.
+   with the peak GPU memory of each; and ``cudagraphs_samurai``: CUDA graphs with SAMURAI's
+   motion-aware memory (``memory_selection="samurai"``), the first model only, to compare with
+   ``cudagraphs`` (issue 21).
 3. ``parity``: CUDA float32 against CPU float32 logits on the tracker-parity scenario (exact
    and static paths), and bfloat16 fidelity (mask IoU against CPU float32).
 4. ``multi_camera``: one process with 1 and 3 cameras sharing one model (frames
@@ -49,7 +51,7 @@ from sam2_ros import Prompt, Tracker  # noqa: E402
 from sam2_ros.model.build import build_model  # noqa: E402
 from common import checkpoint, clip_frames  # noqa: E402  (benchmarks/common.py)
 
-MODES = ("eager", "compiled", "cudagraphs", "official_vos")
+MODES = ("eager", "compiled", "cudagraphs", "cudagraphs_samurai", "official_vos")
 
 
 def prompts_for(n: int, h: int, w: int) -> list:
@@ -113,12 +115,13 @@ class Suite:
     # ------------------------------------------------------------------ trackers
     def tracker(self, model: str, image_size: int, mode: str, n_objects: int, dtype: str = "auto") -> Tracker:
         net = build_model(str(checkpoint(model, self.tmp)), model, image_size, self.device)
-        compile_ = {"eager": False, "compiled": True, "cudagraphs": "reduce-overhead"}[mode]
+        selection = "samurai" if mode.endswith("_samurai") else "sam2"
+        compile_ = {"eager": False, "compiled": True, "cudagraphs": "reduce-overhead"}[mode.removesuffix("_samurai")]
         if compile_ and self.args.smoke:
             # Compilation costs minutes on a CPU; the smoke run checks the script, not inductor
             # (test_frame_step.py compiles for real).
-            return Tracker(net, max_objects=n_objects, dtype=dtype, static=True)
-        return Tracker(net, max_objects=n_objects, dtype=dtype, compile=compile_)
+            return Tracker(net, max_objects=n_objects, dtype=dtype, static=True, memory_selection=selection)
+        return Tracker(net, max_objects=n_objects, dtype=dtype, compile=compile_, memory_selection=selection)
 
     # ------------------------------------------------------------------ sections
     def check_sync(self) -> None:
@@ -240,8 +243,9 @@ class Suite:
         a = self.args
         self.section("sync", self.check_sync)
         # The headline numbers first (tiny, CUDA graphs, Meta's VOS), then the rest.
-        order = [(m, n, mode) for m in a.models for mode in ("cudagraphs", "official_vos", "eager", "compiled")
-                 for n in a.objects]
+        order = [(m, n, mode) for m in a.models for mode in ("cudagraphs", "cudagraphs_samurai", "official_vos", "eager",
+                                                             "compiled")
+                 for n in a.objects if mode != "cudagraphs_samurai" or m == a.models[0]]
         for model, n, mode in order:
             if mode in a.modes:
                 self.section(f"speed {model} {n} obj {mode}", self.speed, model, n, mode)

@@ -20,7 +20,8 @@ def test_gpu_suite_smoke_runs_every_section(tmp_path):
     assert result["errors"] == [], result["errors"]
     assert result["skipped"] == []
     assert result["sync"] is not None
-    assert {row["mode"] for row in result["speed"]} == {"eager", "compiled", "cudagraphs", "official_vos"}
+    assert {row["mode"] for row in result["speed"]} == {"eager", "compiled", "cudagraphs", "cudagraphs_samurai",
+                                                        "official_vos"}
     for row in result["speed"]:
         assert row["fps"] > 0 and row["p95_ms"] >= row["p50_ms"] > 0
     parity = result["parity"]
