@@ -37,16 +37,13 @@ from torch import Tensor
 from ..step import memory_selection as ms
 
 MEMORY_SELECTIONS = ("sam2", "samurai")
-# Tracker keyword options that set SAMURAI's settings (defaults: its released configs').
-SAMURAI_OPTIONS = ("kf_score_weight", "stable_frames_threshold", "stable_ious_threshold", "memory_bank_iou_threshold",
-                   "memory_bank_obj_score_threshold", "memory_bank_kf_score_threshold", "min_obj_score_logits")
 
 
 def samurai_settings(memory_selection: str, options: Dict[str, object], num_maskmem: int, max_obj_ptrs: int,
                      prompt_buffer: int) -> Optional[ms.SamuraiConfig]:
     """The tracker's SAMURAI settings (None for SAM 2's memory selection) from its options
-    (``SAMURAI_OPTIONS``; None = SAMURAI's default), or a ``ValueError`` saying what cannot
-    work and what to do."""
+    (named as :class:`~sam2_ros.step.memory_selection.SamuraiConfig`'s fields; None = SAMURAI's
+    default), or a ``ValueError`` saying what cannot work and what to do."""
     if memory_selection not in MEMORY_SELECTIONS:
         raise ValueError(f"memory_selection must be 'sam2' (SAM 2's memory: the last frames) or 'samurai' "
                          f"(motion-aware: SAMURAI's), got {memory_selection!r}")
