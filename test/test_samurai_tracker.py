@@ -226,22 +226,25 @@ def test_exported_step_on_onnxruntime_is_samurais_predictor(model, samurai_scene
 # ------------------------------------------------------------------------------ bounded, refused
 @pytest.mark.parametrize("static", [False, True], ids=["exact", "static"])
 def test_state_is_constant_on_a_long_stream(official_checkpoint, bunny_frames, static):
-    """SAMURAI keeps every past frame to select from; ours keeps R memories per object: the
-    bytes held are the same after 2 frames and after 100 (prompts, corrections, a mask)."""
+    """SAMURAI keeps every past frame to select from; ours keeps R memories per object
+    (prompts, corrections, a mask): the static step's bytes are the same on every frame, the
+    exact path's stop growing once its windows are full (16 pointers: by frame 67)."""
     net = build_model(str(official_checkpoint("tiny", 256, seed=2)), "tiny", 64, "cpu")
     tracker = Tracker(net, memory_selection="samurai", max_objects=2, static=static)
     clip = bunny_frames(10, 96, 64)
     h, w = clip[0].shape[:2]
     plan = {0: [Prompt(1, points=[[w / 2, h / 2]], labels=[1]), Prompt(2, box=[5, 5, 40, 30])],
             30: [Prompt(1, points=[[w / 3, h / 2]], labels=[1])], 50: [Prompt(2, mask=ellipse(h, w, 60, 30, 15, 10))]}
-    sizes = {}
+    sizes = []
     for t in range(100):
         tracker.track(clip[t % len(clip)], plan.get(t, []))
-        if t in (1, 99):
-            sizes[t] = tracker.state_bytes()
+        sizes.append(tracker.state_bytes())
         if not static:  # the exact path's ring holds at most R memories
             assert all(len(o.features) <= R for o in tracker._exact.samurai.objects.values())
-    assert sizes[1] == sizes[99] > 0
+    if static:
+        assert len(set(sizes[1:])) == 1 and sizes[1] > 0
+    else:
+        assert 0 < max(sizes[70:]) <= max(sizes[:70])
 
 
 def test_refusals_say_why(model):
