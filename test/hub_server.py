@@ -229,8 +229,8 @@ def _run(op: List) -> Dict:
             predictor = ImagePredictor.from_pretrained(checkpoint, image_size=image_size, device="cpu")
             result = predictor.segment(frame, points=[[image_size / 2, image_size / 2]], labels=[1])
             net = predictor.model
-        return {"model": net.cfg.name, "version": net.cfg.version,
-                "finite": bool(result.logits.isfinite().all())}
+        return {"model": net.cfg.name, "version": net.cfg.version, "finite": bool(result.logits.isfinite().all()),
+                "transformers_imported": "transformers" in sys.modules}
     raise ValueError(f"unknown op {kind!r}")
 
 

@@ -128,18 +128,8 @@ def checkpoint(official_checkpoint):
 
 
 @pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """No network: the real downloader's one network call fails as it does offline."""
-    import urllib.error
-
-    from sam2_ros.model import checkpoint as ckpt
-
-    def refuse(url, headers, timeout):
-        raise urllib.error.URLError('[Errno -3] Temporary failure in name resolution')
-
-    monkeypatch.setenv('SAM2_ROS_CACHE', str(tmp_path / 'cache'))
-    monkeypatch.setattr(ckpt, '_open_url', refuse)
-    monkeypatch.setattr(ckpt, '_RETRY_DELAY_S', 0.0)
+def offline(hub_offline):
+    """No network: huggingface_hub in offline mode with an empty cache."""
 
 
 def _count_frames(path):
@@ -171,7 +161,7 @@ def test_demo_writes_outputs(tmp_path, checkpoint, capsys):
 def test_demo_offline_without_random_weights_fails_with_advice(tmp_path, offline, capsys):
     assert demo.main(['--max-frames', '2', '--out', str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert 'could not download' in err and '--random-weights' in err and '--checkpoint' in err
+    assert 'cannot get sam2.1_hiera_tiny.pt' in err and '--random-weights' in err and '--checkpoint' in err
 
 
 def test_demo_offline_with_random_weights_stamps_frames(tmp_path, offline, capsys):

@@ -24,6 +24,7 @@ import pytest
 import torch
 
 from hub_server import RESULT, HubServer
+from test_transformers_format import tiny_config, transformers_state
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "hf_loopbacktoken"
@@ -36,27 +37,6 @@ ABSENT = "facebook/sam2.1-hiera-large"  # not on the server: never cached
 
 def _sha(data: bytes):
     return [hashlib.sha256(data).hexdigest(), len(data)]
-
-
-def transformers_state(state):
-    """A state dict in transformers' names and layout (as Sam2VideoModel.save_pretrained writes)."""
-    from sam2_ros.model.transformers_format import _PE, _PE_COPIES, _POINT_EMBED, transformers_names
-
-    names = transformers_names(list(state), list(state))
-    out = {names[k]: v.contiguous() for k, v in state.items()
-           if not k.startswith("sam_prompt_encoder.point_embeddings.") and k != _PE}
-    out[_POINT_EMBED] = torch.cat([state[f"sam_prompt_encoder.point_embeddings.{i}.weight"] for i in range(4)])
-    for copy in _PE_COPIES:
-        out[copy] = state[_PE].clone()
-    return out
-
-
-def tiny_config(model_type="sam2_video"):
-    """The parts of a transformers config.json that sam2_ros reads, for hiera tiny."""
-    return {"model_type": model_type, "vision_config": {"backbone_config": {
-        "blocks_per_stage": [1, 2, 7, 2], "embed_dim_per_stage": [96, 192, 384, 768],
-        "num_attention_heads_per_stage": [1, 2, 4, 8], "global_attention_blocks": [5, 7, 9],
-        "window_size_per_stage": [8, 4, 14, 7], "window_positional_embedding_background_size": [7, 7]}}}
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +104,8 @@ def test_first_use_downloads_into_the_hub_cache(hub, first_use, weights):
     # HEAD on the Hub (302 to the CDN), GET on the CDN; the second use made no request at all
     asked = [(r.server, r.method) for r in requests if "sam2.1_hiera_tiny.pt" in r.path or f"repo={OFFICIAL}" in r.path]
     assert asked == [("hub", "HEAD"), ("cdn", "GET")], asked
-    assert tracker == {"model": "tiny", "version": "2.1", "finite": True}, tracker
-    assert finetuned == {"model": "tiny", "version": "2.1", "finite": True}, finetuned
+    loaded = {"model": "tiny", "version": "2.1", "finite": True, "transformers_imported": False}
+    assert tracker == loaded and finetuned == loaded, (tracker, finetuned)  # transformers' format, not its code
     assert [r.method for r in requests if r.path.startswith(f"/{FINETUNE}/")] == ["HEAD", "GET", "HEAD"]
 
 

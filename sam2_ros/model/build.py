@@ -8,7 +8,8 @@ from typing import Optional, Union
 
 import torch
 
-from .checkpoint import CheckpointError, CheckpointMismatchError, detect_checkpoint_variant, load_checkpoint, load_state_dict_strict
+from .checkpoint import (CheckpointError, CheckpointMismatchError, detect_checkpoint_variant, load_checkpoint,
+                         load_state_dict_strict)
 from .config import sam2_config
 from .sam2 import SAM2
 

@@ -58,7 +58,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 _WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors")
 _TRANSFORMERS_FILES = ("config.json", "model.safetensors")
-_HUB_HINT = ("sam2_ros loads from the Hub Meta's repositories (" + ", ".join(sorted({i.repo_id for i in HUB_CHECKPOINTS.values()}))
+_HUB_HINT = ("sam2_ros loads from the Hub Meta's repositories ("
+             + ", ".join(sorted({i.repo_id for i in HUB_CHECKPOINTS.values()}))
              + ") and SAM 2 models saved by transformers (config.json + model.safetensors, as "
              "Sam2VideoModel.save_pretrained / push_to_hub write them); for another file of a repository, "
              "`hf download REPO FILE` and pass the file's path")
@@ -120,7 +121,7 @@ def locate_checkpoint(
         return _official(path, sibling if path.suffix == ".safetensors" and sibling.is_file() else None)
     if path.is_dir():
         return _in_folder(path, model, version)
-    if hub.is_hub_id(text) and not text.startswith((".", "~", "$")):
+    if hub.is_hub_id(text):
         info = official_by_repo(text)
         if info is not None:
             return _from_hub_official(info, cache_dir)
@@ -370,11 +371,12 @@ def load_checkpoint(
             declared, declared_version = config.model, config.version
         else:
             declared = detect_checkpoint_variant(state)[0]
-    asked = normalize_model_name(model) if declared is None else None
-    if declared is not None and declared != _normalized_or_none(model):
+    if declared is None:
+        declared = normalize_model_name(model)
+    elif declared != _normalized_or_none(model):
         log.info("checkpoint %s is SAM 2 %s: building that (model=%r does not apply)", located.weights.name,
                  declared, model)
-    return LoadedCheckpoint(state, declared or asked, declared_version, located.weights, transformers)
+    return LoadedCheckpoint(state, declared, declared_version, located.weights, transformers)
 
 
 def _normalized_or_none(model: str) -> Optional[str]:

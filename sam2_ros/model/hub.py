@@ -84,21 +84,37 @@ def fetch(
         CheckpointDownloadError: offline or unreachable with nothing cached, no access, no such
             repository or file, a cache that cannot be written, or a digest that is not ``sha256``.
     """
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
-
     cache = str(hub_cache_dir(cache_dir))
     if sha256 is not None:
-        cached = try_to_load_from_cache(repo_id, filename, cache_dir=cache)
-        if isinstance(cached, str) and _named_by_digest(cached, sha256, size):
+        cached = _cached(cache, repo_id, filename)
+        if cached is not None and _named_by_digest(cached, sha256, size):
             return Path(cached)
+    from huggingface_hub import hf_hub_download
+
     try:
         path = hf_hub_download(repo_id, filename, cache_dir=cache, library_name="sam2_ros",
                                library_version=__version__)
     except Exception as error:  # noqa: BLE001 - huggingface_hub's errors, one message each
-        raise CheckpointDownloadError(_explain(error, repo_id, filename, cache, missing_hint, files_hint or filename)) from None
+        message = _explain(error, repo_id, filename, cache, missing_hint, files_hint or filename)
+        raise CheckpointDownloadError(message) from None
     if sha256 is not None:
         _check_digest(Path(path), repo_id, filename, sha256, size)
     return Path(path)
+
+
+def _cached(cache: str, repo_id: str, filename: str) -> Optional[str]:
+    """The file of ``main`` in the Hub cache, or None: what ``try_to_load_from_cache`` finds, read
+    from the cache's documented layout (``models--{namespace}--{name}/refs/main`` holds the commit,
+    ``snapshots/{commit}/{filename}`` the file) without importing huggingface_hub's download
+    machinery (a third of a second, on every start of a node whose checkpoint is cached)."""
+    folder = os.path.join(cache, "models--" + repo_id.replace("/", "--"))
+    try:
+        with open(os.path.join(folder, "refs", "main"), encoding="utf-8") as ref:
+            commit = ref.read().strip()
+    except OSError:
+        return None
+    path = os.path.join(folder, "snapshots", commit, filename)
+    return path if commit and os.path.isfile(path) else None
 
 
 def _named_by_digest(path: str, sha256: str, size: Optional[int]) -> bool:

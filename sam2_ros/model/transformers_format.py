@@ -126,7 +126,7 @@ def read_config(path: Path) -> TransformersConfig:
     found = {k: backbone.get(k) for k in _hiera_fields(sam2_config("tiny"))}
     model = next((name for name in MODEL_NAMES if _hiera_fields(sam2_config(name)) == found), None)
     if model is None:
-        sizes = "; ".join(f"{n}: blocks_per_stage {_hiera_fields(sam2_config(n))['blocks_per_stage']}" for n in MODEL_NAMES)
+        sizes = "; ".join(f"{n}: blocks_per_stage {list(sam2_config(n).hiera.stages)}" for n in MODEL_NAMES)
         raise CheckpointError(f"{where} describes a Hiera trunk that is none of SAM 2's released sizes "
                               f"({', '.join(f'{k} {v}' for k, v in found.items())}); sam2_ros builds {sizes}")
     tpos = config.get("enable_temporal_pos_encoding_for_object_pointers")
@@ -200,10 +200,13 @@ _RULES: List[Tuple[str, str]] = [
     ("mask_decoder.upscale_conv1.{p}", "sam_mask_decoder.output_upscaling.0.{p}"),
     ("mask_decoder.upscale_layer_norm.{p}", "sam_mask_decoder.output_upscaling.1.{p}"),
     ("mask_decoder.upscale_conv2.{p}", "sam_mask_decoder.output_upscaling.3.{p}"),
-    ("mask_decoder.transformer.layers.{i}.{attn}.{qkv}.{p}", "sam_mask_decoder.transformer.layers.{i}.{attn}.{qkv}.{p}"),
-    ("mask_decoder.transformer.layers.{i}.{attn}.o_proj.{p}", "sam_mask_decoder.transformer.layers.{i}.{attn}.out_proj.{p}"),
+    ("mask_decoder.transformer.layers.{i}.{attn}.{qkv}.{p}",
+     "sam_mask_decoder.transformer.layers.{i}.{attn}.{qkv}.{p}"),
+    ("mask_decoder.transformer.layers.{i}.{attn}.o_proj.{p}",
+     "sam_mask_decoder.transformer.layers.{i}.{attn}.out_proj.{p}"),
     ("mask_decoder.transformer.layers.{i}.layer_norm{j}.{p}", "sam_mask_decoder.transformer.layers.{i}.norm{j}.{p}"),
-    ("mask_decoder.transformer.layers.{i}.mlp.layers.{j}.{p}", "sam_mask_decoder.transformer.layers.{i}.mlp.layers.{j}.{p}"),
+    ("mask_decoder.transformer.layers.{i}.mlp.layers.{j}.{p}",
+     "sam_mask_decoder.transformer.layers.{i}.mlp.layers.{j}.{p}"),
     ("mask_decoder.transformer.final_attn_token_to_image.{qkv}.{p}",
      "sam_mask_decoder.transformer.final_attn_token_to_image.{qkv}.{p}"),
     ("mask_decoder.transformer.final_attn_token_to_image.o_proj.{p}",
