@@ -34,9 +34,9 @@ from typing import Dict, Optional, Union
 
 import torch
 
-from . import hub
 from .config import normalize_model_name
 from .errors import CheckpointDownloadError, CheckpointError, CheckpointMismatchError, CheckpointNotFoundError
+from .hub import fetch, is_hub_id
 from .official import (HUB_CHECKPOINTS, KNOWN_CHECKPOINT_FILES, OFFICIAL_CHECKPOINTS, SAM2_0_CHECKPOINTS,
                        CheckpointInfo, official_by_repo, official_checkpoint)
 from .state_dict import (HIERA_BLOCKS, HIERA_EMBED_DIM, _first_line, detect_checkpoint_variant,
@@ -121,13 +121,13 @@ def locate_checkpoint(
         return _official(path, sibling if path.suffix == ".safetensors" and sibling.is_file() else None)
     if path.is_dir():
         return _in_folder(path, model, version)
-    if hub.is_hub_id(text):
+    if is_hub_id(text):
         info = official_by_repo(text)
         if info is not None:
             return _from_hub_official(info, cache_dir)
         files = " ".join(_TRANSFORMERS_FILES)
-        config = hub.fetch(text, "config.json", cache_dir=cache_dir, missing_hint=_HUB_HINT, files_hint=files)
-        return Located(hub.fetch(text, "model.safetensors", cache_dir=cache_dir, files_hint=files), config)
+        config = fetch(text, "config.json", cache_dir=cache_dir, missing_hint=_HUB_HINT, files_hint=files)
+        return Located(fetch(text, "model.safetensors", cache_dir=cache_dir, files_hint=files), config)
     info = KNOWN_CHECKPOINT_FILES.get(path.name)
     hint = (f" It is Meta's official file, on the Hugging Face Hub as {info.repo_id}: pass that id as the "
             f"checkpoint to download it into the Hub cache." if info else "")
@@ -151,7 +151,7 @@ def resolve_checkpoint(
 
 
 def _from_hub_official(info: CheckpointInfo, cache_dir: Optional[PathLike]) -> Located:
-    path = hub.fetch(info.repo_id, info.filename, cache_dir=cache_dir, sha256=info.sha256, size=info.size)
+    path = fetch(info.repo_id, info.filename, cache_dir=cache_dir, sha256=info.sha256, size=info.size)
     return Located(path, None, info.model, info.version)
 
 
