@@ -76,7 +76,8 @@ def fetch(
         filename: the file in the repository, e.g. ``sam2.1_hiera_tiny.pt``.
         cache_dir: the Hub cache to use; default huggingface_hub's.
         sha256, size: the official file's digest and length: a cached file with both is used
-            without touching the network; a downloaded one must have that digest.
+            without touching the network (as is any cached file in offline mode); a downloaded
+            one must have that digest.
         missing_hint: what to say when the repository has no such file.
         files_hint: the files to name in ``hf download REPO FILES`` advice (default ``filename``).
 
@@ -84,10 +85,12 @@ def fetch(
         CheckpointDownloadError: offline or unreachable with nothing cached, no access, no such
             repository or file, a cache that cannot be written, or a digest that is not ``sha256``.
     """
+    from huggingface_hub import constants  # cheap: the settings only
+
     cache = str(hub_cache_dir(cache_dir))
-    if sha256 is not None:
+    if sha256 is not None or constants.is_offline_mode():
         cached = _cached(cache, repo_id, filename)
-        if cached is not None and _named_by_digest(cached, sha256, size):
+        if cached is not None and (sha256 is None or _named_by_digest(cached, sha256, size)):
             return Path(cached)
     from huggingface_hub import hf_hub_download
 
