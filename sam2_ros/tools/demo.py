@@ -6,9 +6,10 @@
 
 Writes OUT/overlay.mp4 (every frame), OUT/frame_NNNNN.png (every --png-every frames) and
 OUT/overlay_sheet.png (those PNGs side by side). Without --checkpoint, Meta's official SAM 2.1
-checkpoint of --model is downloaded once into the Hugging Face Hub cache; when that fails (offline) the demo stops
-with the reason, or with --random-weights goes on with a randomly initialised model and stamps
-every overlay with a warning: such masks are meaningless, they only show that the pipeline runs.
+checkpoint of --model is downloaded once into the Hugging Face Hub cache; when that fails
+(offline) the demo stops with the reason, or with --random-weights goes on with a randomly
+initialised model and stamps every overlay with a warning: such masks are meaningless, they only
+show that the pipeline runs.
 """
 from __future__ import annotations
 
