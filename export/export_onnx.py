@@ -34,7 +34,9 @@ from sam2_ros.backends.onnx_export import DEFAULT_OPSET, export_part, verify  # 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", required=True, help="Meta's official checkpoint (.pt); 'random' for random weights (tests)")
+    ap.add_argument("--checkpoint", required=True,
+                    help="Meta's checkpoint file (.pt), a folder, or a Hugging Face Hub id (facebook/sam2.1-hiera-tiny, "
+                         "or a SAM 2 saved by transformers); 'random' for random weights (tests)")
     ap.add_argument("--model", default="tiny", help="tiny, small, base_plus or large")
     ap.add_argument("--image-size", type=int, default=1024)
     ap.add_argument("--part", default="encoder", choices=PARTS)
@@ -62,11 +64,15 @@ def main(argv=None) -> int:
         print("[export] random weights (for tests only)", file=sys.stderr)
         model, digest = build_random_model(args.model, args.image_size, "cpu"), ""
     else:
-        if not os.path.isfile(args.checkpoint):
-            ap.error(f"checkpoint {args.checkpoint} does not exist")
-        print(f"[export] hashing and loading {args.checkpoint}", file=sys.stderr)
-        digest = file_sha256(args.checkpoint)
-        model = build_model(args.checkpoint, args.model, args.image_size, "cpu")
+        from sam2_ros.model.checkpoint import CheckpointError, resolve_checkpoint
+
+        try:  # a Hub id is fetched into the Hub cache here; the digest is that of the weights file
+            path = str(resolve_checkpoint(args.checkpoint, args.model))
+        except CheckpointError as error:
+            ap.error(f"checkpoint: {error}")
+        print(f"[export] hashing and loading {path}", file=sys.stderr)
+        digest = file_sha256(path)
+        model = build_model(path, args.model, args.image_size, "cpu")
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     if args.part == "step":
         from sam2_ros.step.bank import BankLayout

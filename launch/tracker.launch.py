@@ -50,8 +50,8 @@ def generate_launch_description():
             description='SAM 2 model size: tiny, small, base_plus or large'),
         DeclareLaunchArgument(
             'checkpoint', default_value='',
-            description="Path to Meta's official SAM 2 / 2.1 checkpoint (.pt); "
-                        'empty: download the official SAM 2.1 checkpoint of `model` once'),
+            description="Meta's .pt file, a folder, or a Hugging Face Hub id (facebook/sam2.1-hiera-tiny); "
+                        'empty: the official SAM 2.1 checkpoint of `model`, downloaded once into the Hub cache'),
         DeclareLaunchArgument(
             'image', default_value='camera/image_raw',
             description='Camera image topic (sensor_msgs/Image) of the single node; a relative topic '

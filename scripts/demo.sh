@@ -8,7 +8,7 @@ abspath() { [[ "$1" == /* ]] && printf '%s' "$1" || printf '%s' "$CALLER_DIR/$1"
 
 usage() {
   cat <<'USAGE'
-Usage: bash scripts/demo.sh [--checkpoint PATH] [--model tiny] [--image-size 512]
+Usage: bash scripts/demo.sh [--checkpoint C] [--model tiny] [--image-size 512]
                             [--device auto] [--max-frames N] [--out DIR]
        bash scripts/demo.sh --api [ARGS]
 
@@ -19,8 +19,10 @@ sheet overlay_sheet.png, the mono16 label images masks_*.png (~/masks), summary.
 answered, latency, checkpoint) and node.log.
 
 Options:
-  --checkpoint PATH  Meta's SAM 2 / 2.1 checkpoint (.pt); default: the official SAM 2.1
-                     checkpoint of --model, downloaded once into ~/.cache/sam2_ros
+  --checkpoint C     Meta's checkpoint file (.pt), a folder, or a Hugging Face Hub id
+                     (facebook/sam2.1-hiera-small, or a SAM 2 saved by transformers);
+                     default: the official SAM 2.1 checkpoint of --model, downloaded once
+                     into the Hugging Face Hub cache (~/.cache/huggingface/hub)
   --model NAME       tiny | small | base_plus | large (default: tiny)
   --image-size N     model input side, a multiple of 32 from 64 to 4096 (default: 512)
   --device DEV       auto | cpu | cuda | cuda:N (default: auto)
@@ -52,7 +54,11 @@ while [[ $API == 0 && $# -gt 0 ]]; do
     -h|--help) usage; exit 0 ;;
     --checkpoint|--model|--image-size|--device|--max-frames|--out)
       [[ $# -ge 2 ]] || die_usage "$1 needs a value" ;;&
-    --checkpoint) CHECKPOINT="$(abspath "$2")"; shift 2 ;;
+    --checkpoint)  # a path (the caller's), or a Hub id (namespace/name) that is no path here
+      CHECKPOINT="$(abspath "$2")"
+      if [[ ! -e "$CHECKPOINT" && "$2" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$ \
+            && ! "$2" =~ \.(pt|pth|safetensors)$ ]]; then CHECKPOINT="$2"; fi
+      shift 2 ;;
     --model) MODEL="$2"; shift 2 ;;
     --image-size) IMAGE_SIZE="$2"; shift 2 ;;
     --device) DEVICE="$2"; shift 2 ;;
@@ -74,7 +80,7 @@ if [[ $API == 0 ]]; then
   if [[ -n "$MAX_FRAMES" ]] && ! [[ "$MAX_FRAMES" =~ ^[1-9][0-9]*$ ]]; then
     die_usage "--max-frames must be a positive whole number, got '$MAX_FRAMES'"
   fi
-  if [[ -n "$CHECKPOINT" && ! -f "$CHECKPOINT" ]]; then
+  if [[ "$CHECKPOINT" == /* && ! -e "$CHECKPOINT" ]]; then
     echo "[demo] error: no such checkpoint: $CHECKPOINT" >&2; exit 2
   fi
 fi
@@ -118,7 +124,7 @@ if [[ -n "$CHECKPOINT" ]]; then
 else
   CHECKPOINT="$OUT/RANDOM_WEIGHTS_sam2.1_hiera_${MODEL}.pt"
   fold -s -w 74 <<MSG | shout
-No checkpoint: Meta's SAM 2.1 checkpoint could not be downloaded (see above). Going on with RANDOM WEIGHTS ($CHECKPOINT): the masks are meaningless and only show that the pipeline runs end to end. Real masks need the checkpoint: run once with internet access (it is cached) or pass --checkpoint PATH.
+No checkpoint: Meta's SAM 2.1 checkpoint could not be downloaded (see above). Going on with RANDOM WEIGHTS ($CHECKPOINT): the masks are meaningless and only show that the pipeline runs end to end. Real masks need the checkpoint: run once with internet access (it is cached in the Hugging Face Hub cache) or pass --checkpoint PATH.
 MSG
   if [[ ! -f "$CHECKPOINT" ]]; then
     "$PY" -c 'import sys, torch

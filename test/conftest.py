@@ -38,6 +38,17 @@ def official_checkpoint(tmp_path_factory):
     return make
 
 
+@pytest.fixture
+def hub_offline(monkeypatch, tmp_path):
+    """huggingface_hub as HF_HUB_OFFLINE=1 makes it, with an empty Hub cache of the test's own:
+    no request leaves the process, and fetching a file that is not cached fails as offline.
+    (Tests of the Hub protocol itself run a Hub on loopback: test_hub.py.)"""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_hub_cache"))
+
+
 @pytest.fixture(scope="session")
 def bunny_frames():
     """Factory: ``bunny_frames(n, width=320, height=180, start=0)`` -> list of H x W x 3 uint8

@@ -1,6 +1,7 @@
 """SAM 2 / 2.1 in plain PyTorch (no rclpy, no torchvision, no hydra).
 
-``build_model`` loads Meta's checkpoints strictly; ``SAM2`` exposes the per-frame steps
+``build_model`` loads checkpoints strictly (Meta's files, Hugging Face Hub ids, transformers-format
+SAM 2; see ``checkpoint``); ``SAM2`` exposes the per-frame steps
 (image encoding, prompting, memory attention, memory encoding) that the tracker and the image
 predictor compose.
 """

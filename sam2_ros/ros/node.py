@@ -244,7 +244,7 @@ class TrackerNode(LifecycleNode):
         took = ("the process's shared model, already loaded and warm" if warm else
                 f'loaded in {loaded - start:.1f} s, warmed up in {time.perf_counter() - loaded:.1f} s')
         self.get_logger().info(
-            f"model {p['model']} ({checkpoint or 'official SAM 2.1 checkpoint'}) at {size} px on "
+            f"model {tracker.model.cfg.name} ({checkpoint or 'official SAM 2.1 checkpoint'}) at {size} px on "
             f"{tracker.device} ({tracker.dtype}, {self._backend} encoder, {self._step_backend} step, compile "
             f"{p['compile']}): {took}")
         return tracker

@@ -52,8 +52,9 @@ class Spec:
 SPECS: Tuple[Spec, ...] = (
     # --- model (read-only once configured) ---
     Spec('model', 'tiny', 'SAM 2 model size (aliases t, s, b+, l accepted)', 'configure', MODELS),
-    Spec('checkpoint', '', "path to Meta's official SAM 2 / 2.1 checkpoint (.pt); empty: download "
-         'the official SAM 2.1 checkpoint of `model` once into ~/.cache/sam2_ros', 'configure'),
+    Spec('checkpoint', '', "Meta's .pt file, a folder, or a Hugging Face Hub id (facebook/sam2.1-hiera-tiny, or "
+         'a SAM 2 saved by transformers); empty: the official SAM 2.1 checkpoint of `model`, downloaded once into '
+         'the Hugging Face Hub cache', 'configure'),
     Spec('device', 'auto', 'auto (CUDA when available, else CPU) | cpu | cuda | cuda:N', 'configure'),
     Spec('dtype', 'auto', 'compute dtype on CUDA (auto: bfloat16 where supported, else float16); '
          'float32 on the CPU', 'configure', DTYPES),

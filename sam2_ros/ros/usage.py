@@ -23,7 +23,8 @@ usage: python -m sam2_ros [--help] [--cameras NAME [NAME ...]] [--ros-args ARGS.
 
 Starts the sam2_tracker node (a lifecycle node that configures and activates itself, loading
 the model). It runs until SIGINT / SIGTERM. Without a `checkpoint` parameter it downloads
-Meta's official SAM 2.1 checkpoint of `model` once into ~/.cache/sam2_ros.
+Meta's official SAM 2.1 checkpoint of `model` once into the Hugging Face Hub cache
+(`checkpoint` may also be a Hub id such as facebook/sam2.1-hiera-tiny, a folder or a .pt file).
 
 --cameras front left: one process, one model, one worker for several cameras: camera front's
 node is sam2_tracker in namespace front (topics front/image, /front/sam2_tracker/masks, ...;

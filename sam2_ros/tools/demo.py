@@ -6,9 +6,10 @@
 
 Writes OUT/overlay.mp4 (every frame), OUT/frame_NNNNN.png (every --png-every frames) and
 OUT/overlay_sheet.png (those PNGs side by side). Without --checkpoint, Meta's official SAM 2.1
-checkpoint of --model is downloaded once into a cache; when that fails (offline) the demo stops
-with the reason, or with --random-weights goes on with a randomly initialised model and stamps
-every overlay with a warning: such masks are meaningless, they only show that the pipeline runs.
+checkpoint of --model is downloaded once into the Hugging Face Hub cache; when that fails
+(offline) the demo stops with the reason, or with --random-weights goes on with a randomly
+initialised model and stamps every overlay with a warning: such masks are meaningless, they only
+show that the pipeline runs.
 """
 from __future__ import annotations
 
@@ -134,7 +135,8 @@ def draw_prompts(image: np.ndarray, specs: list[PromptSpec]) -> np.ndarray:
 # --- model ----------------------------------------------------------------------------------
 
 def _resolve_checkpoint(args) -> str:
-    """Path of the checkpoint: --checkpoint, or the official SAM 2.1 one (downloaded once)."""
+    """Path of the checkpoint: --checkpoint (a path or a Hub id), or the official SAM 2.1 one
+    (downloaded once into the Hugging Face Hub cache)."""
     from sam2_ros.model.checkpoint import resolve_checkpoint
 
     return str(resolve_checkpoint(args.checkpoint, args.model))
@@ -207,8 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--prompts', type=pathlib.Path, default=None,
                         help='prompts YAML (default: the bundled sample prompts)')
     parser.add_argument('--checkpoint', default=None,
-                        help="Meta's SAM 2 / 2.1 checkpoint (.pt); default: download the "
-                             'official SAM 2.1 checkpoint of --model once')
+                        help="Meta's checkpoint file (.pt), a folder, or a Hugging Face Hub id "
+                             '(facebook/sam2.1-hiera-small, or a SAM 2 saved by transformers); default: '
+                             'the official SAM 2.1 checkpoint of --model, downloaded once into the Hub cache')
     parser.add_argument('--model', default='tiny', choices=MODELS, help='model size')
     parser.add_argument('--image-size', type=int, default=512,
                         help='model input size (1024 is SAM 2 as trained; 512 is 4x faster)')

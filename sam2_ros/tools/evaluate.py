@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--gt-dir', type=pathlib.Path, default=None,
                    help='folder of ground-truth PNGs (DAVIS indexed or grayscale), one per frame, '
                         'named by frame index (00000.png) or in frame order')
-    p.add_argument('--checkpoint', default=None, help="Meta's SAM 2 / 2.1 checkpoint (default: download once)")
+    p.add_argument('--checkpoint', default=None, help="Meta's .pt, a folder or a Hugging Face Hub id (default: the official one of --model, downloaded once)")
     p.add_argument('--model', default='tiny', choices=MODELS)
     p.add_argument('--image-size', type=int, default=1024, help='model input size')
     p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')

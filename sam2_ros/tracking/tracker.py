@@ -176,7 +176,9 @@ class Tracker:
         device: str = "auto",
         **kwargs,
     ) -> "Tracker":
-        """Load Meta's checkpoint (``None``: download the official SAM 2.1 file once).
+        """Load a checkpoint: Meta's .pt file, a folder, or a Hugging Face Hub id (``facebook/sam2.1-hiera-tiny``,
+        or a SAM 2 saved by transformers); ``None``: the official SAM 2.1 checkpoint of ``model``,
+        downloaded once into the Hugging Face Hub cache.
         Keyword arguments go to :class:`Tracker`."""
         return cls(build_model(checkpoint, model=model, image_size=image_size, device=resolve_device(device)), **kwargs)
 
