@@ -138,14 +138,14 @@ def to_16uc1(z: np.ndarray) -> np.ndarray:
 
 
 def truth(depth: np.ndarray, ids: np.ndarray, incidence: np.ndarray, k: Intrinsics, n: int):
-    """Per shape i (1..n): (centroid, extent) of the surface a depth camera measures (seen at
-    up to GRAZING_DEG), from the exact render."""
+    """Per shape i (1..n): (centroid, extent, box centre) of the surface a depth camera
+    measures (seen at up to GRAZING_DEG), from the exact render."""
     d = rays(k)
     pts = d * depth[..., None]
     out = []
     for i in range(1, n + 1):
         p = pts[(ids == i) & (incidence <= GRAZING_DEG)]
-        out.append((np.median(p, axis=0), p.max(axis=0) - p.min(axis=0)))
+        out.append((np.median(p, axis=0), p.max(axis=0) - p.min(axis=0), (p.max(axis=0) + p.min(axis=0)) / 2))
     return out
 
 
@@ -172,6 +172,7 @@ class Scene:
     depth_exact: np.ndarray  # (h, w) exact depth at the depth image's size
     depth: np.ndarray  # (h, w) spoiled, float metres with NaN holes
     truths: list  # per shape: (centroid, extent)
+    centres: list  # per shape: the centre of its axis-aligned box
 
 
 def scene(shapes: Sequence, wall_z: float, k: Intrinsics = K640, depth_scale: int = 1, seed: int = 0,
@@ -183,4 +184,84 @@ def scene(shapes: Sequence, wall_z: float, k: Intrinsics = K640, depth_scale: in
     kd = k.coarser(depth_scale)
     exact_d, ids_d, inc_d = (exact, ids, inc) if depth_scale == 1 else render(shapes, kd, wall_z)
     spoiled = spoil(exact_d, rng, noise=noise, blob_ids=ids_d, invalid=invalid, incidence=inc_d)
-    return Scene(list(shapes), wall_z, ids, exact_d, spoiled, truth(exact, ids, inc, k, len(shapes)))
+    truths = truth(exact, ids, inc, k, len(shapes))
+    return Scene(list(shapes), wall_z, ids, exact_d, spoiled, [t[:2] for t in truths], [t[2] for t in truths])
+
+
+def _box_corners(center, extent, rotation=None) -> np.ndarray:
+    """(8, 3) corners of a box (axis-aligned without ``rotation``)."""
+    signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], float)
+    local = signs * np.asarray(extent, float) / 2
+    return np.asarray(center, float) + (local if rotation is None else local @ np.asarray(rotation).T)
+
+
+_EDGES = [(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1]
+
+
+def draw(sc: Scene, objects, k: Intrinsics = K640) -> np.ndarray:
+    """What the 3-D step found, for a person to look at (RGB uint8): left, the camera's view
+    (objects tinted, their points, axis-aligned boxes in white, oriented boxes in their colour,
+    centroids as dots); right, seen from above (x right, z up the page): points, the boxes'
+    footprints, the truth's boxes in grey."""
+    from sam2_ros.visualization import color_for_id
+
+    h, w = sc.colour_ids.shape
+    top_size = h
+    view = np.full((h, w, 3), 40, np.uint8)
+    for o in objects:
+        view[sc.colour_ids == o.obj_id] = (np.array(color_for_id(o.obj_id)) * 0.35 + 40).astype(np.uint8)
+
+    def line(img, p, q, colour, thick=1):
+        cv2.line(img, tuple(int(round(v)) for v in p), tuple(int(round(v)) for v in q), colour, thick, cv2.LINE_AA)
+
+    for o in objects:
+        if not o.has_3d:
+            continue
+        c = color_for_id(o.obj_id)
+        if o.points is not None:
+            for u, v in k.project(o.points).astype(int):
+                if 0 <= u < w and 0 <= v < h:
+                    view[v, u] = c
+        for corners, colour in ((_box_corners(o.center, o.extent), (255, 255, 255)),
+                                (_box_corners(o.obb_center, o.obb_size, o.obb_rotation), c)):
+            uv = k.project(corners)
+            for a, b in _EDGES:
+                line(view, uv[a], uv[b], colour)
+        cu, cv_ = k.project(o.centroid[None])[0]
+        cv2.circle(view, (int(cu), int(cv_)), 4, (255, 255, 255), -1)
+        cv2.putText(view, f"{o.obj_id}: z {o.centroid[2]:.2f} m", (int(cu) + 6, int(cv_) - 6),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    # from above: fit every point and box
+    pts = [o.points for o in objects if o.points is not None] + [_box_corners(c, t[1]) for c, t in zip(sc.centres, sc.truths)]
+    allp = np.concatenate(pts)
+    x0, x1 = allp[:, 0].min() - 0.05, allp[:, 0].max() + 0.05
+    z0, z1 = allp[:, 2].min() - 0.05, allp[:, 2].max() + 0.05
+    scale = top_size / max(x1 - x0, z1 - z0)
+    top = np.full((top_size, top_size, 3), 25, np.uint8)
+
+    def to_top(x, z):  # centred
+        return top_size / 2 + (x - (x0 + x1) / 2) * scale, top_size / 2 - (z - (z0 + z1) / 2) * scale
+
+    for centre, (_, extent) in zip(sc.centres, sc.truths):
+        a = to_top(centre[0] - extent[0] / 2, centre[2] - extent[2] / 2)
+        b = to_top(centre[0] + extent[0] / 2, centre[2] + extent[2] / 2)
+        cv2.rectangle(top, tuple(int(v) for v in a), tuple(int(v) for v in b), (110, 110, 110), 1)
+    for o in objects:
+        if not o.has_3d:
+            continue
+        c = color_for_id(o.obj_id)
+        if o.points is not None:
+            for x, z in zip(o.points[:, 0], o.points[:, 2]):
+                u, v = to_top(x, z)
+                cv2.circle(top, (int(u), int(v)), 1, c, -1)
+        a = to_top(o.center[0] - o.extent[0] / 2, o.center[2] - o.extent[2] / 2)
+        b = to_top(o.center[0] + o.extent[0] / 2, o.center[2] + o.extent[2] / 2)
+        cv2.rectangle(top, tuple(int(v) for v in a), tuple(int(v) for v in b), (255, 255, 255), 1)
+        obb = _box_corners(o.obb_center, o.obb_size, o.obb_rotation)
+        for p, q in _EDGES:
+            line(top, to_top(obb[p, 0], obb[p, 2]), to_top(obb[q, 0], obb[q, 2]), c)
+        u, v = to_top(o.centroid[0], o.centroid[2])
+        cv2.circle(top, (int(u), int(v)), 4, (255, 255, 255), -1)
+    cv2.putText(top, "from above: x right, z up; grey: truth", (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                (200, 200, 200), 1, cv2.LINE_AA)
+    return np.concatenate([view, top], axis=1)

@@ -222,3 +222,39 @@ def test_bad_masks_ids_states_and_settings():
 def test_object3d_defaults():
     obj = Object3D(3)
     assert obj.state == "visible" and not obj.has_3d and obj.points is None
+
+
+def test_a_picture_of_the_result(tmp_path):
+    """The camera's view and the view from above of one scene's result, as a PNG (look at it:
+    SAM2_ROS_TEST_PNG=dir keeps it there)."""
+    import os
+
+    import cv2
+    from rgbd_scene import draw
+
+    sc = scene_at(2.0, 2)
+    objs = Objects3D().estimate(masks_of(sc.colour_ids, 3, 1), [1, 2, 3], to_16uc1(sc.depth), K640,
+                                labels={1: "box"}, with_points=True)
+    image = draw(sc, objs)
+    assert image.shape == (480, 640 + 480, 3) and image.std() > 10
+    out = os.environ.get("SAM2_ROS_TEST_PNG", str(tmp_path))
+    os.makedirs(out, exist_ok=True)
+    assert cv2.imwrite(os.path.join(out, "objects3d.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+
+
+def test_boxes_given_and_no_oriented_boxes_give_the_same_geometry():
+    from sam2_ros.ros.detections import mask_box
+
+    sc = scene_at(1.0, 1)
+    masks = np.concatenate([masks_of(sc.colour_ids, 3), np.zeros((1, 480, 640), bool)])
+    depth = to_16uc1(sc.depth)
+    ref = Objects3D().estimate(masks, [1, 2, 3, 4], depth, K640)
+    fast = Objects3D(oriented=False).estimate(masks, [1, 2, 3, 4], depth, K640,
+                                              boxes=[mask_box(m) for m in masks])
+    for a, b in zip(ref[:3], fast[:3]):
+        np.testing.assert_array_equal(a.centroid, b.centroid)
+        np.testing.assert_array_equal(a.extent, b.extent)
+        assert a.obb_rotation is not None and b.obb_rotation is None and b.obb_quaternion is None
+    assert fast[3].reason == "empty mask"
+    with pytest.raises(Objects3DError, match="4 object ids need as many boxes, got 3"):
+        Objects3D().estimate(masks, [1, 2, 3, 4], depth, K640, boxes=[None] * 3)
