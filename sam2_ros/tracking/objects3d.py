@@ -474,23 +474,21 @@ class Objects3D:
         ring = np.flatnonzero(outer & ~inner)  # (R,) flat indices
         if ring.size == 0:
             return inner
-        z = mm.ravel()[ring].astype(np.int32)  # (R,)
-        tol = (z * np.float32(_MAX_STEP / f)).astype(np.int32) + 1  # mm a surface moves over a pixel
+        zr = np.take(mm, ring)  # (R,) uint16
+        tol = (zr * np.float32(_MAX_STEP / f)).astype(np.int32) + 1  # mm a surface moves over a pixel
+        # a ring pixel is reached when the deepest reached neighbour is at least z - tol deep and
+        # the nearest at most z + tol (kept as MAX - depth, so that both are dilations)
+        lo, hi = zr - tol, (_MAX_MM - tol) - zr  # (R,) int32
         deep = np.where(inner, mm, np.uint16(0))  # (h, w) the reached pixels' depth, 0 elsewhere
         near = np.where(inner, _MAX_MM - mm, np.uint16(0))  # the same as MAX - depth
         acc = inner.copy()
-        for _ in range(r):
-            far = cv2.dilate(deep, _K3).ravel()[ring]  # (R,) the deepest reached neighbour
-            close = _MAX_MM - cv2.dilate(near, _K3).ravel()[ring].astype(np.int32)  # the nearest
-            new = (far > 0) & (z <= far + tol) & (z >= close - tol)
-            if not new.any():
-                break
+        for step in range(r):  # reached pixels are reached again: no bookkeeping of the ring
+            new = (np.take(cv2.dilate(deep, _K3), ring) >= lo) & (np.take(cv2.dilate(near, _K3), ring) >= hi)
             idx = ring[new]
             acc.ravel()[idx] = True
-            deep.ravel()[idx] = z[new]
-            near.ravel()[idx] = _MAX_MM - z[new]
-            keep = ~new
-            ring, z, tol = ring[keep], z[keep], tol[keep]
+            if step + 1 < r:
+                deep.ravel()[idx] = zr[new]
+                near.ravel()[idx] = _MAX_MM - zr[new]
         return acc
 
     @staticmethod
