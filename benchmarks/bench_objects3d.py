@@ -10,7 +10,9 @@ Per size and object count, three measures over ``--frames`` frames (after 5 warm
 all in this one process, interleaved frame by frame so that the machine's load falls on all
 alike:
 
-* ``3d``: :meth:`Objects3D.estimate` and the MarkerArray (what every frame with depth costs);
+* ``3d``: :meth:`Objects3D.estimate` without oriented boxes (the node's messages do not use
+  them) and the MarkerArray: what every frame with depth costs the node;
+* ``3d+obb``: the same with the oriented boxes (the Python API's default);
 * ``3d+points``: the same with each object's points (at most ``--max-points``) and the
   PointCloud2 message (``publish_points: true``);
 * ``decode``: the depth Image message -> array (a view: near zero) and camera_info -> K.
@@ -78,9 +80,10 @@ def run(k: Intrinsics, n: int, frames: int, depth_scale: int, max_points: int) -
     ids = list(range(1, n + 1))
     depth_msg, info_msg = _depth_image(to_16uc1(sc.depth)), _camera_info(k)
     header = Header(frame_id='camera_color_optical_frame')
-    est = Objects3D(max_points_per_object=max_points)
-    times = {'3d': [], '3d+points': [], 'decode': []}
-    cpu = {'3d': [], '3d+points': []}
+    est = Objects3D(max_points_per_object=max_points, oriented=False)
+    est_obb = Objects3D(max_points_per_object=max_points)
+    times = {'3d': [], '3d+obb': [], '3d+points': [], 'decode': []}
+    cpu = {'3d': [], '3d+obb': [], '3d+points': []}
     shown = set()
     points = []
     for i in range(frames + 5):
@@ -95,12 +98,17 @@ def run(k: Intrinsics, n: int, frames: int, depth_scale: int, max_points: int) -
         _, shown = om.markers(header, objs, shown)
         cloud = om.point_cloud(header, objs)
         t3, c3 = time.perf_counter(), time.process_time()
+        objs_obb = est_obb.estimate(masks, ids, depth, intr)
+        _, shown = om.markers(header, objs_obb, shown)
+        t4, c4 = time.perf_counter(), time.process_time()
         if i >= 5:
             times['decode'].append(t1 - t0)
             times['3d'].append(t2 - t1)
             times['3d+points'].append(t3 - t2)
             cpu['3d'].append(c2 - c1)
             cpu['3d+points'].append(c3 - c2)
+            times['3d+obb'].append(t4 - t3)
+            cpu['3d+obb'].append(c4 - c3)
             points.append(cloud.width / n)
         assert all(o.has_3d for o in objs), [o.reason for o in objs if not o.has_3d]
     out = {'size': f'{k.width}x{k.height}', 'depth': f'{depth.shape[1]}x{depth.shape[0]}', 'objects': n,
@@ -132,17 +140,18 @@ def main(argv=None) -> int:
     cams = {'640x480': K640, '1280x720': K1280}
     results = []
     print('| size | depth | objects | mask px | 3-D + markers: wall p50 / p90 / min, CPU p50 (ms) | '
-          'with points + PointCloud2: wall p50 / p90 / min, CPU p50 (ms) | points / object | decode p50 (ms) |')
-    print('|---|---|---|---|---|---|---|---|')
+          'with points + PointCloud2: wall p50 / p90 / min, CPU p50 (ms) | with oriented boxes: wall min, '
+          'CPU p50 (ms) | points / object | decode p50 (ms) |')
+    print('|---|---|---|---|---|---|---|---|---|')
     for size in args.sizes:
         for n in args.objects:
             r = run(cams[size], n, args.frames, args.depth_scale, args.max_points)
             results.append(r)
-            a, b = r['3d'], r['3d+points']
+            a, b, c = r['3d'], r['3d+points'], r['3d+obb']
             print(f"| {r['size']} | {r['depth']} | {n} | {r['mask_px_mean']:.0f} | "
                   f"{a['p50_ms']:.2f} / {a['p90_ms']:.2f} / {a['min_ms']:.2f}, {a['cpu_p50_ms']:.2f} | "
                   f"{b['p50_ms']:.2f} / {b['p90_ms']:.2f} / {b['min_ms']:.2f}, {b['cpu_p50_ms']:.2f} | "
-                  f"{r['points_per_object']:.0f} | "
+                  f"{c['min_ms']:.2f}, {c['cpu_p50_ms']:.2f} | {r['points_per_object']:.0f} | "
                   f"{r['decode']['p50_ms']:.3f} |", flush=True)
     meta = {'date': datetime.date.today().isoformat(), 'machine': platform.processor() or platform.machine(),
             'cpus': os.cpu_count(), 'load_avg': os.getloadavg(), 'opencv_threads': cv2.getNumThreads(),

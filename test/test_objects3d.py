@@ -258,3 +258,11 @@ def test_boxes_given_and_no_oriented_boxes_give_the_same_geometry():
     assert fast[3].reason == "empty mask"
     with pytest.raises(Objects3DError, match="4 object ids need as many boxes, got 3"):
         Objects3D().estimate(masks, [1, 2, 3, 4], depth, K640, boxes=[None] * 3)
+
+
+def test_a_skewed_camera():
+    k = Intrinsics(600.0, 610.0, 300.0, 250.0, 640, 480, skew=4.0)
+    sc = scene([Box([0.1, -0.05, 1.3], [0.2, 0.15, 0.1], rotation_y(20))], 1.5, k=k, seed=8)
+    obj = Objects3D().estimate(masks_of(sc.colour_ids, 1), [1], sc.depth, k.matrix)[0]
+    assert np.abs(obj.centroid - sc.truths[0][0]).max() < 0.01
+    assert np.abs(obj.extent - sc.truths[0][1]).max() < 0.02

@@ -496,10 +496,15 @@ class Objects3D:
                 dtype) -> np.ndarray:
         """(3, M) x, y, z of the valid pixels on a regular ``stride`` subsample of the crop."""
         vs, us = np.nonzero(valid[::stride, ::stride])
-        z = mm[::stride, ::stride][vs, us].astype(dtype) * dtype(0.001)  # (M,) metres
-        yn = (vs * stride + oy - k.cy).astype(dtype) / dtype(k.fy)
-        xn = ((us * stride + ox - k.cx).astype(dtype) - dtype(k.skew) * yn) / dtype(k.fx)
-        return np.stack([xn * z, yn * z, z])
+        out = np.empty((3, vs.size), dtype)
+        z = np.multiply(mm[::stride, ::stride][vs, us], 0.001, out=out[2])  # (M,) metres
+        yn = vs * (stride / k.fy) + (oy - k.cy) / k.fy  # (M,) y / z
+        xn = us * (stride / k.fx) + (ox - k.cx) / k.fx  # (M,) x / z
+        if k.skew:
+            xn -= (k.skew / k.fx) * yn
+        np.multiply(xn, z, out=out[0])
+        np.multiply(yn, z, out=out[1])
+        return out
 
 
 def objects_3d(masks, object_ids: Sequence[int], depth, intrinsics, scores=None, labels=None,
