@@ -72,6 +72,14 @@ class Sphere:
         return np.where(disc >= 0, t, np.inf), normal
 
 
+def three_objects(dist: float) -> list:
+    """The tests' scene at ``dist`` metres: a box turned 30 degrees (two faces seen), a sphere,
+    a box turned -35 degrees."""
+    return [Box([-0.125 * dist, 0.0, dist], [0.2, 0.15, 0.1], rotation_y(30)),
+            Sphere([0.1 * dist, -0.05, dist], 0.08),
+            Box([0.0, 0.1 * dist, dist - 0.05], [0.15, 0.10, 0.18], rotation_y(-35))]
+
+
 def rays(k: Intrinsics) -> np.ndarray:
     """(H, W, 3) rays through the pixel centres, z = 1."""
     v, u = np.mgrid[0:k.height, 0:k.width].astype(float)
