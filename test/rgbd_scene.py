@@ -28,11 +28,6 @@ def rotation_y(deg: float) -> np.ndarray:
     return np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
 
 
-def rotation_x(deg: float) -> np.ndarray:
-    a = np.radians(deg)
-    return np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
-
-
 @dataclass
 class Box:
     center: Sequence[float]
@@ -111,7 +106,6 @@ def spoil(depth: np.ndarray, rng: np.random.Generator, noise: float = 0.001, hol
     seen at more than GRAZING_DEG (``incidence``), random holes, and a blob without depth on
     each object of ``blob_ids``; ``invalid`` is what a hole reads (0 or NaN)."""
     z = depth.copy()
-    h, w = z.shape
     edge = np.zeros_like(z, bool)
     other = z.copy()
     for axis in (0, 1):  # pixels next to a depth jump, and the depth across it
@@ -177,7 +171,6 @@ class Scene:
     shapes: List
     wall_z: float
     colour_ids: np.ndarray  # (H, W) at the colour image's size
-    depth_exact: np.ndarray  # (h, w) exact depth at the depth image's size
     depth: np.ndarray  # (h, w) spoiled, float metres with NaN holes
     truths: list  # per shape: (centroid, extent)
     centres: list  # per shape: the centre of its axis-aligned box
@@ -190,10 +183,10 @@ def scene(shapes: Sequence, wall_z: float, k: Intrinsics = K640, depth_scale: in
     rng = np.random.default_rng(seed)
     exact, ids, inc = render(shapes, k, wall_z)
     kd = k.coarser(depth_scale)
-    exact_d, ids_d, inc_d = (exact, ids, inc) if depth_scale == 1 else render(shapes, kd, wall_z)
+    exact_d, ids_d, inc_d = (exact, ids, inc) if depth_scale == 1 else render(shapes, kd, wall_z)  # depth size
     spoiled = spoil(exact_d, rng, noise=noise, blob_ids=ids_d, invalid=invalid, incidence=inc_d)
     truths = truth(exact, ids, inc, k, len(shapes))
-    return Scene(list(shapes), wall_z, ids, exact_d, spoiled, [t[:2] for t in truths], [t[2] for t in truths])
+    return Scene(list(shapes), wall_z, ids, spoiled, [t[:2] for t in truths], [t[2] for t in truths])
 
 
 def _box_corners(center, extent, rotation=None) -> np.ndarray:

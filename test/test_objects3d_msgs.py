@@ -167,6 +167,10 @@ def test_markers_cube_and_text_per_object_then_deletes(objects):
     assert kinds == [("objects", 3, Marker.ADD), ("objects/labels", 3, Marker.ADD),
                      ("objects", 5, Marker.DELETE), ("objects/labels", 5, Marker.DELETE)]
     assert (arr2.markers[0].lifetime.sec, arr2.markers[0].lifetime.nanosec) == (1, 500_000_000)
+    from rclpy.serialization import deserialize_message, serialize_message
+    from visualization_msgs.msg import MarkerArray
+    back = deserialize_message(serialize_message(arr2), MarkerArray)  # what goes over the wire
+    assert [(m.ns, m.id, m.action) for m in back.markers] == kinds
     flat = Object3D(9, centroid=np.array([0, 0, 1.0]), center=np.array([0, 0, 1.0]), extent=np.array([0.1, 0.1, 0.0]))
     assert om.markers(HEADER, [flat])[0].markers[0].scale.z == om.MIN_SIDE  # a flat side still shows
 
