@@ -13,6 +13,14 @@ from sam2_ros.tracking.objects3d import (LOST, OCCLUDED, DepthFormatError, Depth
                                          IntrinsicsError, Object3D, Objects3D, Objects3DError, objects_3d)
 
 
+def matrix_of(q):
+    """The rotation matrix of a unit quaternion (x, y, z, w)."""
+    x, y, z, w = q
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
 def as_encoding(depth_m, encoding, rng):
     """The spoiled depth (NaN holes) as 16UC1 millimetres (holes 0) or as 32FC1 metres whose
     holes read NaN, inf, -inf, 0 or a negative value."""
@@ -113,6 +121,7 @@ def test_points_capped_on_the_surface_and_oriented_box_of_a_turned_plate():
     assert obj.obb_size[2] < 0.01
     x, y, z, w = obj.obb_quaternion
     assert x * x + y * y + z * z + w * w == pytest.approx(1.0) and w >= 0
+    np.testing.assert_allclose(matrix_of(obj.obb_quaternion), obj.obb_rotation, atol=1e-9)
     assert np.allclose(obj.obb_center, shapes[0].center, atol=0.01)
     assert objects_3d(masks_of(sc.colour_ids, 1), [2], sc.depth, K640)[0].points is None
 
@@ -260,3 +269,9 @@ def test_a_skewed_camera():
     obj = Objects3D().estimate(masks_of(sc.colour_ids, 1), [1], sc.depth, k.matrix)[0]
     assert np.abs(obj.centroid - sc.truths[0][0]).max() < 0.01
     assert np.abs(obj.extent - sc.truths[0][1]).max() < 0.02
+
+
+@pytest.mark.parametrize("rot", [np.eye(3), np.diag([1.0, -1.0, -1.0]), np.diag([-1.0, 1.0, -1.0]),
+                                 np.diag([-1.0, -1.0, 1.0]), rotation_y(170), rotation_y(-100)])
+def test_quaternions_of_every_kind_of_rotation(rot):
+    np.testing.assert_allclose(matrix_of(Object3D(1, obb_rotation=rot).obb_quaternion), rot, atol=1e-12)

@@ -150,7 +150,7 @@ class Object3D:
     state: str = VISIBLE  # the tracker's: visible / occluded / lost
     label: Optional[str] = None  # class label, None when the object has none
     score: float = 1.0  # the tracker's object-presence score
-    n_points: int = 0  # valid depth pixels the geometry was measured on (after the erosion)
+    n_points: int = 0  # valid depth pixels the geometry was measured on (see the module doc)
     centroid: Optional[np.ndarray] = None  # (3,) per-axis median of the seen surface
     center: Optional[np.ndarray] = None  # (3,) centre of the axis-aligned box
     extent: Optional[np.ndarray] = None  # (3,) sides of the axis-aligned box
