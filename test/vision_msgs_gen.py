@@ -9,6 +9,7 @@ import contextlib
 import importlib
 import io
 import json
+import os
 import pathlib
 import sys
 
@@ -31,6 +32,21 @@ LAYOUTS = {
 }
 
 
+def template_dir() -> pathlib.Path:
+    """rosidl_generator_py's templates: under the venv's share/ (PyPI wheels), a ROS install's
+    prefix (AMENT_PREFIX_PATH), or next to the module's own install."""
+    import rosidl_generator_py
+
+    prefixes = [pathlib.Path(sys.prefix)]
+    prefixes += [pathlib.Path(p) for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    prefixes += list(pathlib.Path(rosidl_generator_py.__file__).resolve().parents)
+    for prefix in prefixes:
+        d = prefix / "share" / "rosidl_generator_py" / "resource"
+        if (d / "_idl.py.em").is_file():
+            return d
+    raise FileNotFoundError("rosidl_generator_py's templates (share/rosidl_generator_py/resource) not found")
+
+
 def generate(root: pathlib.Path, layout: str) -> pathlib.Path:
     """Generate package ``vision_msgs`` of ``layout`` under ``root``; returns the folder to put
     on sys.path."""
@@ -47,7 +63,7 @@ def generate(root: pathlib.Path, layout: str) -> pathlib.Path:
             idl_tuples.append(f"{root / 'idl'}:msg/{name}.idl")
         out = root / "py"
         args = {"package_name": "vision_msgs", "output_dir": str(out / "vision_msgs"), "idl_tuples": idl_tuples,
-                "template_dir": str(pathlib.Path(sys.prefix) / "share" / "rosidl_generator_py" / "resource"),
+                "template_dir": str(template_dir()),
                 "target_dependencies": []}
         (root / "args.json").write_text(json.dumps(args))
         generate_py(str(root / "args.json"), ["rosidl_typesupport_c"])
