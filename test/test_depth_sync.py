@@ -97,3 +97,24 @@ def test_callbacks_put_while_the_worker_takes():
     assert len(buf) == 8 and buf.counts["put"] == 2000
     assert buf._stamps == sorted(buf._stamps)
     assert all(s % MS == 0 for s in found)
+
+
+def test_a_pinned_frame_keeps_its_depth_through_a_slow_step():
+    """The worker pins a colour frame, tracks it for a second while 30 depth images come (the
+    buffer holds 5): the depth that pairs with it, even one that came after the pin, is kept."""
+    buf = filled([1000, 1033], capacity=5)
+    buf.pin(1040 * MS)  # its depth (1042) is not there yet
+    for t in range(1042, 2042, 33):
+        buf.put(t * MS, f"depth@{t}")
+    assert len(buf) == 5 + 2  # the newest five, and 1033 and 1042 (within 10 ms of the pin)
+    m = buf.take(1040 * MS)
+    assert m.depth == "depth@1042" and m.delay_ns == 2 * MS
+    buf.put(2100 * MS, "next")  # unpinned: the two go as newer images come
+    buf.put(2133 * MS, "next2")
+    assert len(buf) == 5 and buf.take(1040 * MS) is None
+    # a frame never taken does not pin for ever
+    for i in range(DepthBuffer.MAX_PINS + 1):
+        buf.pin((3000 + i) * MS)
+    assert len(buf._pins) == DepthBuffer.MAX_PINS and 3000 * MS not in buf._pins
+    buf.clear()
+    assert not buf._pins

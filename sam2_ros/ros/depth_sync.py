@@ -1,11 +1,13 @@
 """Depth images paired with colour frames by stamp, without waiting (no rclpy).
 
 The depth callback puts each depth image into a small :class:`DepthBuffer`, keyed by its stamp,
-and the camera_info callback the colour camera's latest camera_info; after tracking a colour frame the worker takes
-the depth with the same stamp, or the nearest one within ``max_delay`` seconds, else nothing (the
-frame then goes out without 3-D, counted). Nothing here blocks: a depth image that comes late
-finds its colour frame gone and is dropped when newer ones push it out. Thread-safe: callbacks
-put from the executor's threads while the worker takes.
+and the camera_info callback the colour camera's latest camera_info. When the worker picks a
+colour frame it pins the frame's stamp (:meth:`DepthBuffer.pin`): the depth images that could
+pair with it are then kept however long the frame step takes (on a CPU, a second is 30 depth
+images); after tracking it takes (:meth:`DepthBuffer.take`) the depth with the same stamp, or the
+nearest one within ``max_delay`` seconds, including one that came during the step, else nothing
+(the frame then goes out without 3-D, counted). Nothing here blocks. Thread-safe: callbacks put
+from the executor's threads while the worker pins and takes.
 """
 from __future__ import annotations
 
@@ -28,14 +30,18 @@ class DepthMatch:
 
 
 class DepthBuffer:
-    """The last ``capacity`` depth images by stamp; :meth:`take` pairs a colour stamp with one.
+    """The last ``capacity`` depth images by stamp, and those near a pinned colour stamp;
+    :meth:`take` pairs a colour stamp with one.
 
     Args:
         max_delay: seconds a depth stamp may differ from the colour stamp (>= 0; 0: the same
             stamp only).
-        capacity: depth images kept (>= 1): enough to cover the time between a colour frame's
-            arrival and the worker's taking it (at 30 Hz, 15 images are half a second).
+        capacity: depth images kept besides the pinned ones (>= 1): enough to cover the time
+            between a colour frame's arrival and the worker's pinning it (at 30 Hz, 15 images
+            are half a second).
     """
+
+    MAX_PINS = 8  # colour frames in flight at most; an older pin (a frame never taken) lapses
 
     def __init__(self, max_delay: float = 0.02, capacity: int = 15) -> None:
         if isinstance(max_delay, bool) or not float(max_delay) >= 0.0:  # also refuses NaN
@@ -48,6 +54,7 @@ class DepthBuffer:
         self._stamps: List[int] = []  # ascending
         self._items: List[Any] = []  # depth images, aligned with _stamps
         self._info = None
+        self._pins: List[int] = []  # colour stamps in flight, oldest first
         self.counts: Dict[str, int] = {'put': 0, 'exact': 0, 'nearest': 0, 'none': 0, 'no_camera_info': 0}
         self.last_delay_ns: Optional[int] = None  # of the last match
 
@@ -68,16 +75,29 @@ class DepthBuffer:
                 return
             self._stamps.insert(i, stamp_ns)
             self._items.insert(i, depth)
-            if len(self._stamps) > self.capacity:  # the oldest goes
-                del self._stamps[0], self._items[0]
+            if len(self._stamps) > self.capacity:  # the oldest that no pinned frame may need goes
+                free = [j for j, t in enumerate(self._stamps)
+                        if not any(abs(t - p) <= self.max_delay_ns for p in self._pins)]
+                for j in reversed(free[:max(0, len(free) - self.capacity)]):
+                    del self._stamps[j], self._items[j]
+
+    def pin(self, stamp_ns: int) -> None:
+        """A colour frame stamped ``stamp_ns`` is being tracked: keep the depth images that
+        could pair with it until :meth:`take` (at most MAX_PINS frames are pinned at once)."""
+        with self._lock:
+            self._pins.append(int(stamp_ns))
+            if len(self._pins) > self.MAX_PINS:
+                del self._pins[0]
 
     def take(self, stamp_ns: int) -> Optional[DepthMatch]:
         """The depth for a colour frame stamped ``stamp_ns``: the same stamp, else the nearest
         within ``max_delay`` (the earlier on a tie), else None (counted in ``counts['none']``;
         a match without camera_info is None too, counted in ``counts['no_camera_info']``).
-        The depth stays buffered: several colour frames may share it."""
+        Unpins the stamp. The depth stays buffered: several colour frames may share it."""
         stamp_ns = int(stamp_ns)
         with self._lock:
+            if stamp_ns in self._pins:
+                self._pins.remove(stamp_ns)
             i = bisect.bisect_left(self._stamps, stamp_ns)
             best = None
             for j in (i - 1, i):  # the neighbours of the stamp
@@ -97,10 +117,11 @@ class DepthBuffer:
             return DepthMatch(self._items[best], self._info, found, found - stamp_ns)
 
     def clear(self) -> None:
-        """Forget every depth image (the camera_info stays)."""
+        """Forget every depth image and pin (the camera_info stays)."""
         with self._lock:
             self._stamps.clear()
             self._items.clear()
+            self._pins.clear()
 
     def __len__(self) -> int:
         with self._lock:
