@@ -3,7 +3,7 @@ image, and their messages.
 
     .venv/bin/python benchmarks/bench_objects3d.py --frames 200 --json benchmarks/results/objects3d.json
 
-Scenes are rendered from known geometry (test/rgbd_scene.py: boxes and spheres on a grid at
+Scenes are rendered from known geometry (test/helpers/rgbd_scene.py: boxes and spheres on a grid at
 1.2 to 1.8 m before a wall, depth noise, flying pixels and holes), 16UC1 depth at the colour
 image's size (``--depth-scale 2``: half), masks the objects' projections dilated by one pixel.
 Per size and object count, three measures over ``--frames`` frames (after 5 warm-up frames),
@@ -18,7 +18,7 @@ alike:
 * ``decode``: the depth Image message -> array (a view: near zero) and camera_info -> K.
 
 ``--accuracy``: instead, the worst errors against the truth over ``--seeds`` renderings of the
-tests' scene (test/rgbd_scene.three_objects: two turned boxes and a sphere) at 1, 2 and 3 m,
+tests' scene (test/helpers/rgbd_scene.three_objects: two turned boxes and a sphere) at 1, 2 and 3 m,
 depth at the colour size and at half, masks eroded, exact and dilated by one pixel.
 
 Reported: wall-clock median, p90 and minimum milliseconds per frame, the median of the
@@ -40,9 +40,9 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / 'test'))
+sys.path.insert(0, str(ROOT / "test"))
 
-from rgbd_scene import K640, Box, Sphere, masks_of, rotation_y, scene, three_objects, to_16uc1  # noqa: E402
+from helpers.rgbd_scene import K640, Box, Sphere, masks_of, rotation_y, scene, three_objects, to_16uc1  # noqa: E402
 
 from sam2_ros.ros import objects3d_msgs as om  # noqa: E402
 from sam2_ros.ros.depth_input import camera_info_to_intrinsics, depth_image_to_numpy  # noqa: E402

@@ -1,5 +1,5 @@
 """Objects in 3-D from masks and an aligned depth image (sam2_ros.tracking.objects3d), on
-synthetic RGB-D scenes rendered from known geometry (test/rgbd_scene.py): boxes and a sphere at
+synthetic RGB-D scenes rendered from known geometry (test/helpers/rgbd_scene.py): boxes and a sphere at
 1 to 3 m before a wall 20 cm behind them, with depth noise, flying pixels, holes (0, NaN, inf)
 and masks one pixel too small or too large, as a segmenter's are."""
 
@@ -8,7 +8,7 @@ import functools
 import numpy as np
 import pytest
 
-from rgbd_scene import K640, Box, masks_of, render, rotation_y, scene, three_objects, to_16uc1
+from helpers.rgbd_scene import K640, Box, masks_of, render, rotation_y, scene, three_objects, to_16uc1
 from sam2_ros.tracking.objects3d import (LOST, OCCLUDED, DepthFormatError, DepthSizeError, Intrinsics,
                                          IntrinsicsError, Object3D, Objects3D, Objects3DError, objects_3d)
 
@@ -233,7 +233,7 @@ def test_a_picture_of_the_result(tmp_path):
     import os
 
     import cv2
-    from rgbd_scene import draw
+    from helpers.rgbd_scene import draw
 
     sc = scene_at(2.0, 2)
     objs = Objects3D().estimate(masks_of(sc.colour_ids, 3, 1), [1, 2, 3], to_16uc1(sc.depth), K640,
