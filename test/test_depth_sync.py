@@ -25,7 +25,8 @@ def test_exact_stamp_then_nearest_within_the_bound_then_none():
     assert m.depth == "depth@133" and m.delay_ns == -7 * MS
     m = buf.take(160 * MS)  # 6 ms before 166
     assert m.depth == "depth@166" and m.delay_ns == 6 * MS
-    assert buf.take(150 * MS) is None  # 17 ms from either: beyond 10 ms
+    assert buf.take(150 * MS) is None  # 16 and 17 ms away: beyond 10 ms
+    assert buf.last_miss_gap_ns == 16 * MS  # to the nearest depth (166), signed
     assert buf.take(10 * MS) is None and buf.take(500 * MS) is None
     assert buf.counts == {"put": 3, "exact": 1, "nearest": 2, "none": 3, "no_camera_info": 0}
     assert buf.take(133 * MS).depth == "depth@133"  # the depth stays: frames may share it
@@ -40,13 +41,34 @@ def test_a_tie_takes_the_earlier_and_the_bound_is_inclusive():
 
 
 def test_out_of_order_puts_replacements_and_the_capacity():
-    buf = filled([300, 100, 200, 250, 150], capacity=4)  # 100 was the oldest: pushed out
-    assert len(buf) == 4 and buf.take(100 * MS) is None
-    assert buf.take(150 * MS).depth == "depth@150" and buf.take(250 * MS).depth == "depth@250"
-    buf.put(200 * MS, "again")  # the same stamp: replaced, not added
+    buf = filled([300, 100, 200, 250, 150], capacity=4)  # 300 came first: pushed out
+    assert len(buf) == 4 and buf.take(300 * MS) is None
+    assert buf.take(100 * MS).depth == "depth@100" and buf.take(250 * MS).depth == "depth@250"
+    buf.put(200 * MS, "again")  # the same stamp: replaced (and as new), not added
     assert len(buf) == 4 and buf.take(200 * MS).depth == "again"
-    buf.put(50 * MS, "late")  # older than everything kept, with the buffer full: in, and out again
-    assert len(buf) == 4 and buf.take(50 * MS) is None
+    buf.put(50 * MS, "late")  # stamped before everything kept: in; 100, the first to come, out
+    assert len(buf) == 4 and buf.take(50 * MS).depth == "late" and buf.take(100 * MS) is None
+
+
+def test_a_bag_replayed_in_a_loop_pairs_again():
+    """Time jumps back: the new images are stamped before those kept and must stay."""
+    buf = filled(range(1000, 1500, 33), capacity=5)
+    for t in range(0, 200, 33):
+        buf.put(t * MS, f"again@{t}")
+    assert buf.take(99 * MS).depth == "again@99" and buf.take(1000 * MS) is None
+
+
+def test_live_settings():
+    buf = filled([100, 140], max_delay=0.010)
+    assert buf.take(125 * MS) is None
+    buf.configure(max_delay=0.020)
+    assert buf.take(125 * MS).depth == "depth@140"
+    buf.configure(capacity=1)
+    buf.put(200 * MS, "new")
+    assert len(buf) == 1
+    with pytest.raises(ValueError, match="depth_max_delay"):
+        buf.configure(max_delay=-1.0)
+    assert buf.max_delay_ns == 20 * MS
 
 
 def test_same_stamp_only_and_no_camera_info_yet():

@@ -8,26 +8,16 @@ import array
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from sensor_msgs.msg import Image, PointCloud2, PointField
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
+from helpers.rgbd_msgs import camera_info, depth_msg
 from helpers.rgbd_scene import K640, Box, Sphere, masks_of, rotation_y, scene, to_16uc1
 from sam2_ros.ros import objects3d_msgs as om
 from sam2_ros.ros.conversions import ConversionError, ImageTooLarge
 from sam2_ros.ros.depth_input import DepthImageError, camera_info_to_intrinsics, depth_image_to_numpy
 from sam2_ros.tracking.objects3d import DepthFormatError, IntrinsicsError, Object3D, Objects3D, Objects3DError
-
-
-def depth_msg(a, encoding, pad=0, big=False):
-    """An Image of ``a`` (H, W) as ``encoding``, rows padded by ``pad`` bytes."""
-    dtype = {"16UC1": "u2", "32FC1": "f4"}[encoding]
-    a = np.asarray(a).astype((">" if big else "<") + dtype)
-    h, w = a.shape
-    rows = np.zeros((h, w * a.itemsize + pad), np.uint8)
-    rows[:, :w * a.itemsize] = a.view(np.uint8).reshape(h, -1)
-    return Image(height=h, width=w, encoding=encoding, is_bigendian=int(big), step=rows.shape[1],
-                 data=array.array("B", rows.tobytes()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,13 +75,6 @@ def test_broken_depth_images_are_refused_with_the_reason():
 
 # --------------------------------------------------------------------------------------------
 # camera_info in
-
-def camera_info(k=(615.0, 0.0, 320.5, 0.0, 615.0, 238.5, 0.0, 0.0, 1.0), w=640, h=480, **fields):
-    info = CameraInfo(width=w, height=h, k=list(k), **fields)
-    info.d = [0.1, -0.2, 0.0, 0.0, 0.05]
-    info.distortion_model = "plumb_bob"
-    return info
-
 
 def test_camera_info_gives_the_intrinsics():
     k = camera_info_to_intrinsics(camera_info())

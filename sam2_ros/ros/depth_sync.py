@@ -53,33 +53,49 @@ class DepthBuffer:
         self._lock = threading.Lock()
         self._stamps: List[int] = []  # ascending
         self._items: List[Any] = []  # depth images, aligned with _stamps
+        self._arrivals: List[int] = []  # when each came (a count), aligned with _stamps
+        self._arrived = 0
         self._info = None
         self._pins: List[int] = []  # colour stamps in flight, oldest first
         self.counts: Dict[str, int] = {'put': 0, 'exact': 0, 'nearest': 0, 'none': 0, 'no_camera_info': 0}
         self.last_delay_ns: Optional[int] = None  # of the last match
+        self.last_miss_gap_ns: Optional[int] = None  # of the last miss: to the nearest depth (None: none kept)
 
     def put_camera_info(self, info) -> None:
         """The colour camera's camera_info (the latest goes with every match)."""
         with self._lock:
             self._info = info
 
+    def configure(self, max_delay: Optional[float] = None, capacity: Optional[int] = None) -> None:
+        """New settings (live parameter changes), checked as in the constructor."""
+        checked = DepthBuffer(self.max_delay_ns / 1e9 if max_delay is None else max_delay,
+                              self.capacity if capacity is None else capacity)
+        with self._lock:
+            self.max_delay_ns, self.capacity = checked.max_delay_ns, checked.capacity
+
     def put(self, stamp_ns: int, depth) -> None:
         """A depth image and its stamp (nanoseconds), from the depth callback. Out of order is
-        fine; the same stamp again replaces the first."""
+        fine; the same stamp again replaces the first. Beyond the capacity the image that came
+        first goes (not the one stamped earliest: after a jump back in time, a bag replayed in
+        a loop, the new images are stamped before the old ones and must stay), unless a pinned
+        frame may pair with it."""
         stamp_ns = int(stamp_ns)
         with self._lock:
             self.counts['put'] += 1
+            self._arrived += 1
             i = bisect.bisect_left(self._stamps, stamp_ns)
             if i < len(self._stamps) and self._stamps[i] == stamp_ns:
-                self._items[i] = depth
+                self._items[i], self._arrivals[i] = depth, self._arrived
                 return
             self._stamps.insert(i, stamp_ns)
             self._items.insert(i, depth)
-            if len(self._stamps) > self.capacity:  # the oldest that no pinned frame may need goes
+            self._arrivals.insert(i, self._arrived)
+            if len(self._stamps) > self.capacity:  # the capacity, besides those pinned frames may need
                 free = [j for j, t in enumerate(self._stamps)
                         if not any(abs(t - p) <= self.max_delay_ns for p in self._pins)]
-                for j in reversed(free[:max(0, len(free) - self.capacity)]):
-                    del self._stamps[j], self._items[j]
+                free.sort(key=self._arrivals.__getitem__)
+                for j in sorted(free[:max(0, len(free) - self.capacity)], reverse=True):
+                    del self._stamps[j], self._items[j], self._arrivals[j]
 
     def pin(self, stamp_ns: int) -> None:
         """A colour frame stamped ``stamp_ns`` is being tracked: keep the depth images that
@@ -102,11 +118,11 @@ class DepthBuffer:
             best = None
             for j in (i - 1, i):  # the neighbours of the stamp
                 if 0 <= j < len(self._stamps):
-                    gap = abs(self._stamps[j] - stamp_ns)
-                    if gap <= self.max_delay_ns and (best is None or gap < abs(self._stamps[best] - stamp_ns)):
+                    if best is None or abs(self._stamps[j] - stamp_ns) < abs(self._stamps[best] - stamp_ns):
                         best = j
-            if best is None:
+            if best is None or abs(self._stamps[best] - stamp_ns) > self.max_delay_ns:
                 self.counts['none'] += 1
+                self.last_miss_gap_ns = None if best is None else self._stamps[best] - stamp_ns
                 return None
             if self._info is None:
                 self.counts['no_camera_info'] += 1
@@ -121,6 +137,7 @@ class DepthBuffer:
         with self._lock:
             self._stamps.clear()
             self._items.clear()
+            self._arrivals.clear()
             self._pins.clear()
 
     def __len__(self) -> int:
