@@ -71,7 +71,7 @@ class Objects3DStep:
             self.frames_3d = 0  # frames paired with depth and measured
             self.frames_without_3d = 0  # frames without depth, camera_info, or with refused input
             self.errors = 0  # frames whose depth or camera_info was refused
-            self.objects_without_depth = 0  # visible objects with too few valid depth pixels (summed over frames)
+            self.objects_without_3d = 0  # visible objects with too few valid depth pixels or an empty mask (summed)
             self.last_error: Optional[str] = None
             self.last_objects = (0, 0)  # (with 3-D, visible without) on the last frame measured
             self._times.clear()
@@ -126,12 +126,14 @@ class Objects3DStep:
             return None
         missing = [o for o in objects if not o.has_3d]
         for o in missing:
-            self._log('warning', 'no_depth', f'object {o.obj_id}: no 3-D on this frame: {o.reason} (0, NaN or inf '
-                      'depth is no depth: is the object too close or too far for the depth camera, or its surface '
-                      'black or shiny?)')
+            reason = o.reason.replace('min_points', 'depth_min_points')
+            if 'depth pixels' in reason:
+                reason += (' (0, NaN or inf depth is no depth: is the object too close or too far for the depth '
+                           'camera, or its surface black or shiny?)')
+            self._log('warning', 'no_depth', f'object {o.obj_id}: no 3-D on this frame: {reason}')
         with self._lock:
             self.frames_3d += 1
-            self.objects_without_depth += len(missing)
+            self.objects_without_3d += len(missing)
             self.last_objects = (len(objects) - len(missing), len(missing))
             self._times.append(time.perf_counter() - start)
         return match.depth.header, objects
@@ -189,7 +191,7 @@ class Objects3DStep:
                 'depth_last_delay_ms': delay / 1e6 if delay is not None else -1.0,
                 'frames_3d': self.frames_3d, 'frames_without_3d': self.frames_without_3d,
                 'errors_3d': self.errors, 'objects_3d': self.last_objects[0],
-                'objects_without_depth': self.objects_without_depth,
+                'objects_without_3d': self.objects_without_3d,
             }
             if self.last_error is not None:
                 out['last_error_3d'] = self.last_error

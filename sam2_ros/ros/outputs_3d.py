@@ -76,6 +76,7 @@ class Outputs3D:
             if self._vision is not None:
                 self._pubs['objects_3d'] = node.create_publisher(self._vision.Detection3DArray, '~/objects_3d',
                                                                  OUTPUT_QOS)
+        self._sync_points_publisher(bool(self._p['publish_points']))
         self.active = True
         return (f"objects in 3-D from {node.resolve_topic_name('depth')} and "
                 f"{node.resolve_topic_name('camera_info')} (depth_max_delay {self._p['depth_max_delay']} s)"

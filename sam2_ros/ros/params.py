@@ -130,7 +130,7 @@ SPECS: Tuple[Spec, ...] = (
          'with): enough for the time a frame waits before it is tracked (15: half a second at 30 Hz)', 'live',
          int_range=(1, 300, 1)),
     Spec('depth_min_points', 30, 'valid depth pixels an object needs on a frame for 3-D (fewer: no 3-D for it '
-         'on that frame, counted in objects_without_depth)', 'live', int_range=(1, 1 << 20, 1)),
+         'on that frame, counted in objects_without_3d)', 'live', int_range=(1, 1 << 20, 1)),
     Spec('depth_erosion_px', 3, "colour pixels taken off each mask's border before measuring (flying pixels "
          "at an object's edges; the edge is grown back where the depth continues the surface)", 'live',
          int_range=(0, 50, 1)),
