@@ -10,19 +10,21 @@ Per size and object count, three measures over ``--frames`` frames (after 5 warm
 all in this one process, interleaved frame by frame so that the machine's load falls on all
 alike:
 
-* ``3d``: :meth:`Objects3D.estimate` without oriented boxes (the node's messages do not use
-  them) and the MarkerArray: what every frame with depth costs the node;
-* ``3d+obb``: the same with the oriented boxes (the Python API's default);
+* ``3d``: what every frame with depth costs the node's worker: the node's own step
+  (:class:`sam2_ros.ros.objects3d_step.Objects3DStep`: the depth image put by its callback and
+  taken by the frame's stamp, decoded (a view), the camera_info's intrinsics (kept), the
+  objects' masks thresholded from (N, H, W) float logits, :meth:`Objects3D.estimate` without
+  oriented boxes) and the MarkerArray;
 * ``3d+points``: the same with each object's points (at most ``--max-points``) and the
   PointCloud2 message (``publish_points: true``);
-* ``decode``: the depth Image message -> array (a view: near zero) and camera_info -> K.
+* ``3d+obb``: :meth:`Objects3D.estimate` with the oriented boxes (the Python API's default).
 
 ``--accuracy``: instead, the worst errors against the truth over ``--seeds`` renderings of the
 tests' scene (test/helpers/rgbd_scene.three_objects: two turned boxes and a sphere) at 1, 2 and 3 m,
 depth at the colour size and at half, masks eroded, exact and dilated by one pixel.
 
-Reported: wall-clock median, p90 and minimum milliseconds per frame, the median of the
-process's CPU time per frame (``time.process_time``: what the step costs on a machine shared
+Reported: wall-clock median, p90 and minimum milliseconds per frame, the median and minimum of
+the process's CPU time per frame (``time.process_time``: what the step costs on a machine shared
 with other jobs, which the wall clock does not show), and the mean points per object.
 """
 from __future__ import annotations
@@ -77,36 +79,47 @@ def _depth_image(depth: np.ndarray):
 
 
 def run(k: Intrinsics, n: int, frames: int, depth_scale: int, max_points: int) -> dict:
+    import torch
     from std_msgs.msg import Header
+
+    from sam2_ros.ros import params
+    from sam2_ros.ros.objects3d_step import Objects3DStep, masks_from_logits
 
     sc = scene(layout(n), 2.0, k=k, depth_scale=depth_scale, seed=n)
     masks = masks_of(sc.colour_ids, n, 1)
+    logits = torch.from_numpy(np.where(masks, 5.0, -5.0).astype(np.float32))  # (N, H, W) as the tracker gives
     ids = list(range(1, n + 1))
     depth_msg, info_msg = _depth_image(to_16uc1(sc.depth)), _camera_info(k)
     header = Header(frame_id='camera_color_optical_frame')
-    est = Objects3D(max_points_per_object=max_points, oriented=False)
+    p = {**{s.name: s.default for s in params.SPECS}, 'max_points_per_object': max_points}
+    step = Objects3DStep(p, lambda *a: None)
+    step.on_camera_info(info_msg)
     est_obb = Objects3D(max_points_per_object=max_points)
-    times = {'3d': [], '3d+obb': [], '3d+points': [], 'decode': []}
+    times = {'3d': [], '3d+obb': [], '3d+points': []}
     cpu = {'3d': [], '3d+obb': [], '3d+points': []}
     shown = set()
     points = []
+    scores, states, labels = np.ones(n), {}, {}
+
+    def masks_of_(indices):  # as the node's Outputs3D: the visible objects' logits thresholded
+        return masks_from_logits(logits, indices, 0.0, masks.shape[1:])
+
     for i in range(frames + 5):
-        t0 = time.perf_counter()
-        depth = depth_image_to_numpy(depth_msg)
-        intr = camera_info_to_intrinsics(info_msg)
         t1, c1 = time.perf_counter(), time.process_time()
-        objs = est.estimate(masks, ids, depth, intr)
+        step.on_depth(depth_msg)  # the callback's share: a buffer insert
+        _, objs = step.run(0, ids, masks_of_, scores, labels, states, with_points=False)
         _, shown = om.markers(header, objs, shown)
         t2, c2 = time.perf_counter(), time.process_time()
-        objs = est.estimate(masks, ids, depth, intr, with_points=True)
+        step.on_depth(depth_msg)
+        _, objs = step.run(0, ids, masks_of_, scores, labels, states, with_points=True)
         _, shown = om.markers(header, objs, shown)
         cloud = om.point_cloud(header, objs)
         t3, c3 = time.perf_counter(), time.process_time()
-        objs_obb = est_obb.estimate(masks, ids, depth, intr)
+        objs_obb = est_obb.estimate(masks_of_(list(range(n))), ids, depth_image_to_numpy(depth_msg),
+                                    camera_info_to_intrinsics(info_msg))
         _, shown = om.markers(header, objs_obb, shown)
         t4, c4 = time.perf_counter(), time.process_time()
         if i >= 5:
-            times['decode'].append(t1 - t0)
             times['3d'].append(t2 - t1)
             times['3d+points'].append(t3 - t2)
             cpu['3d'].append(c2 - c1)
@@ -115,13 +128,13 @@ def run(k: Intrinsics, n: int, frames: int, depth_scale: int, max_points: int) -
             cpu['3d+obb'].append(c4 - c3)
             points.append(cloud.width / n)
         assert all(o.has_3d for o in objs), [o.reason for o in objs if not o.has_3d]
+    depth = depth_image_to_numpy(depth_msg)
     out = {'size': f'{k.width}x{k.height}', 'depth': f'{depth.shape[1]}x{depth.shape[0]}', 'objects': n,
            'mask_px_mean': float(masks.sum((1, 2)).mean()), 'points_per_object': float(np.mean(points))}
     for name, t in times.items():
         ms = np.asarray(t) * 1e3
-        out[name] = {'p50_ms': float(np.median(ms)), 'p90_ms': float(np.percentile(ms, 90)), 'min_ms': float(ms.min())}
-        if name in cpu:
-            out[name]['cpu_p50_ms'] = float(np.median(cpu[name]) * 1e3)
+        out[name] = {'p50_ms': float(np.median(ms)), 'p90_ms': float(np.percentile(ms, 90)), 'min_ms': float(ms.min()),
+                     'cpu_p50_ms': float(np.median(cpu[name]) * 1e3), 'cpu_min_ms': float(np.min(cpu[name]) * 1e3)}
     return out
 
 
@@ -175,20 +188,19 @@ def main(argv=None) -> int:
 
     cams = {'640x480': K640, '1280x720': K1280}
     results = []
-    print('| size | depth | objects | mask px | 3-D + markers: wall p50 / p90 / min, CPU p50 (ms) | '
-          'with points + PointCloud2: wall p50 / p90 / min, CPU p50 (ms) | with oriented boxes: wall min, '
-          'CPU p50 (ms) | points / object | decode p50 (ms) |')
-    print('|---|---|---|---|---|---|---|---|---|')
+    print('| size | depth | objects | mask px | 3-D + markers: wall p50 / p90 / min, CPU p50 / min (ms) | '
+          'with points + PointCloud2: wall p50 / p90 / min, CPU p50 / min (ms) | with oriented boxes: wall min, '
+          'CPU p50 (ms) | points / object |')
+    print('|---|---|---|---|---|---|---|---|')
     for size in args.sizes:
         for n in args.objects:
             r = run(cams[size], n, args.frames, args.depth_scale, args.max_points)
             results.append(r)
             a, b, c = r['3d'], r['3d+points'], r['3d+obb']
             print(f"| {r['size']} | {r['depth']} | {n} | {r['mask_px_mean']:.0f} | "
-                  f"{a['p50_ms']:.2f} / {a['p90_ms']:.2f} / {a['min_ms']:.2f}, {a['cpu_p50_ms']:.2f} | "
-                  f"{b['p50_ms']:.2f} / {b['p90_ms']:.2f} / {b['min_ms']:.2f}, {b['cpu_p50_ms']:.2f} | "
-                  f"{c['min_ms']:.2f}, {c['cpu_p50_ms']:.2f} | {r['points_per_object']:.0f} | "
-                  f"{r['decode']['p50_ms']:.3f} |", flush=True)
+                  f"{a['p50_ms']:.2f} / {a['p90_ms']:.2f} / {a['min_ms']:.2f}, {a['cpu_p50_ms']:.2f} / {a['cpu_min_ms']:.2f} | "
+                  f"{b['p50_ms']:.2f} / {b['p90_ms']:.2f} / {b['min_ms']:.2f}, {b['cpu_p50_ms']:.2f} / {b['cpu_min_ms']:.2f} | "
+                  f"{c['min_ms']:.2f}, {c['cpu_p50_ms']:.2f} | {r['points_per_object']:.0f} |", flush=True)
     meta = {'date': datetime.date.today().isoformat(), 'machine': platform.processor() or platform.machine(),
             'cpus': os.cpu_count(), 'load_avg': os.getloadavg(), 'opencv_threads': cv2.getNumThreads(),
             'numpy': np.__version__, 'opencv': cv2.__version__, 'command': ' '.join(sys.argv)}

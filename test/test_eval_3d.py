@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from helpers.rgbd_scene import Box, rotation_y, scene, to_16uc1
+from helpers.ros import checkpoint  # noqa: F401 (a fixture: a tiny random checkpoint)
 from sam2_ros.tools import bagio, evaluate
 from sam2_ros.tracking.objects3d import Intrinsics
 
@@ -34,16 +35,6 @@ def camera_info_message(ns):
         header=bagio._header_msg(store, header(ns, 'color')), height=H, width=W, distortion_model='plumb_bob',
         d=np.zeros(5), k=K.matrix.reshape(-1), r=np.eye(3).reshape(-1), p=np.zeros(12), binning_x=0,
         binning_y=0, roi=roi)
-
-
-@pytest.fixture(scope='module')
-def checkpoint(tmp_path_factory):
-    import torch
-    from sam2_ros.model.build import build_random_model
-
-    path = tmp_path_factory.mktemp('ckpt') / 'sam2.1_hiera_tiny_random.pt'
-    torch.save({'model': build_random_model('tiny', 128, 'cpu').state_dict()}, path)
-    return str(path)
 
 
 @pytest.fixture(scope='module')

@@ -40,8 +40,8 @@ def params_file(tmp_path_factory):
 def node(tmp_path_factory, checkpoint, params_file):  # noqa: F811
     # every frame in order (reliable, deep): the parity test compares frame by frame
     proc = MultiProcess(tmp_path_factory.mktemp('multi'), checkpoint, CAMERAS, '--params-file', params_file,
-                        '-r', 'front/image:=/cams/front_raw', 'frame_policy:=all', 'image_qos:=reliable',
-                        'qos_depth:=50', 'prompt_buffer:=0')
+                        '-r', 'front/image:=/cams/front_raw', '-r', 'front/depth:=/cams/front_depth',
+                        'frame_policy:=all', 'image_qos:=reliable', 'qos_depth:=50', 'prompt_buffer:=0')
     yield proc
     code = proc.stop(signal.SIGINT)
     assert code == 0, proc.stderr()
@@ -223,8 +223,10 @@ def test_depth_on_one_camera_leaves_the_others_as_they_were(cams, frames, node):
     sub = left.node.create_subscription(MarkerArray, '/left/sam2_tracker/markers', arrays.append, RELIABLE)
     assert left.wait_for(lambda: depth_pub.get_subscription_count() > 0 and sub.get_publisher_count() > 0, 20)
     # front: no depth subscription, no 3-D outputs
-    assert front.node.count_subscribers('/front/depth') == 0 and front.node.count_subscribers('/front/camera_info') == 0
+    assert all(front.node.count_subscribers(t) == 0 for t in ('/front/depth', '/cams/front_depth', '/front/camera_info'))
     assert front.node.count_publishers('/front/sam2_tracker/markers') == 0
+    assert ('[front.sam2_tracker]: `depth` is remapped to /cams/front_depth, but the parameter depth is false'
+            in node.stderr())  # a remap alone does not turn depth on: said in the log
     k = next_k(2)
     for j, depth in enumerate((to_16uc1(sc.depth), np.zeros((H, W, 3), np.uint8))):  # good, then refused
         info_pub.publish(camera_info_of(k_cam))

@@ -142,3 +142,16 @@ def test_depth_without_valid_pixels_and_live_settings(rgbd):
     step.configure(big, {"depth_min_points": 100000})  # live: no object has that many
     (_, objects), _ = run(step, masks, 2)
     assert not any(o.has_3d for o in objects)
+
+
+def test_masks_from_logits_as_the_node_thresholds_them():
+    import torch
+
+    from sam2_ros.ros.objects3d_step import masks_from_logits
+
+    logits = torch.randn(3, 8, 10)
+    want = (logits > 0.25).numpy()
+    assert (masks_from_logits(logits, [2, 0], 0.25, (8, 10)) == want[[2, 0]]).all()
+    assert masks_from_logits(logits, [], 0.25, (8, 10)).shape == (0, 8, 10)
+    half = logits.to(torch.bfloat16)  # numpy cannot view it: compared by torch
+    assert (masks_from_logits(half, [1], 0.25, (8, 10)) == (half[1:2] > 0.25).numpy()).all()

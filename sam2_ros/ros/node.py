@@ -6,8 +6,10 @@ services to the parts that do the work:
 * configure: read and check the parameters, load the model and warm it up, create the
   publishers (:mod:`~sam2_ros.ros.outputs`) and services (:mod:`~sam2_ros.ros.services`);
 * activate: subscribe to the image and the prompts (:mod:`~sam2_ros.ros.prompt_inputs`), with
-  ``depth`` to the depth image and camera_info (:mod:`~sam2_ros.ros.outputs_3d`), start the worker (:mod:`~sam2_ros.ros.stream`: frames, prompts, tracking, in its own thread or,
-  with several cameras in one process, the shared one: :mod:`~sam2_ros.ros.shared_worker`);
+  ``depth`` to the depth image and camera_info (:mod:`~sam2_ros.ros.outputs_3d`: objects in
+  3-D), start the worker (:mod:`~sam2_ros.ros.stream`: frames, prompts, tracking, in its own
+  thread or, with several cameras in one process, the shared one:
+  :mod:`~sam2_ros.ros.shared_worker`);
 * deactivate: unsubscribe, stop the worker (tracked objects are kept);
 * cleanup: drop the tracker and free the model's (GPU) memory.
 

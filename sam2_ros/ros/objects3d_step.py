@@ -33,11 +33,30 @@ from sam2_ros.ros.depth_sync import DepthBuffer
 from sam2_ros.ros.prompts import format_stamp, stamp_to_ns
 from sam2_ros.tracking.objects3d import Object3D, Objects3D, Objects3DError, VISIBLE
 
-__all__ = ['Objects3DStep', 'SETTINGS']
+__all__ = ['Objects3DStep', 'SETTINGS', 'masks_from_logits']
 
 WINDOW = 300  # step times kept for the percentiles
 # the node's parameters that set the 3-D step
 SETTINGS = ('depth_max_delay', 'depth_buffer', 'depth_min_points', 'depth_erosion_px', 'max_points_per_object')
+
+
+def masks_from_logits(logits, indices: Sequence[int], threshold: float, hw: Tuple[int, int]) -> np.ndarray:
+    """(n, H, W) bool masks ``logits[indices] > threshold`` of a tracker's (N, H, W) logits.
+
+    CPU logits are thresholded with numpy, one object at a time into one array: torch's
+    indexing by a list copies the floats first and its threaded comparison waits for cores on a
+    busy machine (13 ms for one 640x480 object under load, against 0.2 ms)."""
+    out = np.empty((len(indices),) + tuple(hw), bool)
+    if not len(indices):
+        return out
+    if getattr(logits, 'device', None) is not None and (logits.device.type != 'cpu' or not logits.dtype.is_floating_point
+                                                        or logits.dtype.itemsize < 4):
+        # a GPU's (or a half-precision CPU tensor numpy cannot view): compared where it is
+        return np.stack([(logits[i] > threshold).cpu().numpy() for i in indices])
+    values = logits.numpy() if hasattr(logits, 'numpy') else np.asarray(logits)
+    for j, i in enumerate(indices):
+        np.greater(values[i], threshold, out=out[j])
+    return out
 
 
 def _estimator(p: Mapping) -> Objects3D:
@@ -170,13 +189,17 @@ class Objects3DStep:
                       '3-D for it; if depth and colour come from one camera, raise depth_max_delay or depth_buffer, '
                       'else check that both are stamped by the same clock')
 
-    def _refused(self, error: Exception) -> None:
-        text = f'no 3-D for the frame: {error}'
+    def _refused(self, error: Exception, level: str = 'warning', text: Optional[str] = None) -> None:
+        text = text or f'no 3-D for the frame: {error}'
         with self._lock:
             self.frames_without_3d += 1
             self.errors += 1
             self.last_error = text if len(text) <= 300 else text[:300] + '...'
-        self._log('warning', '3d:' + type(error).__name__ + re.sub(r'\d+', '#', str(error))[:80], text)
+        self._log(level, '3d:' + type(error).__name__ + re.sub(r'\d+', '#', str(error))[:80], text)
+
+    def failed(self, error: Exception) -> None:
+        """An unexpected error in a frame's 3-D (not bad input): counted and logged as an error."""
+        self._refused(error, 'error', f'no 3-D for the frame: {type(error).__name__}: {error}')
 
     # ------------------------------------------------------------------ diagnostics
     def diagnostics(self) -> Dict[str, object]:

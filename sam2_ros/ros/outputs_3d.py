@@ -30,7 +30,7 @@ from visualization_msgs.msg import MarkerArray
 
 from sam2_ros.ros import objects3d_msgs
 from sam2_ros.ros.objects import ObjectBook
-from sam2_ros.ros.objects3d_step import SETTINGS, Objects3DStep
+from sam2_ros.ros.objects3d_step import SETTINGS, Objects3DStep, masks_from_logits
 from sam2_ros.ros.outputs import OUTPUT_QOS
 from sam2_ros.ros.prompts import stamp_to_ns
 
@@ -118,9 +118,18 @@ class Outputs3D:
             self.step.pin(stamp_ns)
 
     def frame_published(self, header, hw, result, ids: List[int], labels: Mapping[int, str]) -> None:
-        """A frame's masks are out: its objects in 3-D (``hw``: the colour image's height, width)."""
+        """A frame's masks are out: its objects in 3-D (``hw``: the colour image's height, width).
+        Whatever goes wrong here is a 3-D error of this frame (counted, logged), not the frame's:
+        its masks are out already."""
         if not self.active:
             return
+        try:
+            self._frame_3d(header, hw, result, ids, labels)
+        except Exception as error:  # noqa: BLE001 - the next frame's 3-D may be fine; say what happened
+            if self.active:
+                self.step.failed(error)
+
+    def _frame_3d(self, header, hw, result, ids: List[int], labels: Mapping[int, str]) -> None:
         with_points = bool(self._p['publish_points'])
         points_pub = self._sync_points_publisher(with_points)
         watched = [pub for pub in self._pubs.values() if pub.get_subscription_count() > 0]
@@ -132,10 +141,8 @@ class Outputs3D:
         scores = result.scores.numpy() if ids else np.zeros(0)
         threshold = result.mask_threshold
 
-        def masks_of(indices: List[int]):
-            if not indices:
-                return np.zeros((0,) + tuple(hw), bool)
-            return (result.logits[indices] > threshold).cpu().numpy()
+        def masks_of(indices: List[int]) -> np.ndarray:
+            return masks_from_logits(result.logits, indices, threshold, hw)
 
         found = self.step.run(stamp_to_ns(header.stamp), ids, masks_of, scores, labels, states, with_points)
         if found is None:  # no news of the objects still tracked: their markers stay
