@@ -39,7 +39,7 @@ from sam2_ros.ros.launch_args import (camera_names, check_params_file, exit_reas
 
 def _on_node_exit(event, context):
     """Fail the launch, with the reason, when the node exits with an error status (raising
-    here makes ``ros2 launch`` exit 1; a Shutdown event would end it with 0); a clean stop or
+    here makes ``ros2 launch`` exit 1; a shutdown event would end it with 0); a clean stop or
     one ordered by launch itself leaves launch to carry on as usual."""
     reason = exit_reason(event.returncode)
     if reason is None:
