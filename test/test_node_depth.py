@@ -10,7 +10,6 @@ diagnostics), and a reset deleting the markers. The 3-D step's own accuracy: tes
 its counters without DDS: test_objects3d_step.py.
 """
 import signal
-import threading
 
 import numpy as np
 import pytest
@@ -66,7 +65,6 @@ class RGBDClient(Client):
         self.info_pub = n.create_publisher(CameraInfo, '/camera_info', RELIABLE)
         self.arrays = []  # every MarkerArray, in order
         self.clouds = {}  # stamp ns -> PointCloud2
-        self._got = threading.Condition(self.lock)
         self.markers_sub = n.create_subscription(MarkerArray, '/sam2_tracker/markers', self._on_markers, RELIABLE)
         self.points_sub = n.create_subscription(PointCloud2, '/sam2_tracker/points', self._on_points, RELIABLE)
 
