@@ -5,9 +5,11 @@ services to the parts that do the work:
 
 * configure: read and check the parameters, load the model and warm it up, create the
   publishers (:mod:`~sam2_ros.ros.outputs`) and services (:mod:`~sam2_ros.ros.services`);
-* activate: subscribe to the image and the prompts (:mod:`~sam2_ros.ros.prompt_inputs`), start
-  the worker (:mod:`~sam2_ros.ros.stream`: frames, prompts, tracking, in its own thread or,
-  with several cameras in one process, the shared one: :mod:`~sam2_ros.ros.shared_worker`);
+* activate: subscribe to the image and the prompts (:mod:`~sam2_ros.ros.prompt_inputs`), with
+  ``depth`` to the depth image and camera_info (:mod:`~sam2_ros.ros.outputs_3d`: objects in
+  3-D), start the worker (:mod:`~sam2_ros.ros.stream`: frames, prompts, tracking, in its own
+  thread or, with several cameras in one process, the shared one:
+  :mod:`~sam2_ros.ros.shared_worker`);
 * deactivate: unsubscribe, stop the worker (tracked objects are kept);
 * cleanup: drop the tracker and free the model's (GPU) memory.
 
@@ -45,6 +47,7 @@ from sam2_ros.ros import params, prompts
 from sam2_ros.ros.diagnostics import Stats, camera_extras, diagnostics_stamp, to_diagnostic_array
 from sam2_ros.ros.objects import ObjectBook
 from sam2_ros.ros.outputs import Outputs
+from sam2_ros.ros.outputs_3d import Outputs3D
 from sam2_ros.ros.process import NODE_NAME
 from sam2_ros.ros.prompt_inputs import PromptInputs
 from sam2_ros.ros.rate_limited_log import RateLimitedLog
@@ -58,6 +61,9 @@ PROMPT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
 # services, 1000 deep).
 SERVICE_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
+# depth and camera_info come as the image does (image_qos), but a few deep: their callbacks only
+# store them, and a frame pairs with the one of its stamp, not the latest
+DEPTH_QOS_DEPTH = 5
 _LIFECYCLE_SERVICES = ('change_state', 'get_state', 'get_available_states', 'get_available_transitions',
                        'get_transition_graph')
 
@@ -118,9 +124,10 @@ class TrackerNode(LifecycleNode):
         self.stats = Stats()
         self.objects = ObjectBook(self.p)
         self.outputs = Outputs(self, self.p, self.objects)
+        self.outputs_3d = Outputs3D(self, self.p, self.objects, self.log)
         self.stream = CameraStream(self.p, self.stats, self.log, self.get_logger(), self.objects,
                                    publish=self.outputs.publish, now_ns=lambda: self.get_clock().now().nanoseconds,
-                                   alive=lambda: rclpy.ok(context=self.context))
+                                   alive=lambda: rclpy.ok(context=self.context), hooks=self.outputs_3d)
         self.inputs = PromptInputs(self.stream, self.objects, self.p, self.get_logger())
         self.handlers = Services(self.stream, self.p, lambda: self._state, self.get_logger())
         self._subs: list = []
@@ -157,6 +164,7 @@ class TrackerNode(LifecycleNode):
         if 'time_jump_threshold' in values:
             stream.timeline.jump_threshold_s = float(values['time_jump_threshold'])
         self.objects.configure(self.p, values)
+        self.outputs_3d.configure(self.p, values)
         tracker = stream.tracker
         if tracker is not None:
             if 'prompt_buffer' in values:  # the worker may be using the buffer: between frames
@@ -267,6 +275,9 @@ class TrackerNode(LifecycleNode):
         if vision is not None:
             self._subs.append(self.create_subscription(vision.Detection2DArray, '~/prompt_boxes',
                                                        inputs.on_prompt_boxes, PROMPT_QOS))
+        note = self.outputs_3d.activate(image_qos(p['image_qos'], max(p['qos_depth'], DEPTH_QOS_DEPTH)))
+        if note:
+            self.get_logger().info(note)
         stream.start(self._shared.worker if self._shared is not None else None)
         self._state = 'active'
         self.get_logger().info(f"tracking frames from {self.resolve_topic_name(topic)} ({p['image_qos']}, depth "
@@ -305,6 +316,7 @@ class TrackerNode(LifecycleNode):
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs.clear()
+        self.outputs_3d.deactivate()
 
     def _release(self) -> None:
         """Destroy publishers, services and timers; drop the tracker and free its memory."""
@@ -317,6 +329,7 @@ class TrackerNode(LifecycleNode):
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
         self.outputs.destroy()
+        self.outputs_3d.destroy()
         if self._diag_pub is not None:
             self.destroy_publisher(self._diag_pub)
             self._diag_pub = None
@@ -348,5 +361,6 @@ class TrackerNode(LifecycleNode):
         extra = camera_extras(self.p, self._backend, tracker.device if tracker is not None else None,
                               len(stream.prompts), stream.prompts.dropped, self.get_parameter('use_sim_time').value,
                               self.objects.snapshot, self._shared.worker if self._shared is not None else None)
+        extra.update(self.outputs_3d.diagnostics())
         self._diag_pub.publish(to_diagnostic_array(f'{self.get_fully_qualified_name()}: tracking', extra['device'],
                                                    self._state, self.stats.snapshot(), extra, stamp))

@@ -8,11 +8,11 @@ reason, and refuses changes that cannot take effect in the node's current lifecy
   encoder_backend, encoder_engine, num_maskmem, max_cond_frames, compile) are read-only once the
   node is configured; `cleanup` the node to change them (with compile on, max_objects too: it is
   the compiled step's capacity);
-* ``activate``: the image subscription (image_transport, image_qos, qos_depth) cannot change while
-  the node is active; `deactivate` it first;
+* ``activate``: the input subscriptions (image_transport, image_qos, qos_depth, depth) cannot
+  change while the node is active; `deactivate` it first;
 * ``live``: applied on the next frame (mask_threshold, max_objects, frame_policy, prompt_buffer,
   max_image_pixels, publish_overlay, publish_object_masks, and the time, object-state, polygon,
-  segment-everything and detection parameters);
+  3-D, segment-everything and detection parameters);
 * ``start``: read once at start-up (autostart; declared read-only).
 
 This module needs rclpy's message types only in :func:`declare` and :func:`make_callback`; the
@@ -119,6 +119,26 @@ SPECS: Tuple[Spec, ...] = (
     Spec('polygon_tolerance', 1.0, 'polygon simplification (Douglas-Peucker) in pixels: no boundary '
          'pixel lies farther from the polygon; 0 keeps every boundary pixel', 'live',
          float_range=(0.0, 100.0)),
+    # --- objects in 3-D from an aligned depth image ---
+    Spec('depth', False, 'subscribe to `depth` (sensor_msgs/Image 16UC1 millimetres or 32FC1 metres, registered '
+         'to `image`: its size or an integer scale of it) and `camera_info` (the colour camera\'s CameraInfo), and '
+         'publish each object in 3-D: ~/markers, ~/objects_3d (where vision_msgs is installed), ~/points '
+         '(publish_points)', 'activate'),
+    Spec('depth_max_delay', 0.02, 'seconds: a frame pairs with the depth image of the same stamp, else the '
+         'nearest one within this (0: the same stamp only); none: the frame goes out without 3-D (counted)',
+         'live', float_range=(0.0, 1.0)),
+    Spec('depth_buffer', 15, 'depth images kept for pairing (besides those a frame being tracked may pair '
+         'with): enough for the time a frame waits before it is tracked (15: half a second at 30 Hz)', 'live',
+         int_range=(1, 300, 1)),
+    Spec('depth_min_points', 30, 'valid depth pixels an object needs on a frame for 3-D (fewer: no 3-D for it '
+         'on that frame, counted in objects_without_3d)', 'live', int_range=(1, 1 << 20, 1)),
+    Spec('depth_erosion_px', 3, "colour pixels taken off each mask's border before measuring (flying pixels "
+         "at an object's edges; the edge is grown back where the depth continues the surface)", 'live',
+         int_range=(0, 50, 1)),
+    Spec('publish_points', False, '~/points: sensor_msgs/PointCloud2 of every object\'s points (x, y, z '
+         'float32, id uint16), with depth', 'live'),
+    Spec('max_points_per_object', 1000, '~/points: at most this many points per object (a regular subsample)',
+         'live', int_range=(1, 1 << 20, 1)),
     # --- object states (live) ---
     Spec('state_present_threshold', 0.6, 'an object is seen on a frame when its presence score is at '
          'least this', 'live', float_range=(0.0, 1.0)),

@@ -50,11 +50,16 @@ class CameraStream:
         publish: sends a tracked frame's outputs; returns its label image.
         now_ns: the node clock's time (for the stamps' age; 0 when unknown).
         alive: False once the process's ROS context is shut down.
+        hooks: outputs that follow the masks (the objects in 3-D, :mod:`sam2_ros.ros.outputs_3d`):
+            ``frame_started(stamp_ns)`` when the worker picks a frame, ``frame_published(header,
+            (height, width), result, ids, labels)`` after its masks are out and its latency
+            counted, ``tracker_reset()`` when every object is dropped; None: none.
     """
 
     def __init__(self, p: Dict, stats: Stats, log: RateLimitedLog, logger, objects: ObjectBook, publish: Publish,
-                 now_ns: Callable[[], int], alive: Callable[[], bool]) -> None:
+                 now_ns: Callable[[], int], alive: Callable[[], bool], hooks=None) -> None:
         self.p = p
+        self.hooks = hooks
         self.stats, self.log, self.logger = stats, log, logger
         self.objects = objects
         self.publish = publish
@@ -140,6 +145,8 @@ class CameraStream:
         else:
             self.timeline.forget_frames()
         self.objects.clear()
+        if self.hooks is not None:
+            self.hooks.tracker_reset()
 
     def _drop_tracker(self) -> None:
         """Forget the tracker and free its memory (under the tracker lock)."""
@@ -245,6 +252,8 @@ class CameraStream:
             self.log('warning', 'image:' + getattr(msg, 'encoding', getattr(msg, 'format', ''))
                      + re.sub(r'\d+', '#', str(error)), f'image skipped: {error}')
             return None
+        if self.hooks is not None:
+            self.hooks.frame_started(prompts.stamp_to_ns(msg.header.stamp))
         return msg, rgb, received, t0, time.perf_counter()
 
     def track_prepared(self, frame: Tuple, stop: Optional[threading.Event] = None, features=None) -> None:
@@ -324,6 +333,8 @@ class CameraStream:
         age = (now_ns - stamp) / 1e9 if stamp and now_ns else None
         self.stats.frame_done(t4 - received, {'convert': t1 - t0, 'track': t3 - t2, 'publish': t4 - t3,
                                               'ros': (t1 - t0) + (t4 - t3)}, len(ids), stamp_age_s=age)
+        if self.hooks is not None:  # after the masks: they never wait for depth
+            self.hooks.frame_published(msg.header, hw, result, ids, labels)
 
     # ------------------------------------------------------------------ a frame's prompts
     def _checked_prompts(self, tracker, ops, hw) -> List:

@@ -16,7 +16,10 @@ bag (``--prompt-topic``). Writes under OUT:
   stamped with its source image's header and logged at its receive time, so that
   ``ros2 bag play OUT/bag`` (beside the input bag) shows results and camera together;
 * ``report.json``, ``report.md``, ``per_frame.csv`` and PNG plots (J&F over time per object,
-  latency histogram, tracker memory over time).
+  latency histogram, tracker memory over time);
+* with ``--depth-topic`` and ``--camera-info-topic`` (a depth image registered to the colour
+  image, and the colour camera's camera_info): each object's 3-D track, as the node measures it
+  with ``depth: true`` (``tracks_3d.csv``, ``tracks_3d.png``; :mod:`sam2_ros.tools.eval_3d`).
 
 J and F follow DAVIS (``sam2_ros.tools.metrics``); an object is evaluated on the frames with
 ground truth from its first prompt on. Exit code 2 on bad input.
@@ -32,6 +35,7 @@ import time
 import numpy as np
 
 from sam2_ros.tools import bagio, eval_report, metrics
+from sam2_ros.tools.eval_3d import Tracks3D
 from sam2_ros.tools.cli import HelpFormatter, Progress
 from sam2_ros.tools.eval_inputs import EvaluationError, GroundTruth, fmt_stamp, schedule_prompts
 from sam2_ros.tools.eval_report import MASK_TOPIC, OVERLAY_TOPIC, checkpoint_identity
@@ -81,6 +85,11 @@ def evaluate(args) -> dict:
         raise EvaluationError('give --gt-topic or --gt-dir, not both')
     if args.prompts is None and args.prompt_topic is None:
         raise EvaluationError('no prompts: give --prompts FILE.yaml and/or --prompt-topic TOPIC')
+    if bool(args.depth_topic) != bool(args.camera_info_topic):
+        raise EvaluationError('objects in 3-D need both --depth-topic (the depth image registered to the colour '
+                              "image) and --camera-info-topic (the colour camera's camera_info)")
+    if not args.depth_max_delay >= 0:
+        raise EvaluationError(f'--depth-max-delay must be >= 0 seconds, got {args.depth_max_delay}')
     try:
         topics = bagio.bag_topics(args.bag)
         storage = bagio.storage_of(args.bag)
@@ -101,6 +110,8 @@ def evaluate(args) -> dict:
     for w in warnings:
         print(f'sam2_evaluate: warning: {w}', file=sys.stderr)
     try:
+        tracks3d = (Tracks3D(args.bag, args.depth_topic, args.camera_info_topic, frames, args.depth_max_delay)
+                    if args.depth_topic else None)
         if args.gt_topic:
             gt = GroundTruth.from_topic(args.bag, args.gt_topic, frames)
         elif args.gt_dir:
@@ -169,6 +180,9 @@ def evaluate(args) -> dict:
                 ids = [int(i) for i in result.object_ids]
                 label = label_image(result.logits, ids, result.mask_threshold)
                 scores = dict(zip(ids, result.scores.detach().float().cpu().numpy().tolist()))
+                if tracks3d is not None:
+                    tracks3d.frame(frame, ids, result.logits > result.mask_threshold if ids else
+                                   np.zeros((0,) + shape, bool), [scores[i] for i in ids])
                 latencies.append(latency)
                 held = int(tracker.state_bytes())
                 memory.append(held)
@@ -221,6 +235,9 @@ def evaluate(args) -> dict:
                         "none of Meta's published files: fine-tuned, converted, or random weights")
     report = eval_report.build(args, ran, storage, out_storage, frames, shape, latencies, memory,
                      per_obj, first_frame, gt, wall, warnings)
+    if tracks3d is not None:
+        report['objects_3d'] = tracks3d.report()
+        tracks3d.write(out)
     eval_report.write(out, report, rows, per_obj, latencies, memory, gt is not None)
     return report
 
@@ -250,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help='storage of the output bag (default: that of the input)')
     p.add_argument('--overlay', action='store_true', help='also write /sam2_tracker/overlay (bgr8)')
     p.add_argument('--copy-images', action='store_true', help='copy the input images into the output bag')
+    p.add_argument('--depth-topic', default=None, help='objects in 3-D: sensor_msgs/Image depth topic (16UC1 mm, '
+                   '32FC1 m) registered to the image topic (its size or an integer scale of it)')
+    p.add_argument('--camera-info-topic', default=None, help="objects in 3-D: the colour camera's "
+                   'sensor_msgs/CameraInfo topic')
+    p.add_argument('--depth-max-delay', type=float, default=0.02,
+                   help='seconds a depth stamp may differ from the frame\'s (the node\'s depth_max_delay)')
     p.add_argument('--max-frames', type=int, default=None, help='evaluate the first N frames only')
     p.add_argument('--bound-th', type=float, default=metrics.BOUND_TH,
                    help='F boundary tolerance: fraction of the image diagonal (< 1) or pixels')

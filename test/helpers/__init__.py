@@ -1,4 +1,5 @@
 """Test helpers shared by several test files (and by benchmarks/): Meta's package as an oracle
 (``oracle``), parity scenarios (``parity``), ONNX exports and engine files (``export``), the node
-over DDS (``ros``) and the endurance runs' clip and prompts (``clips``). Test files import them
-as ``from helpers.x import ...`` (pytest.ini puts test/ on the path)."""
+over DDS (``ros``), the endurance runs' clip and prompts (``clips``), synthetic RGB-D scenes
+(``rgbd_scene``) and vision_msgs classes generated for the tests (``vision_msgs_gen``). Test
+files import them as ``from helpers.x import ...`` (pytest.ini puts test/ on the path)."""
