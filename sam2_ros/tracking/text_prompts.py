@@ -39,6 +39,7 @@ exact on that frame.
 """
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
@@ -209,6 +210,8 @@ class TextPrompter:
         max_age: results older than this many tracked frames are dropped (0: same frame only).
         iou_threshold, duplicate_iou: see :func:`plan_detections`.
         asynchronous: run the detector on a thread (False: on the caller's, for evaluation).
+
+    Thread-safe: a text may be set (e.g. from a message callback) while another thread steps.
     """
 
     def __init__(self, detector: Any, every_n: int = DEFAULT_EVERY_N, max_age: int = DEFAULT_MAX_AGE,
@@ -221,6 +224,7 @@ class TextPrompter:
         self.runner = DetectorRunner(detect, asynchronous=asynchronous, niceness=niceness)
         self.query: Optional[TextQuery] = None
         self.counts: Counter = Counter()  # runs by reason, results applied / dropped, objects started ...
+        self._lock = threading.Lock()  # the query, the schedule and the counts
 
     def configure(self, every_n: int = DEFAULT_EVERY_N, max_age: int = DEFAULT_MAX_AGE,
                   iou_threshold: float = 0.3, duplicate_iou: float = 0.5) -> None:
@@ -237,20 +241,22 @@ class TextPrompter:
         query = text if isinstance(text, TextQuery) else parse_text_prompt(text)
         if query is not None and hasattr(self.detector, "check"):
             query = self.detector.check(query)
-        self.runner.discard()
-        self.query = query
-        if query is None:
-            self.schedule.stop()
-        else:
-            self.schedule.start(query.phrases)
+        with self._lock:
+            self.runner.discard()
+            self.query = query
+            if query is None:
+                self.schedule.stop()
+            else:
+                self.schedule.start(query.phrases)
         return query
 
     def reset(self) -> None:
         """The tracker was reset (its objects dropped): forget the run in progress; with a text,
         detect again from the next step on."""
-        self.runner.discard()
-        if self.query is not None:
-            self.schedule.start(self.query.phrases, "reset")
+        with self._lock:
+            self.runner.discard()
+            if self.query is not None:
+                self.schedule.start(self.query.phrases, "reset")
 
     def step(self, frame: np.ndarray, frame_index: int, objects: Mapping[int, Tracked], free_slots: int,
              stamp: Any = None) -> Optional[TextUpdate]:
@@ -259,13 +265,14 @@ class TextPrompter:
         may start. Submits ``frame`` to the detector when due (never waits for it) and returns
         the result picked up on this frame, if one finished: apply ``update.plan`` to this frame."""
         frame_index = int(frame_index)
-        update = self._take(frame_index, objects, free_slots)  # a run finished since the last step
-        reason = self.schedule.due(frame_index, objects)
-        if reason and self.query is not None and not self.runner.busy:
-            if self.runner.submit(frame, frame_index, stamp, self.query, context=dict(objects)):
-                self.schedule.ran(frame_index, objects)
-                self.counts["runs_" + reason] += 1
-        return update if update is not None else self._take(frame_index, objects, free_slots)  # synchronous
+        with self._lock:
+            update = self._take(frame_index, objects, free_slots)  # a run finished since the last step
+            reason = self.schedule.due(frame_index, objects)
+            if reason and self.query is not None and not self.runner.busy:
+                if self.runner.submit(frame, frame_index, stamp, self.query, context=dict(objects)):
+                    self.schedule.ran(frame_index, objects)
+                    self.counts["runs_" + reason] += 1
+            return update if update is not None else self._take(frame_index, objects, free_slots)  # synchronous
 
     def _take(self, frame_index: int, objects: Mapping[int, Tracked], free_slots: int) -> Optional[TextUpdate]:
         result = self.runner.poll()
@@ -293,10 +300,11 @@ class TextPrompter:
         """Diagnostics: the runner's counters and latency (ms), runs by reason, results applied,
         dropped (too old) and failed, detections, objects started and re-acquired, the text."""
         out: Dict[str, Any] = dict(self.runner.stats())
-        for key in ("runs_text", "runs_reset", "runs_every_n", "runs_lost", "runs_retry", "results_applied",
-                    "results_dropped", "results_failed", "detections", "objects_started", "objects_reacquired"):
-            out[key] = self.counts[key]
-        out["text"] = self.query.text if self.query is not None else ""
+        with self._lock:
+            for key in ("runs_text", "runs_reset", "runs_every_n", "runs_lost", "runs_retry", "results_applied",
+                        "results_dropped", "results_failed", "detections", "objects_started", "objects_reacquired"):
+                out[key] = self.counts[key]
+            out["text"] = self.query.text if self.query is not None else ""
         return out
 
     def close(self) -> None:
