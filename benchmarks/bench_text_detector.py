@@ -11,13 +11,15 @@ cost depends on shapes, not values. The BERT vocabulary is the tests' small one 
     .venv/bin/python benchmarks/bench_text_detector.py --repeats 5 \\
         --json benchmarks/results/text_detector_<date>.json
 
-Part 1 (``--texts``): ms per ``TextDetector.detect`` on a 640x480 frame, one and three phrases,
-at each ``--image-sizes`` (the shortest edge the frame is resized to: 800 is the checkpoint's, 480
-the ``image_size`` option's cheaper setting), median over ``--repeats`` calls after one warm-up,
-and the processor's share (resize, normalise, tokenize). Part 2 (``--tracker-frames`` > 0): ``Tracker.track`` (tiny, ``--image-size``, one
-object) per-frame latency alone, then with a :class:`TextPrompter` submitting every
-``--every-n`` frames (the detector on its thread, niceness 10, then 0); the plan is not applied
-(free slots 0), so the tracker's own work stays the same and only the contention shows.
+Part 1 (``--texts``, ``--repeats`` > 0): ms per ``TextDetector.detect`` on a 640x480 frame, one
+and three phrases, at each ``--image-sizes`` (the shortest edge the frame is resized to: 800 is
+the checkpoint's, 480 the ``image_size`` option's cheaper setting), median over ``--repeats``
+calls after one warm-up, the configurations taking turns call by call, and the processor's share
+(resize, normalise, tokenize). Part 2 (``--tracker-frames`` > 0): ``Tracker.track`` (tiny,
+``--image-size``, one object) per-frame latency with a :class:`TextPrompter` submitting every
+``--every-n`` frames, frames with a detector run in progress against frames without, in the same
+run (the detector on its thread at niceness 10, the default, then 0). The plan is not applied
+(free slots 0): the tracker's own work stays the same and only the contention shows.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "test")]
 
-from sam2_ros.image.text_detector import TextDetector  # noqa: E402
+from sam2_ros.model.text_detector import TextDetector  # noqa: E402
 
 BERT_VOCAB_SIZE = 30522
 
@@ -66,18 +68,33 @@ def grounding_dino_tiny():
 
 
 def frames_640x480(n: int):
-    from oracle import sample_frames
+    """Camera-sized frames with structure (a gradient, a moving block, noise); with random weights
+    the cost depends on their size only."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:480, 0:640]
+    base = np.stack([x * 255 // 639, y * 255 // 479, (x + y) % 256], -1).astype(np.int16)
+    out = []
+    for i in range(n):
+        frame = base + rng.integers(-10, 11, base.shape)
+        x0 = 100 + 3 * i % 300
+        frame[120:240, x0:x0 + 160] = (200, 40, 40)
+        out.append(np.clip(frame, 0, 255).astype(np.uint8))
+    return out
 
-    return sample_frames(n, 640, 480)
 
-
-def detector_latency(det: TextDetector, frame: np.ndarray, texts, repeats: int, image_size: int) -> list:
-    rows = []
-    for text in texts:
-        query = det.check(text)
-        det.detect(frame, query)  # warm-up
-        total, pre = [], []
-        for _ in range(repeats):
+def detector_latency(model, processor, frame: np.ndarray, texts, image_sizes, dtypes, repeats: int) -> list:
+    """ms per detect call for every (image size, dtype, text), the configurations taking turns call
+    by call (one warm-up call each first), so that the machine's load hits them alike."""
+    configs = []
+    for image_size in image_sizes:
+        for dtype in dtypes:
+            det = TextDetector(model, processor, device="cpu", dtype=dtype, image_size=image_size)
+            for text in texts:
+                query = det.check(text)
+                det.detect(frame, query)  # warm-up
+                configs.append((det, query, image_size, text, [], []))
+    for _ in range(repeats):
+        for det, query, _, _, total, pre in configs:
             t0 = time.perf_counter()
             det.processor(images=frame, text=query.text, return_tensors="pt", **det._size)
             t1 = time.perf_counter()
@@ -85,6 +102,8 @@ def detector_latency(det: TextDetector, frame: np.ndarray, texts, repeats: int, 
             t2 = time.perf_counter()
             pre.append((t1 - t0) * 1e3)
             total.append((t2 - t1) * 1e3)
+    rows = []
+    for det, query, image_size, text, total, pre in configs:
         tokens = len(det.processor.tokenizer(query.text)["input_ids"])
         rows.append({"text": text, "phrases": len(query.phrases), "tokens": tokens, "image_size": image_size,
                      "dtype": str(det.dtype).replace("torch.", ""), "ms_median": statistics.median(total),
@@ -97,44 +116,51 @@ def detector_latency(det: TextDetector, frame: np.ndarray, texts, repeats: int, 
 
 
 def tracker_with_detector(det: TextDetector, frames, image_size: int, every_n: int, text: str) -> list:
-    """Per-frame latency of the tracker alone and with the detector beside it (module doc)."""
+    """The tracker's per-frame latency with the detector running beside it and without, in the
+    same run: each frame is classed by whether a detector run was in progress when it started
+    and when it ended (frames during which one started or ended are left out). One run per
+    niceness of the detector's thread (10, the default, and 0)."""
     from sam2_ros.tracking.reseed import Tracked
     from sam2_ros.tracking.text_prompts import TextPrompter
     from sam2_ros.tracking.tracker import Tracker
     from sam2_ros.tracking.types import Prompt
 
     rows = []
-    for mode, niceness in (("alone", None), ("detector, niceness 10", 10), ("detector, niceness 0", 0)):
+    h, w = frames[0].shape[:2]
+    box = (w / 4, h / 4, w / 2, h / 2)
+    for niceness in (10, 0):
         tracker = Tracker.from_config("tiny", image_size=image_size, device="cpu")
-        prompter = None
-        if niceness is not None:
-            prompter = TextPrompter(det, every_n=every_n, max_age=10 ** 6, niceness=niceness)
-            prompter.set_text(text)
-        h, w = frames[0].shape[:2]
-        lat = []
+        prompter = TextPrompter(det, every_n=every_n, max_age=10 ** 6, niceness=niceness)
+        prompter.set_text(text)
+        classes = {"detector running": [], "detector idle": []}
         for i, frame in enumerate(frames):
+            busy_before = prompter.runner.busy
             t0 = time.perf_counter()
-            if prompter is not None:
-                prompter.step(frame, i, {1: Tracked((w / 4, h / 4, w / 2, h / 2), "visible", None)}, free_slots=0)
-            prompts = [Prompt(1, box=[w / 4, h / 4, w / 2, h / 2])] if i == 0 else []
-            tracker.track(frame, prompts)
-            lat.append((time.perf_counter() - t0) * 1e3)
-        stats = {}
-        if prompter is not None:
-            prompter.runner.wait(600)
-            stats = prompter.stats()
-            prompter.close()
-        lat = np.array(lat[3:])  # after warm-up
-        frame_time = rows[0]["ms_p50"] if rows else float(np.percentile(lat, 50))  # the tracker's, alone
-        rows.append({"mode": mode, "frames": len(lat), "image_size": image_size, "every_n": every_n,
-                     "ms_p50": float(np.percentile(lat, 50)), "ms_p95": float(np.percentile(lat, 95)),
-                     "ms_max": float(lat.max()), "frames_delayed_over_one_frame": int((lat > 2 * frame_time).sum()),
-                     "detector_runs": stats.get("runs", 0),
-                     "detector_ms_p50": stats.get("latency_ms_p50", float("nan"))})
-        print(f"  {mode:24s} p50 {rows[-1]['ms_p50']:.0f} ms, p95 {rows[-1]['ms_p95']:.0f} ms, "
-              f"max {rows[-1]['ms_max']:.0f} ms, frames delayed by more than one frame time "
-              f"{rows[-1]['frames_delayed_over_one_frame']}/{len(lat)}; detector runs {rows[-1]['detector_runs']} "
-              f"(p50 {rows[-1]['detector_ms_p50']:.0f} ms)", flush=True)
+            prompter.step(frame, i, {1: Tracked(box, "visible", None)}, free_slots=0)
+            tracker.track(frame, [Prompt(1, box=box)] if i == 0 else [])
+            ms = (time.perf_counter() - t0) * 1e3
+            busy_after = prompter.runner.busy
+            if i >= 3 and busy_before == busy_after:  # after warm-up; not a frame a run began or ended in
+                classes["detector running" if busy_after else "detector idle"].append(ms)
+        prompter.runner.wait(600)
+        stats = prompter.stats()
+        prompter.close()
+        idle = np.array(classes["detector idle"])
+        for name, lat in classes.items():
+            lat = np.array(lat)
+            if not len(lat):
+                continue
+            frame_time = float(np.percentile(idle, 50)) if len(idle) else float("nan")
+            rows.append({"niceness": niceness, "frames": name, "count": len(lat), "image_size": image_size,
+                         "every_n": every_n, "ms_p50": float(np.percentile(lat, 50)),
+                         "ms_p95": float(np.percentile(lat, 95)), "ms_max": float(lat.max()),
+                         "frames_delayed_over_one_frame": int((lat > 2 * frame_time).sum()),
+                         "detector_runs": stats["runs"], "detector_ms_p50": stats["latency_ms_p50"]})
+            r = rows[-1]
+            print(f"  niceness {niceness:2d}, {name:16s} ({r['count']:3d} frames): p50 {r['ms_p50']:.0f} ms, "
+                  f"p95 {r['ms_p95']:.0f} ms, max {r['ms_max']:.0f} ms, over twice the idle p50: "
+                  f"{r['frames_delayed_over_one_frame']}; detector runs {r['detector_runs']} "
+                  f"(p50 {r['detector_ms_p50']:.0f} ms)", flush=True)
     return rows
 
 
@@ -160,11 +186,8 @@ def main() -> None:
     print(f"grounding-dino-tiny architecture: {out['parameters'] / 1e6:.1f} M parameters, built in "
           f"{out['build_s']:.1f} s", flush=True)
     frames = frames_640x480(max(1, args.tracker_frames))
-    out["detector"] = []
-    for image_size in args.image_sizes:
-        for dtype in args.dtypes:
-            det = TextDetector(model, processor, device="cpu", dtype=dtype, image_size=image_size)
-            out["detector"] += detector_latency(det, frames[0], args.texts, args.repeats, image_size)
+    out["detector"] = detector_latency(model, processor, frames[0], args.texts, args.image_sizes, args.dtypes,
+                                       args.repeats) if args.repeats else []
     if args.tracker_frames:
         det = TextDetector(model, processor, device="cpu", dtype=args.dtypes[0], image_size=args.image_sizes[-1])
         out["tracker"] = tracker_with_detector(det, frames, args.image_size, args.every_n, args.texts[-1])

@@ -1,7 +1,7 @@
-"""The text detector (sam2_ros.image.text_detector) against transformers' own processor, model
+"""The text detector (sam2_ros.model.text_detector) against transformers' own processor, model
 and post-processing, on small Grounding DINO / MM Grounding DINO / OWLv2 checkpoints with random
 weights and tokenizers made in the test (test/text_models.py); text prompts' parsing and
-validation (sam2_ros.image.text_query); the refusal when transformers is not installed."""
+validation (sam2_ros.model.text_query); the refusal when transformers is not installed."""
 import os
 import subprocess
 import sys
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from sam2_ros.image.text_detector import (DetectorLoadError, TextDetector, as_query)
-from sam2_ros.image.text_query import MAX_TEXT_CHARS, TextPromptError, TextQuery, parse_text_prompt
+from sam2_ros.model.text_detector import (DetectorLoadError, TextDetector, as_query)
+from sam2_ros.model.text_query import MAX_TEXT_CHARS, TextPromptError, TextQuery, parse_text_prompt
 
 TEXT = "person . red cup"
 SIZES = [(48, 80), (80, 48), (37, 101), (64, 64), (150, 90)]  # (H, W): wide, tall, odd, square, upscaled
@@ -260,7 +260,7 @@ class NoTransformers:  # as if transformers were not installed
 
 sys.meta_path.insert(0, NoTransformers())
 from sam2_ros.tracking import text_prompts  # the pure logic imports without it
-from sam2_ros.image.text_detector import MissingDependencyError, TextDetector
+from sam2_ros.model.text_detector import MissingDependencyError, TextDetector
 assert text_prompts.parse_text_prompt("cup").phrases == ("cup",)
 try:
     TextDetector.from_pretrained()  # the default Hub id: refused before any download

@@ -8,8 +8,8 @@ import threading
 import numpy as np
 import pytest
 
-from sam2_ros.image.text_detector import Detections
-from sam2_ros.image.text_query import TextPromptError, parse_text_prompt
+from sam2_ros.model.text_detector import Detections
+from sam2_ros.model.text_query import TextPromptError, parse_text_prompt
 from sam2_ros.tracking.detector_runner import DetectorRunner
 from sam2_ros.tracking.reseed import Tracked
 from sam2_ros.tracking.text_prompts import DetectorSchedule, TextPrompter, plan_detections
@@ -262,61 +262,60 @@ def test_prompter_text_starts_objects_then_reacquires_a_lost_one_under_its_id():
     tp.close()
 
 
-def test_prompter_applies_an_asynchronous_result_on_the_newest_frame():
+@pytest.fixture
+def dog():
+    """A detector finding one dog once released, and a maker of prompters (every_n 0) on it."""
     det = Scripted(blocking=True)
     det.boxes, det.scores, det.phrases = [[10, 10, 50, 50]], [0.9], ["dog"]
-    tp = TextPrompter(det, every_n=0, max_age=3)
-    try:
-        tp.set_text("dog")
-        assert tp.step(FRAME, 10, {}, 5) is None  # submitted, not waited for
-        assert tp.step(FRAME, 11, {}, 5) is None and tp.runner.busy
-        det.release.set()
-        assert tp.runner.wait(30)
-        up = tp.step(FRAME, 12, {}, 5)
-        assert (up.frame_index, up.age, up.dropped) == (10, 2, False) and len(up.plan.new) == 1
-        assert tp.step(FRAME, 13, {}, 5) is None  # every_n 0: nothing more until a loss or a text
-    finally:
-        det.release.set()
+    made = []
+
+    def prompter(**kw):
+        made.append(TextPrompter(det, every_n=0, **kw))
+        made[-1].set_text("dog")
+        return made[-1]
+
+    yield det, prompter
+    det.release.set()
+    for tp in made:
         tp.close()
 
 
-def test_prompter_drops_a_result_too_old_and_runs_again():
-    det = Scripted(blocking=True)
-    det.boxes, det.scores, det.phrases = [[10, 10, 50, 50]], [0.9], ["dog"]
-    tp = TextPrompter(det, every_n=0, max_age=1)
-    try:
-        tp.set_text("dog")
-        tp.step(FRAME, 0, {}, 5)
-        det.release.set()
-        assert tp.runner.wait(30)
-        up = tp.step(FRAME, 2, {}, 5)  # two frames old
-        assert up.dropped and up.plan.new == [] and tp.stats()["results_dropped"] == 1
-        assert tp.runner.wait(30)
-        up = tp.step(FRAME, 3, {}, 5)  # the retry ran on frame 2, picked up on frame 3
-        assert (up.frame_index, up.age, len(up.plan.new)) == (2, 1, 1) and tp.stats()["runs_retry"] == 1
-    finally:
-        det.release.set()
-        tp.close()
+def test_prompter_applies_an_asynchronous_result_on_the_newest_frame(dog):
+    det, prompter = dog
+    tp = prompter(max_age=3)
+    assert tp.step(FRAME, 10, {}, 5) is None  # submitted, not waited for
+    assert tp.step(FRAME, 11, {}, 5) is None and tp.runner.busy
+    det.release.set()
+    assert tp.runner.wait(30)
+    up = tp.step(FRAME, 12, {}, 5)
+    assert (up.frame_index, up.age, up.dropped) == (10, 2, False) and len(up.plan.new) == 1
+    assert tp.step(FRAME, 13, {}, 5) is None  # every_n 0: nothing more until a loss or a text
 
 
-def test_prompter_discards_the_run_of_a_replaced_text():
-    det = Scripted(blocking=True)
-    det.boxes, det.scores, det.phrases = [[10, 10, 50, 50]], [0.9], ["dog"]
-    tp = TextPrompter(det, every_n=0)
-    try:
-        tp.set_text("dog")
-        tp.step(FRAME, 0, {}, 5)
-        assert det.started.wait(30)
-        tp.set_text("cat")  # while the dog run is in progress
-        det.release.set()
-        assert tp.runner.wait(30)
-        assert tp.step(FRAME, 1, {}, 5) is None  # the dog result is gone; the cat run submitted
-        assert tp.runner.wait(30)
-        assert det.calls == [("dog",), ("cat",)]
-        assert tp.stats()["discarded"] == 1
-    finally:
-        det.release.set()
-        tp.close()
+def test_prompter_drops_a_result_too_old_and_runs_again(dog):
+    det, prompter = dog
+    tp = prompter(max_age=1)
+    tp.step(FRAME, 0, {}, 5)
+    det.release.set()
+    assert tp.runner.wait(30)
+    up = tp.step(FRAME, 2, {}, 5)  # two frames old
+    assert up.dropped and up.plan.new == [] and tp.stats()["results_dropped"] == 1
+    assert tp.runner.wait(30)
+    up = tp.step(FRAME, 3, {}, 5)  # the retry ran on frame 2, picked up on frame 3
+    assert (up.frame_index, up.age, len(up.plan.new)) == (2, 1, 1) and tp.stats()["runs_retry"] == 1
+
+
+def test_prompter_discards_the_run_of_a_replaced_text(dog):
+    det, prompter = dog
+    tp = prompter()
+    tp.step(FRAME, 0, {}, 5)
+    assert det.started.wait(30)
+    tp.set_text("cat")  # while the dog run is in progress
+    det.release.set()
+    assert tp.runner.wait(30)
+    assert tp.step(FRAME, 1, {}, 5) is None  # the dog result is gone; the cat run submitted
+    assert tp.runner.wait(30)
+    assert det.calls == [("dog",), ("cat",)] and tp.stats()["discarded"] == 1
 
 
 def test_prompter_settings_are_validated():

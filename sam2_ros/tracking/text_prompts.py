@@ -1,6 +1,6 @@
 """Text prompts on a stream: when the detector runs, and what its detections do to the tracked
-objects (no torch, no rclpy; the detector is any ``detect(frame, query)``, in practice
-:class:`sam2_ros.image.text_detector.TextDetector`).
+objects (numpy only, no transformers, no rclpy; the detector is any ``detect(frame, query)``, in
+practice :class:`sam2_ros.model.text_detector.TextDetector`).
 
 What a detection does (:func:`plan_detections`; objects are matched by box IoU, an object's box
 being that of its mask or its last one, as :mod:`sam2_ros.tracking.reseed` matches):
@@ -46,7 +46,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
-from ..image.text_query import TextPromptError, TextQuery, parse_text_prompt
+from ..model.text_query import TextPromptError, TextQuery, parse_text_prompt
 from .detector_runner import DetectorRunner
 from .object_state import LOST
 from .reseed import Plan, Tracked, box_iou, match
@@ -204,7 +204,7 @@ class TextPrompter:
 
     Args:
         detector: ``detect(frame, query) -> Detections`` (boxes, scores, phrases, size); when it
-            also has ``check(query)`` (as :class:`~sam2_ros.image.text_detector.TextDetector`),
+            also has ``check(query)`` (as :class:`~sam2_ros.model.text_detector.TextDetector`),
             :meth:`set_text` uses it to refuse a text it cannot read whole.
         every_n: tracked frames between two periodic runs (0: none; runs on text and losses only).
         max_age: results older than this many tracked frames are dropped (0: same frame only).

@@ -1,7 +1,7 @@
 """Text prompts: what a user types ("person . red cup") -> the phrases a detector looks for.
 
-Pure Python (no torch, no transformers, no rclpy): the node checks a ``~/text_prompt`` message
-with :func:`parse_text_prompt` in its callback and refuses a malformed one at once.
+Plain Python (no transformers, no rclpy): the node checks a ``~/text_prompt`` message with
+:func:`parse_text_prompt` in its callback and refuses a malformed one at once.
 
 Rules:
 
@@ -17,7 +17,7 @@ Rules:
   ``"."``: ``"person. red cup."``, as Grounding DINO expects it.
 
 A detector may refuse a valid text that it cannot read whole (Grounding DINO reads at most 256
-tokens): :meth:`sam2_ros.image.text_detector.TextDetector.check`.
+tokens): :meth:`sam2_ros.model.text_detector.TextDetector.check`.
 """
 from __future__ import annotations
 

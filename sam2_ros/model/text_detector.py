@@ -7,7 +7,7 @@ and ``transformers`` is imported only when a detector is built.
 
 ::
 
-    from sam2_ros.image.text_detector import TextDetector
+    from sam2_ros.model.text_detector import TextDetector
     detector = TextDetector.from_pretrained("IDEA-Research/grounding-dino-tiny", device="cpu")
     det = detector.detect(frame, "person . red cup")   # frame: H x W x 3 uint8 RGB
     det.boxes     # (N, 4) float32 x0, y0, x1, y1 in the frame's pixels
@@ -39,8 +39,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from ..model.build import autocast, resolve_device, resolve_dtype
-from ..model.preprocess import check_image
+from .build import autocast, resolve_device, resolve_dtype
+from .preprocess import check_image
 from .text_query import TextPromptError, TextQuery, parse_text_prompt
 
 DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"
