@@ -14,18 +14,22 @@ cost depends on shapes, not values. The BERT vocabulary is the tests' small one 
 Part 1 (``--texts``, ``--repeats`` > 0): ms per ``TextDetector.detect`` on a 640x480 frame, one
 and three phrases, at each ``--image-sizes`` (the shortest edge the frame is resized to: 800 is
 the checkpoint's, 480 the ``image_size`` option's cheaper setting), median over ``--repeats``
-calls after one warm-up, the configurations taking turns call by call, and the processor's share
-(resize, normalise, tokenize). Part 2 (``--tracker-frames`` > 0): ``Tracker.track`` (tiny,
-``--image-size``, one object) per-frame latency with a :class:`TextPrompter` submitting every
-``--every-n`` frames, frames with a detector run in progress against frames without, in the same
-run (the detector on its thread at niceness 10, the default, then 0). The plan is not applied
-(free slots 0): the tracker's own work stays the same and only the contention shows.
+calls after one warm-up, the configurations taking turns call by call, the processor's share
+(resize, normalise, tokenize) and the CPU time the call used (all threads; on a shared machine
+the wall time grows with the load, the CPU time much less).
+
+Part 2 (``--tracker-frames`` > 0): ``Tracker.track`` (tiny, ``--image-size``, one object)
+per-frame latency with a :class:`TextPrompter` submitting every ``--every-n`` frames, frames with
+a detector run in progress against frames without, in the same run (the detector on its thread
+at niceness 10, the default, then 0). The plan is not applied (free slots 0): the tracker's own
+work stays the same and only the contention shows.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -92,26 +96,28 @@ def detector_latency(model, processor, frame: np.ndarray, texts, image_sizes, dt
             for text in texts:
                 query = det.check(text)
                 det.detect(frame, query)  # warm-up
-                configs.append((det, query, image_size, text, [], []))
+                configs.append((det, query, image_size, text, [], [], []))
     for _ in range(repeats):
-        for det, query, _, _, total, pre in configs:
+        for det, query, _, _, total, pre, cpu in configs:
             t0 = time.perf_counter()
             det.processor(images=frame, text=query.text, return_tensors="pt", **det._size)
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             det.detect(frame, query)
-            t2 = time.perf_counter()
+            t2, c2 = time.perf_counter(), time.process_time()
             pre.append((t1 - t0) * 1e3)
             total.append((t2 - t1) * 1e3)
+            cpu.append(c2 - c1)
     rows = []
-    for det, query, image_size, text, total, pre in configs:
+    for det, query, image_size, text, total, pre, cpu in configs:
         tokens = len(det.processor.tokenizer(query.text)["input_ids"])
         rows.append({"text": text, "phrases": len(query.phrases), "tokens": tokens, "image_size": image_size,
                      "dtype": str(det.dtype).replace("torch.", ""), "ms_median": statistics.median(total),
                      "ms_min": min(total), "ms_max": max(total), "preprocess_ms_median": statistics.median(pre),
-                     "repeats": repeats})
+                     "cpu_s_median": statistics.median(cpu), "repeats": repeats})
         print(f"  {image_size} px {rows[-1]['dtype']:8s} {len(query.phrases)} phrase(s), {tokens} tokens: "
               f"median {rows[-1]['ms_median']:.0f} ms (min {min(total):.0f}, max {max(total):.0f}; "
-              f"preprocessing {rows[-1]['preprocess_ms_median']:.0f} ms)", flush=True)
+              f"preprocessing {rows[-1]['preprocess_ms_median']:.0f} ms; CPU time "
+              f"{rows[-1]['cpu_s_median']:.1f} s, all threads)", flush=True)
     return rows
 
 
@@ -178,7 +184,7 @@ def main() -> None:
     args = ap.parse_args()
 
     out = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "
-           f"{torch.get_num_threads()} torch threads", "torch": torch.__version__, "command": " ".join(sys.argv)}
+           f"{torch.get_num_threads()} torch threads", "torch": torch.__version__, "command": shlex.join(sys.argv)}
     t0 = time.perf_counter()
     model, processor = grounding_dino_tiny()
     out["build_s"] = time.perf_counter() - t0

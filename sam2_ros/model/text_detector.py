@@ -116,7 +116,7 @@ class TextDetector:
             bfloat16 / float16 autocast on GPUs, float32 on the CPU).
         image_size: Grounding DINO: the shortest edge frames are resized to (the longest at most
             1333/800 of it); None keeps the checkpoint's (800). Its cost grows with the square:
-            on a CPU, 480 costs about a third of 800 (benchmarks/RESULTS.md).
+            on a CPU, 480 costs about half of 800 (benchmarks/RESULTS.md).
     """
 
     def __init__(self, model, processor, box_threshold: float = 0.35, text_threshold: float = 0.25,
