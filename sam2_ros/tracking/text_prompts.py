@@ -228,11 +228,11 @@ class TextPrompter:
 
     def configure(self, every_n: int = DEFAULT_EVERY_N, max_age: int = DEFAULT_MAX_AGE,
                   iou_threshold: float = 0.3, duplicate_iou: float = 0.5) -> None:
-        """Change the settings (validated; a bad value raises ValueError with the reason)."""
-        self.schedule.every_n = _check_int("every_n", every_n, 0)
-        self.max_age = _check_int("max_age", max_age, 0)
-        self.iou_threshold = _check_fraction("iou_threshold", iou_threshold)
-        self.duplicate_iou = _check_fraction("duplicate_iou", duplicate_iou)
+        """Change the settings (all checked first: a bad value raises ValueError with the reason
+        and changes nothing)."""
+        checked = (_check_int("every_n", every_n, 0), _check_int("max_age", max_age, 0),
+                   _check_fraction("iou_threshold", iou_threshold), _check_fraction("duplicate_iou", duplicate_iou))
+        self.schedule.every_n, self.max_age, self.iou_threshold, self.duplicate_iou = checked
 
     def set_text(self, text) -> Optional[TextQuery]:
         """A new text prompt (str, UTF-8 bytes or a parsed query): detected from the next step
