@@ -48,7 +48,7 @@ BERT_VOCAB_SIZE = 30522
 
 def grounding_dino_tiny():
     """The architecture of IDEA-Research/grounding-dino-tiny, random weights, and its processor."""
-    from text_models import bert_vocab
+    from helpers.text_models import bert_vocab
     from transformers import (BertConfig, BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection,
                               GroundingDinoProcessor, SwinConfig)
     from transformers.models.grounding_dino import GroundingDinoImageProcessorPil

@@ -1,6 +1,6 @@
 """The text detector (sam2_ros.model.text_detector) against transformers' own processor, model
 and post-processing, on small Grounding DINO / MM Grounding DINO / OWLv2 checkpoints with random
-weights and tokenizers made in the test (test/text_models.py); text prompts' parsing and
+weights and tokenizers made in the test (test/helpers/text_models.py); text prompts' parsing and
 validation (sam2_ros.model.text_query); the refusal when transformers is not installed."""
 import os
 import subprocess
@@ -29,7 +29,7 @@ def frame_of(h, w, seed=0):
 
 @pytest.fixture(scope="module")
 def gd_dir(tmp_path_factory):
-    from text_models import make_grounding_dino
+    from helpers.text_models import make_grounding_dino
 
     return make_grounding_dino(tmp_path_factory.mktemp("grounding_dino"), seed=1)
 
@@ -126,7 +126,7 @@ def test_a_smaller_image_size_resizes_the_frame_less_and_still_places_boxes_in_i
 
 
 def test_mm_grounding_dino_goes_through_the_same_path(tmp_path):
-    from text_models import make_grounding_dino
+    from helpers.text_models import make_grounding_dino
     from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
     path = make_grounding_dino(tmp_path / "mm", seed=2, mm=True)
@@ -147,7 +147,7 @@ def test_mm_grounding_dino_goes_through_the_same_path(tmp_path):
 
 
 def test_owlv2_takes_the_phrases_as_a_list_and_labels_each_box_with_its_phrase(tmp_path):
-    from text_models import make_owlv2
+    from helpers.text_models import make_owlv2
     from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
     path = make_owlv2(tmp_path / "owl", seed=4, scale=0.02)

@@ -93,3 +93,30 @@ def make_owlv2(path: Path, seed: int = 0, image_size: int = 64, scale: float = 0
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return path
+
+
+def threshold_for(detector, frame, text, count: int, free_slots: int = 100):
+    """A ``box_threshold`` at which ``detector`` (a TextDetector; its own threshold is set to 0
+    here) starts exactly ``count`` objects on ``frame`` (after the planner folds duplicate boxes),
+    in the middle of the widest gap between two detection scores (in logits) that gives that count,
+    so that float rounding elsewhere (another number of threads) cannot change which boxes pass.
+    Returns (threshold, the plan of those objects on an empty tracker, the gap in logits)."""
+    import numpy as np
+
+    from sam2_ros.tracking.text_prompts import plan_detections
+
+    detector.box_threshold = 0.0
+    det = detector.detect(frame, text)
+    scores = det.scores.astype(np.float64)
+    logits = np.log(scores) - np.log1p(-np.minimum(scores, 1 - 1e-12))
+    best = None
+    levels = np.unique(logits)[::-1]
+    for hi, lo in zip(levels[:-1], levels[1:]):
+        cut = (hi + lo) / 2
+        keep = logits > cut
+        plan = plan_detections(det.boxes[keep], det.scores[keep], [p for p, k in zip(det.phrases, keep) if k],
+                               det.size, {}, {}, free_slots)
+        if len(plan.new) == count and (best is None or hi - lo > best[2]):
+            best = (float(1 / (1 + np.exp(-cut))), plan, float(hi - lo))
+    assert best is not None, f"no threshold gives {count} objects: {sorted(scores)[::-1][:10]}"
+    return best
