@@ -107,7 +107,7 @@ class TextInputs:
                 raise TextPromptError(reason)
             with self._lock:
                 if self._prompter is not None:
-                    self._prompter.set_text(query)  # the detector's own check (token count) first
+                    self._prompter.set_text(query or '')  # the detector's own check (token count) first
                 self._wanted = query
                 load = query is not None and self._prompter is None and self._status != 'loading'
                 if load:
@@ -181,7 +181,7 @@ class TextInputs:
             refused = None
             if self._wanted is not _UNSET:
                 try:
-                    prompter.set_text(self._wanted)
+                    prompter.set_text(self._wanted or '')
                 except TextPromptError as error:
                     refused = str(error)
             self._prompter, self._status = prompter, 'ready'

@@ -50,6 +50,7 @@ MODELS = ('tiny', 'small', 'base_plus', 'large')
 def _build_tracker(args):
     from sam2_ros import Tracker
     from sam2_ros.model.checkpoint import CheckpointError, resolve_checkpoint
+    from sam2_ros.model.text_detector import DetectorLoadError, MissingDependencyError
 
     try:
         checkpoint = str(resolve_checkpoint(args.checkpoint, args.model))
@@ -57,7 +58,7 @@ def _build_tracker(args):
                                           device=args.device, max_objects=args.max_objects, **detector_kwargs(args))
     except (CheckpointError, FileNotFoundError) as error:
         raise EvaluationError(f'checkpoint: {error}') from None
-    except (ImportError, ValueError) as error:  # the text detector: not installed, or cannot be loaded
+    except (MissingDependencyError, DetectorLoadError) as error:  # the text detector
         raise EvaluationError(f'detector: {error}') from None
     return tracker, checkpoint
 
