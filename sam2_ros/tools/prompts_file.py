@@ -15,7 +15,8 @@ A ``mask`` path is relative to the prompts file; nonzero pixels are the object. 
 is a text prompt for the tracker's detector (phrases separated by " . ", "" stops detecting): it
 has no ``object_id``, the detector numbers the objects it starts; ``label`` gives an object
 prompt its class label.
-No torch and no rclpy here: :meth:`PromptSpec.to_prompt` imports :class:`sam2_ros.Prompt` lazily.
+No rclpy here, and torch only when needed: :meth:`PromptSpec.to_prompt` imports :class:`sam2_ros.Prompt`
+lazily, and a text entry is checked by :func:`sam2_ros.model.text_query.parse_text_prompt`.
 """
 from __future__ import annotations
 
