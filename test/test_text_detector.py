@@ -259,22 +259,26 @@ class NoTransformers:  # as if transformers were not installed
         return None
 
 sys.meta_path.insert(0, NoTransformers())
-from sam2_ros.tracking import text_prompts  # the pure logic imports without it
+from sam2_ros import AutomaticMaskGenerator, ImagePredictor, Prompt, PromptError, Tracker  # all import without it
+from sam2_ros.tracking import text_prompts  # the pure logic too
+from sam2_ros.tracking.text_tracking import TrackerText
 from sam2_ros.model.text_detector import MissingDependencyError, TextDetector
 assert text_prompts.parse_text_prompt("cup").phrases == ("cup",)
-try:
-    TextDetector.from_pretrained()  # the default Hub id: refused before any download
-except MissingDependencyError as error:
-    assert isinstance(error, ImportError)
-    print(error)
-else:
-    raise SystemExit("no refusal")
+assert TrackerText().prompter is None  # a tracker without a detector: labels only
+for make in (TextDetector.from_pretrained, lambda: TrackerText("IDEA-Research/grounding-dino-tiny")):
+    try:
+        make()  # the default Hub id, as Tracker(..., detector=...) loads it: refused before any download
+    except MissingDependencyError as error:
+        assert isinstance(error, ImportError)
+        print(error)
+    else:
+        raise SystemExit("no refusal")
 """
 
 
-def test_without_transformers_the_detector_is_refused_with_the_install_command():
+def test_without_transformers_the_package_imports_and_a_detector_is_refused_with_the_install_command():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     r = subprocess.run([sys.executable, "-c", BLOCKER], capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stderr
-    assert "text prompts need the optional dependencies transformers and pillow" in r.stdout
+    assert r.stdout.count("text prompts need the optional dependencies transformers and pillow") == 2
     assert "pip install 'sam2_ros[text]'" in r.stdout and "requirements-text.txt" in r.stdout

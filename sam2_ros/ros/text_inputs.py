@@ -213,7 +213,12 @@ class TextInputs:
                                              op.label or stream.labels.get(op.obj_id))
         taken = {op.obj_id for op in adds}
         free = tracker.max_objects - len(ids | taken)
-        update = prompter.step(rgb, stream.frame_count, objects, free, stamp_ns)
+        try:
+            update = prompter.step(rgb, stream.frame_count, objects, free, stamp_ns)
+        except RuntimeError:  # closed meanwhile (cleanup): no more detections
+            if not self._closed:
+                raise
+            return []
         if update is None:
             return []
         if update.error is not None:
@@ -259,8 +264,8 @@ class TextInputs:
             prompter, self._prompter = self._prompter, None
             self._wanted, self._status = _UNSET, 'not loaded'
             self._book.want_boxes = False
-        if prompter is not None:
-            prompter.close()
+        if prompter is not None:  # a run in progress finishes on its own thread, unused (no callback waits)
+            prompter.close(timeout=0.0)
 
     # ------------------------------------------------------------------ diagnostics
     def diagnostics(self) -> Dict[str, object]:

@@ -307,8 +307,10 @@ class TextPrompter:
             out["text"] = self.query.text if self.query is not None else ""
         return out
 
-    def close(self) -> None:
-        self.runner.close()
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the detector's thread, waiting up to ``timeout`` s for a run in progress (0: leave
+        it to finish on its own thread, unused)."""
+        self.runner.close(timeout)
 
 
 __all__ = ["DetectorSchedule", "TextPrompter", "TextUpdate", "TextPromptError", "plan_detections"]
