@@ -19,15 +19,18 @@ calls after one warm-up, the configurations taking turns call by call, the proce
 the wall time grows with the load, the CPU time much less).
 
 Part 2 (``--tracker-frames`` > 0): ``Tracker.track`` (tiny, ``--image-size``, one object)
-per-frame latency with a :class:`TextPrompter` submitting every ``--every-n`` frames, frames with
-a detector run in progress against frames without, in the same run (the detector on its thread
-at niceness 10, the default, then 0). The plan is not applied (free slots 0): the tracker's own
-work stays the same and only the contention shows.
+per-frame latency with the tracker's asynchronous detector (``Tracker(detector=...,
+detector_options={"asynchronous": True, "every_n": ...})``, the node's arrangement) submitted
+every ``--every-n`` frames at niceness 10 (the default) and 0, and without a detector: blocks of
+``--tracker-frames`` frames per configuration taking turns for ``--rounds`` rounds (the machine is
+shared: its load hits every configuration alike; the load average is recorded). The plan is not
+applied (``max_objects`` 1, one object): only the contention shows.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shlex
 import statistics
@@ -121,52 +124,77 @@ def detector_latency(model, processor, frame: np.ndarray, texts, image_sizes, dt
     return rows
 
 
-def tracker_with_detector(det: TextDetector, frames, image_size: int, every_n: int, text: str) -> list:
-    """The tracker's per-frame latency with the detector running beside it and without, in the
-    same run: each frame is classed by whether a detector run was in progress when it started
-    and when it ended (frames during which one started or ended are left out). One run per
-    niceness of the detector's thread (10, the default, and 0)."""
-    from sam2_ros.tracking.reseed import Tracked
-    from sam2_ros.tracking.text_prompts import TextPrompter
+def tracker_with_detector(det: TextDetector, frames, image_size: int, every_n: int, text: str, block: int,
+                          rounds: int) -> list:
+    """The tracker's per-frame latency (``Tracker.track``, the API's asynchronous detector: the
+    node's arrangement) without a detector and with one submitted every ``every_n`` frames on its
+    thread at niceness 10 (the default) and 0: ``rounds`` rounds of one ``block`` of frames per
+    configuration, taking turns, so that the shared machine's load hits them alike. A detector
+    run still in progress at the end of a block is waited for outside the timing. The tracker
+    has one object and ``max_objects`` 1 (its states held visible), so the detector's plan starts
+    nothing and only the contention shows. A frame "delayed by more than one frame's time" takes
+    over twice the median frame without a detector."""
+    from sam2_ros.model.build import build_random_model
     from sam2_ros.tracking.tracker import Tracker
     from sam2_ros.tracking.types import Prompt
 
-    rows = []
+    model = build_random_model("tiny", image_size, torch.device("cpu"))
     h, w = frames[0].shape[:2]
     box = (w / 4, h / 4, w / 2, h / 2)
-    for niceness in (10, 0):
-        tracker = Tracker.from_config("tiny", image_size=image_size, device="cpu")
-        prompter = TextPrompter(det, every_n=every_n, max_age=10 ** 6, niceness=niceness)
-        prompter.set_text(text)
-        classes = {"detector running": [], "detector idle": []}
-        for i, frame in enumerate(frames):
-            busy_before = prompter.runner.busy
-            t0 = time.perf_counter()
-            prompter.step(frame, i, {1: Tracked(box, "visible", None)}, free_slots=0)
-            tracker.track(frame, [Prompt(1, box=box)] if i == 0 else [])
-            ms = (time.perf_counter() - t0) * 1e3
-            busy_after = prompter.runner.busy
-            if i >= 3 and busy_before == busy_after:  # after warm-up; not a frame a run began or ended in
-                classes["detector running" if busy_after else "detector idle"].append(ms)
-        prompter.runner.wait(600)
-        stats = prompter.stats()
-        prompter.close()
-        idle = np.array(classes["detector idle"])
-        for name, lat in classes.items():
-            lat = np.array(lat)
-            if not len(lat):
+    configs = {"no detector": None, "detector, niceness 10": 10, "detector, niceness 0": 0}
+    trackers = {}
+    for name, niceness in configs.items():
+        options = None if niceness is None else {"asynchronous": True, "every_n": every_n, "niceness": niceness,
+                                                 "max_age": 10 ** 6}
+        tracker = Tracker(model, max_objects=1, detector=None if niceness is None else det, detector_options=options)
+        tracker.text.states.configure(present_threshold=0.0, absent_threshold=0.0)
+        tracker.track(frames[0], [Prompt(1, box=box)] + ([Prompt(text=text)] if niceness is not None else []))
+        if niceness is not None:
+            tracker.text.prompter.runner.wait(3600)  # the first run: a warm-up
+        trackers[name] = tracker
+    samples = {name: {"all": [], "running": [], "idle": [], "load": []} for name in configs}
+    k = 1
+    for r in range(rounds):
+        for name, tracker in trackers.items():
+            runner = tracker.text.prompter.runner if tracker.text.prompter is not None else None
+            out = samples[name]
+            out["load"].append(os.getloadavg()[0])
+            for _ in range(block):
+                frame = frames[k % len(frames)]
+                k += 1
+                busy_before = runner is not None and runner.busy
+                t0 = time.perf_counter()
+                tracker.track(frame)
+                ms = (time.perf_counter() - t0) * 1e3
+                busy_after = runner is not None and runner.busy
+                out["all"].append(ms)
+                if busy_before == busy_after:  # not a frame in which a run began or ended
+                    out["running" if busy_after else "idle"].append(ms)
+            out["load"].append(os.getloadavg()[0])
+            if runner is not None:
+                runner.wait(3600)
+            print(f"  round {r + 1}/{rounds}, {name}: {block} frames, median {np.median(out['all'][-block:]):.0f} ms, "
+                  f"load {out['load'][-2]:.1f} -> {out['load'][-1]:.1f}", flush=True)
+    base = float(np.percentile(samples["no detector"]["all"], 50))
+    rows = []
+    for name, tracker in trackers.items():
+        stats = tracker.text.stats()
+        for part in ("all", "running", "idle"):
+            lat = np.array(samples[name][part])
+            if not len(lat) or (part != "all" and configs[name] is None):
                 continue
-            frame_time = float(np.percentile(idle, 50)) if len(idle) else float("nan")
-            rows.append({"niceness": niceness, "frames": name, "count": len(lat), "image_size": image_size,
+            rows.append({"config": name, "frames": part, "count": int(len(lat)), "image_size": image_size,
                          "every_n": every_n, "ms_p50": float(np.percentile(lat, 50)),
                          "ms_p95": float(np.percentile(lat, 95)), "ms_max": float(lat.max()),
-                         "frames_delayed_over_one_frame": int((lat > 2 * frame_time).sum()),
-                         "detector_runs": stats["runs"], "detector_ms_p50": stats["latency_ms_p50"]})
+                         "frames_delayed_over_one_frame": int((lat > 2 * base).sum()),
+                         "load_mean": float(np.mean(samples[name]["load"])),
+                         "detector_runs": stats.get("runs", 0), "detector_ms_p50": stats.get("latency_ms_p50")})
             r = rows[-1]
-            print(f"  niceness {niceness:2d}, {name:16s} ({r['count']:3d} frames): p50 {r['ms_p50']:.0f} ms, "
-                  f"p95 {r['ms_p95']:.0f} ms, max {r['ms_max']:.0f} ms, over twice the idle p50: "
-                  f"{r['frames_delayed_over_one_frame']}; detector runs {r['detector_runs']} "
-                  f"(p50 {r['detector_ms_p50']:.0f} ms)", flush=True)
+            print(f"  {name:22s} {part:8s} ({r['count']:3d} frames): p50 {r['ms_p50']:.0f} ms, p95 {r['ms_p95']:.0f} "
+                  f"ms, max {r['ms_max']:.0f} ms, over twice the no-detector p50 ({base:.0f} ms): "
+                  f"{r['frames_delayed_over_one_frame']}; detector runs {r['detector_runs']}"
+                  + (f" (p50 {r['detector_ms_p50']:.0f} ms)" if r["detector_ms_p50"] else ""), flush=True)
+        tracker.text.close()
     return rows
 
 
@@ -177,26 +205,29 @@ def main() -> None:
     ap.add_argument("--dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
     ap.add_argument("--image-sizes", type=int, nargs="+", default=[800, 480],
                     help="the detector's shortest edge (800: the checkpoint's); part 2 uses the last")
-    ap.add_argument("--tracker-frames", type=int, default=0, help="part 2: frames tracked per mode (0: skip)")
+    ap.add_argument("--tracker-frames", type=int, default=0, help="part 2: frames per block (0: skip)")
+    ap.add_argument("--rounds", type=int, default=2, help="part 2: rounds of one block per configuration")
     ap.add_argument("--image-size", type=int, default=256, help="part 2: the tracker's image size")
     ap.add_argument("--every-n", type=int, default=30, help="part 2: frames between detector runs")
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args()
 
     out = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "
-           f"{torch.get_num_threads()} torch threads", "torch": torch.__version__, "command": shlex.join(sys.argv)}
+           f"{torch.get_num_threads()} torch threads", "torch": torch.__version__, "command": shlex.join(sys.argv),
+           "load_at_start": os.getloadavg()}
     t0 = time.perf_counter()
     model, processor = grounding_dino_tiny()
     out["build_s"] = time.perf_counter() - t0
     out["parameters"] = sum(p.numel() for p in model.parameters())
     print(f"grounding-dino-tiny architecture: {out['parameters'] / 1e6:.1f} M parameters, built in "
           f"{out['build_s']:.1f} s", flush=True)
-    frames = frames_640x480(max(1, args.tracker_frames))
+    frames = frames_640x480(min(60, max(1, args.tracker_frames)))
     out["detector"] = detector_latency(model, processor, frames[0], args.texts, args.image_sizes, args.dtypes,
                                        args.repeats) if args.repeats else []
     if args.tracker_frames:
         det = TextDetector(model, processor, device="cpu", dtype=args.dtypes[0], image_size=args.image_sizes[-1])
-        out["tracker"] = tracker_with_detector(det, frames, args.image_size, args.every_n, args.texts[-1])
+        out["tracker"] = tracker_with_detector(det, frames, args.image_size, args.every_n, args.texts[-1],
+                                               args.tracker_frames, args.rounds)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1))
