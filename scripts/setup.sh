@@ -3,7 +3,8 @@
 # rosdep + colcon instead: see README.md).
 #
 #   bash scripts/setup.sh          # .venv with the runtime dependencies and sam2_ros (editable)
-#   bash scripts/setup.sh --test   # ... plus the test dependencies and the official SAM 2 oracle
+#   bash scripts/setup.sh --text   # ... plus text prompts (transformers: Grounding DINO)
+#   bash scripts/setup.sh --test   # ... plus text prompts, the test dependencies and the official SAM 2 oracle
 #
 # Creates .venv in the repository root with Python 3.10-3.12 (the ROS 2 Kilted wheels on PyPI
 # exist for those), installs the pinned versions in requirements*.txt and the package itself in
@@ -27,14 +28,17 @@ VENV="${SAM2_ROS_VENV:-$ROOT/.venv}"
 
 usage() {
   cat <<'USAGE'
-Usage: bash scripts/setup.sh [--test]
+Usage: bash scripts/setup.sh [--text] [--test]
 
 Sets up a venv for machines WITHOUT a ROS 2 installation (on a ROS 2 machine, use rosdep +
 colcon instead: see README.md): Python 3.10-3.12, the pinned requirements*.txt, the ROS 2 core
 from PyPI wheels, and sam2_ros in editable mode. A second run with unchanged requirements only
 checks and returns.
 
-  --test   also the test dependencies and Meta's sam2 package (the numerical oracle)
+  --text   also text prompts ("person . red cup"): transformers for Grounding DINO
+           (requirements-text.txt, the same as pip install 'sam2_ros[text]')
+  --test   also the text prompts' dependencies, the test dependencies and Meta's sam2
+           package (the numerical oracle)
 
 Environment:
   PYTHON=/path/to/python3.X   interpreter for the venv (default: the first of python3.12,
@@ -48,11 +52,13 @@ USAGE
 }
 
 WITH_TEST=0
+WITH_TEXT=0
 for arg in "$@"; do
   case "$arg" in
-    --test) WITH_TEST=1 ;;
+    --test) WITH_TEST=1; WITH_TEXT=1 ;;
+    --text) WITH_TEXT=1 ;;
     -h|--help) usage; exit 0 ;;
-    *) echo "setup.sh: unknown option '$arg' (use --test or --help)" >&2; exit 2 ;;
+    *) echo "setup.sh: unknown option '$arg' (use --text, --test or --help)" >&2; exit 2 ;;
   esac
 done
 
@@ -114,6 +120,7 @@ VPY="$VENV/bin/python"
 stamp_of() {  # hash of everything that decides what gets installed
   cat "$ROOT"/requirements.txt "$ROOT"/setup.py "$ROOT"/setup.cfg "$ROOT"/package.xml
   if [[ "$1" == test ]]; then cat "$ROOT"/requirements-test.txt "$ROOT"/requirements-oracle.txt; fi
+  if [[ "$1" == text ]]; then cat "$ROOT"/requirements-text.txt; fi
   "$VPY" -c 'import sys; print(sys.version)'
 }
 stamp_ok() {  # $1: base|test
@@ -138,6 +145,16 @@ else
   # (PYTHONWARNINGS: setuptools' multi-line note on editable installs is noise here)
   PYTHONWARNINGS=ignore pip_install --no-deps --no-build-isolation -e .
   stamp_write base
+fi
+
+if [[ "$WITH_TEXT" == 1 ]]; then
+  if stamp_ok text && installed transformers PIL; then
+    log "text prompt dependencies up to date"
+  else
+    log "installing text prompt dependencies (requirements-text.txt)"
+    pip_install -r requirements.txt -r requirements-text.txt
+    stamp_write text
+  fi
 fi
 
 if [[ "$WITH_TEST" == 1 ]]; then

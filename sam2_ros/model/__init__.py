@@ -3,7 +3,8 @@
 ``build_model`` loads checkpoints strictly (Meta's files, Hugging Face Hub ids, transformers-format
 SAM 2; see ``checkpoint``); ``SAM2`` exposes the per-frame steps
 (image encoding, prompting, memory attention, memory encoding) that the tracker and the image
-predictor compose.
+predictor compose. Beside it, for text prompts: an open-vocabulary detector through the optional
+``transformers`` (``text_detector``, imported on demand) and the prompts' parsing (``text_query``).
 """
 
 from .build import build_model, build_random_model

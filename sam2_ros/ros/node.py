@@ -40,6 +40,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point
 from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import ImageMarker
 
@@ -53,6 +54,7 @@ from sam2_ros.ros.prompt_inputs import PromptInputs
 from sam2_ros.ros.rate_limited_log import RateLimitedLog
 from sam2_ros.ros.services import Services
 from sam2_ros.ros.stream import CameraStream
+from sam2_ros.ros.text_inputs import TextInputs
 
 PROMPT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
@@ -119,8 +121,7 @@ class TrackerNode(LifecycleNode):
         self.log = RateLimitedLog(self.get_logger())
         self.p = params.declare(self)  # ParameterError on bad overrides; updated in place from here on
         self.add_on_set_parameters_callback(
-            params.make_callback(lambda: self._state, self._apply_live, lambda: params.current(self),
-                                 self._shared.refusal if self._shared is not None else None))
+            params.make_callback(lambda: self._state, self._apply_live, lambda: params.current(self), self._refusal))
         self.stats = Stats()
         self.objects = ObjectBook(self.p)
         self.outputs = Outputs(self, self.p, self.objects)
@@ -129,6 +130,7 @@ class TrackerNode(LifecycleNode):
                                    publish=self.outputs.publish, now_ns=lambda: self.get_clock().now().nanoseconds,
                                    alive=lambda: rclpy.ok(context=self.context), hooks=self.outputs_3d)
         self.inputs = PromptInputs(self.stream, self.objects, self.p, self.get_logger())
+        self.stream.text = self.text = TextInputs(self.stream, self.objects, self.p, self.get_logger())
         self.handlers = Services(self.stream, self.p, lambda: self._state, self.get_logger())
         self._subs: list = []
         self._own_services: list = []
@@ -165,6 +167,7 @@ class TrackerNode(LifecycleNode):
             stream.timeline.jump_threshold_s = float(values['time_jump_threshold'])
         self.objects.configure(self.p, values)
         self.outputs_3d.configure(self.p, values)
+        self.text.configure(values)
         tracker = stream.tracker
         if tracker is not None:
             if 'prompt_buffer' in values:  # the worker may be using the buffer: between frames
@@ -174,6 +177,11 @@ class TrackerNode(LifecycleNode):
                 tracker.mask_threshold = float(values['mask_threshold'])
             if 'max_objects' in values:
                 tracker.max_objects = int(values['max_objects'])
+
+    def _refusal(self, name: str, value):
+        """What the parameter checks cannot see: a text prompt without transformers; a change a
+        camera of several may not make alone."""
+        return self.text.refusal(name, value) or (self._shared.refusal(name, value) if self._shared else None)
 
     # ------------------------------------------------------------------ lifecycle
     @_logged
@@ -201,6 +209,7 @@ class TrackerNode(LifecycleNode):
         if self._jump_handle is None:  # notice /clock going back (use_sim_time, a bag replayed in a loop)
             threshold = JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1), on_clock_change=False)
             self._jump_handle = self.get_clock().create_jump_callback(threshold, post_callback=self._on_clock_jump)
+        self.text.start()
         self._state = 'inactive'
         return TransitionCallbackReturn.SUCCESS
 
@@ -271,6 +280,8 @@ class TrackerNode(LifecycleNode):
         self._subs.append(self.create_subscription(ImageMarker, '~/prompt', inputs.on_marker, PROMPT_QOS))
         self._subs.append(self.create_subscription(Image, '~/prompt_mask', inputs.on_prompt_mask, PROMPT_QOS))
         self._subs.append(self.create_subscription(Point, '~/click', inputs.on_click, PROMPT_QOS))
+        self._subs.append(self.create_subscription(String, '~/text_prompt', self.text.on_text_prompt, PROMPT_QOS,
+                                                   raw=True))
         vision = self.outputs.vision
         if vision is not None:
             self._subs.append(self.create_subscription(vision.Detection2DArray, '~/prompt_boxes',
@@ -336,6 +347,7 @@ class TrackerNode(LifecycleNode):
         if self._jump_handle is not None:
             self._jump_handle.unregister()
             self._jump_handle = None
+        self.text.close()
         self.stream.release()
 
     def stop_worker(self, timeout=30.0) -> bool:
@@ -362,5 +374,6 @@ class TrackerNode(LifecycleNode):
                               len(stream.prompts), stream.prompts.dropped, self.get_parameter('use_sim_time').value,
                               self.objects.snapshot, self._shared.worker if self._shared is not None else None)
         extra.update(self.outputs_3d.diagnostics())
+        extra.update(self.text.diagnostics())
         self._diag_pub.publish(to_diagnostic_array(f'{self.get_fully_qualified_name()}: tracking', extra['device'],
                                                    self._state, self.stats.snapshot(), extra, stamp))

@@ -5,14 +5,15 @@ integer or floating-point range). A set-parameters callback refuses invalid valu
 reason, and refuses changes that cannot take effect in the node's current lifecycle state:
 
 * ``configure``: the model and how it is built (model, checkpoint, device, dtype, image_size,
-  encoder_backend, encoder_engine, num_maskmem, max_cond_frames, compile) are read-only once the
+  encoder_backend, encoder_engine, num_maskmem, max_cond_frames, compile; the text detector's model,
+  device, dtype and image size) are read-only once the
   node is configured; `cleanup` the node to change them (with compile on, max_objects too: it is
   the compiled step's capacity);
 * ``activate``: the input subscriptions (image_transport, image_qos, qos_depth, depth) cannot
   change while the node is active; `deactivate` it first;
 * ``live``: applied on the next frame (mask_threshold, max_objects, frame_policy, prompt_buffer,
   max_image_pixels, publish_overlay, publish_object_masks, and the time, object-state, polygon,
-  3-D, segment-everything and detection parameters);
+  3-D, segment-everything, detection and text-prompt parameters);
 * ``start``: read once at start-up (autostart; declared read-only).
 
 This module needs rclpy's message types only in :func:`declare` and :func:`make_callback`; the
@@ -167,6 +168,28 @@ SPECS: Tuple[Spec, ...] = (
          'this many low-res pixels in each mask (0: off)', 'live', int_range=(0, 1 << 20, 1)),
     Spec('everything_min_area', 0, '~/track_everything: masks smaller than this (pixels of the frame) are '
          'not tracked', 'live', int_range=(0, 1 << 30, 1)),
+    # --- text prompts (~/text_prompt, sam2_ros.ros.text_inputs) ---
+    Spec('text_prompt', '', 'phrases separated by " . " ("person . red cup") that the detector turns into '
+         'objects labelled with their phrase; the same as a message on ~/text_prompt (the last one wins); '
+         'empty: no detection. Needs the optional extra sam2_ros[text] (transformers)', 'live'),
+    Spec('detector_model', 'IDEA-Research/grounding-dino-tiny', 'the text detector: a Hugging Face Hub id or '
+         'local directory of a zero-shot object detector (Grounding DINO, MM Grounding DINO, OWLv2), loaded on '
+         'the first text prompt', 'configure'),
+    Spec('detector_box_threshold', 0.35, 'a detection is kept when its best phrase score is above this',
+         'live', float_range=(0.0, 1.0)),
+    Spec('detector_text_threshold', 0.25, "Grounding DINO: tokens scored above this make a detection's own "
+         'label (the class label is always the phrase of its best token)', 'live', float_range=(0.0, 1.0)),
+    Spec('detector_every_n', 30, 'tracked frames between two detector runs (0: only when a text arrives, after '
+         'a reset and when an object of a phrase is lost)', 'live', int_range=(0, 100000, 1)),
+    Spec('detector_max_age', 10, "a detector run's boxes are applied to the newest frame when the run is at "
+         'most this many tracked frames old, else dropped (counted) and the detector runs again', 'live',
+         int_range=(0, 100000, 1)),
+    Spec('detector_device', 'auto', "the detector's device: auto (CUDA when available, else CPU) | cpu | cuda | "
+         'cuda:N', 'configure'),
+    Spec('detector_dtype', 'auto', "the detector's compute dtype (auto: bfloat16 on CUDA where supported, "
+         'float32 on the CPU)', 'configure', DTYPES),
+    Spec('detector_image_size', 0, "Grounding DINO's input: the shortest edge frames are resized to (0: the "
+         "checkpoint's, 800; 480 costs about half on a CPU)", 'configure', int_range=(0, 2048, 1)),
     # --- detections as prompts (~/prompt_boxes; live) ---
     Spec('reseed', 'none', 'what ~/prompt_boxes detections do to tracked objects, matched to them by box '
          'IoU: none (nothing) | every_n_frames (re-prompt every matched object with its detection box, '
@@ -204,6 +227,8 @@ def validate(name: str, value: Any, check_cuda: bool = True) -> Optional[str]:
         if not lo <= value <= hi or (value - lo) % step:
             extra = f' and a multiple of {step}' if step > 1 else ''
             return f'{name} must be in [{lo}, {hi}]{extra}, got {value}'
+        if name == 'detector_image_size' and 0 < value < 64:
+            return f"detector_image_size must be 0 (the checkpoint's size) or in [64, 2048], got {value}"
         return None
     if isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -227,18 +252,25 @@ def validate(name: str, value: Any, check_cuda: bool = True) -> Optional[str]:
         return None
     if spec.choices is not None and value not in spec.choices:
         return f'{name} must be one of {", ".join(spec.choices)}, got {value!r}'
-    if name == 'device':
+    if name == 'text_prompt':  # its form; the detector's limits (256 tokens) are checked when it is loaded
+        from sam2_ros.model.text_query import TextPromptError, parse_text_prompt
+
+        try:
+            parse_text_prompt(value)
+        except TextPromptError as error:
+            return f'text_prompt: {error}'
+    if name in ('device', 'detector_device'):
         if not _DEVICE_RE.match(value):
-            return f"device must be auto, cpu, cuda or cuda:N, got {value!r}"
+            return f"{name} must be auto, cpu, cuda or cuda:N, got {value!r}"
         if check_cuda and value.startswith('cuda'):
             import torch
 
             if not torch.cuda.is_available():
-                return (f'device {value!r}: this torch ({torch.__version__}) sees no CUDA device; '
+                return (f'{name} {value!r}: this torch ({torch.__version__}) sees no CUDA device; '
                         'use cpu or auto')
             index = int(value.split(':')[1]) if ':' in value else 0
             if index >= torch.cuda.device_count():
-                return f'device {value!r}: only {torch.cuda.device_count()} CUDA device(s)'
+                return f'{name} {value!r}: only {torch.cuda.device_count()} CUDA device(s)'
     return None
 
 

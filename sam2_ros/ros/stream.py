@@ -78,6 +78,7 @@ class CameraStream:
         self.timeline = Timeline(p['time_jump_threshold'])
         self.frame_count = 0  # frames tracked since configure (the reseeder's clock)
         self.last_frame = None  # (rgb, header, tracker frame index, label image) of the last frame published
+        self.text = None  # text prompts' detector (sam2_ros.ros.text_inputs.TextInputs), set by the node
         self._stop = threading.Event()  # the current worker's; each worker has its own
         self._workers: List[threading.Thread] = []  # started and maybe still finishing a frame
 
@@ -147,6 +148,8 @@ class CameraStream:
         self.objects.clear()
         if self.hooks is not None:
             self.hooks.tracker_reset()
+        if self.text is not None:
+            self.text.forget()
 
     def _drop_tracker(self) -> None:
         """Forget the tracker and free its memory (under the tracker lock)."""
@@ -308,6 +311,8 @@ class CameraStream:
                 else:
                     self.bad_prompt(op.source, f'remove: object {op.obj_id} is not tracked')
                 self.labels.pop(op.obj_id, None)
+            if self.text is not None:  # the detector's objects (sam2_ros.ros.text_inputs)
+                batch.adds += self.text.frame_prompts(tracker, rgb, stamp, batch.adds)
             late = self._apply_past(tracker, batch.past, hw)
             frame_prompts = self._checked_prompts(tracker, batch.adds + late, hw)
             t2 = time.perf_counter()

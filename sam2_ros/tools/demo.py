@@ -28,6 +28,7 @@ from sam2_ros.tools.prompts_file import PromptsFileError, PromptSpec, load_promp
 from sam2_ros.visualization import contact_sheet, overlay, stamp
 from sam2_ros.visualization import draw_prompts as draw_prompt
 from sam2_ros.tools.cli import HelpFormatter
+from sam2_ros.tools.detector_args import add_detector_arguments, detector_kwargs, text_without_detector
 
 MODELS = ('tiny', 'small', 'base_plus', 'large')
 RANDOM_WEIGHTS_STAMP = 'RANDOM WEIGHTS: masks are meaningless; pass --checkpoint'
@@ -127,8 +128,9 @@ def draw_prompts(image: np.ndarray, specs: list[PromptSpec]) -> np.ndarray:
     background) and boxes, each labelled with its object id (a mask prompt is not drawn: the
     object's mask shows it)."""
     for spec in specs:
-        image = draw_prompt(image, points=spec.points, labels=spec.labels, box=spec.box,
-                            obj_id=spec.object_id)
+        if spec.text is None:  # a text prompt: its objects show as the detector starts them
+            image = draw_prompt(image, points=spec.points, labels=spec.labels, box=spec.box,
+                                obj_id=spec.object_id)
     return image
 
 
@@ -146,13 +148,14 @@ def _load_tracker(checkpoint: str, args):
     from sam2_ros import Tracker
 
     return Tracker.from_pretrained(checkpoint, model=args.model, image_size=args.image_size,
-                                   device=args.device)
+                                   device=args.device, **detector_kwargs(args))
 
 
 def _random_tracker(args):
     from sam2_ros import Tracker
 
-    return Tracker.from_config(model=args.model, image_size=args.image_size, device=args.device)
+    return Tracker.from_config(model=args.model, image_size=args.image_size, device=args.device,
+                               **detector_kwargs(args))
 
 
 def _build_tracker(args):
@@ -226,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--random-weights', action='store_true',
                         help='if the checkpoint cannot be had, go on with a randomly initialised '
                              'model (meaningless masks; shows the pipeline runs)')
+    add_detector_arguments(parser)
     return parser
 
 
@@ -237,6 +241,8 @@ def run(args) -> int:
     if args.image_size < 64 or args.image_size % 32:
         raise DemoError('--image-size must be a multiple of 32, at least 64')
     specs = load_prompts(prompts_path)
+    if text_without_detector(specs, args):
+        raise DemoError(text_without_detector(specs, args))
     fps = video_fps(video)
     by_frame = prompts_by_frame(specs, fps)
     frames = read_frames(video, args.max_frames)
@@ -279,7 +285,7 @@ def run(args) -> int:
             masks = _as_numpy(result.masks).astype(bool) if ids else \
                 np.zeros((0, height, width), bool)
             scores = _as_numpy(result.scores).reshape(-1) if ids else None
-            image = overlay(frame, masks, ids, scores=scores)
+            image = overlay(frame, masks, ids, scores=scores, labels=result.labels)
             if specs_now:
                 image = draw_prompts(image, specs_now)
             stamped = stamp(image, RANDOM_WEIGHTS_STAMP) if random_weights else image
@@ -289,7 +295,8 @@ def run(args) -> int:
                 cv2.imwrite(str(png), cv2.cvtColor(stamped, cv2.COLOR_RGB2BGR))
                 pngs.append(image)  # unstamped: the sheet carries one banner of its own
                 captions.append(f'frame {index}')
-            areas = ', '.join(f'{i}: {int(m.sum())} px' for i, m in zip(ids, masks)) or 'none'
+            areas = ', '.join(f'{i}{" " + result.labels[i] if result.labels.get(i) else ""}: {int(m.sum())} px'
+                              for i, m in zip(ids, masks)) or 'none'
             print(f'[demo] frame {index:4d}  {elapsed * 1000:8.1f} ms  objects {areas}',
                   flush=True)
     finally:
@@ -322,9 +329,11 @@ def _chain(first, rest):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from sam2_ros.model.text_detector import DetectorLoadError, MissingDependencyError
+
     try:
         return run(args)
-    except (DemoError, PromptsFileError) as error:
+    except (DemoError, PromptsFileError, DetectorLoadError, MissingDependencyError) as error:
         print(f'[demo] error: {error}', file=sys.stderr)
         return 2
     except ImportError as error:

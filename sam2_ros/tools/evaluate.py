@@ -37,6 +37,7 @@ import numpy as np
 from sam2_ros.tools import bagio, eval_report, metrics
 from sam2_ros.tools.eval_3d import Tracks3D
 from sam2_ros.tools.cli import HelpFormatter, Progress
+from sam2_ros.tools.detector_args import add_detector_arguments, detector_kwargs, text_without_detector
 from sam2_ros.tools.eval_inputs import EvaluationError, GroundTruth, fmt_stamp, schedule_prompts
 from sam2_ros.tools.eval_report import MASK_TOPIC, OVERLAY_TOPIC, checkpoint_identity
 from sam2_ros.tools.labelpng import LabelPngError
@@ -53,13 +54,16 @@ MODELS = ('tiny', 'small', 'base_plus', 'large')
 def _build_tracker(args):
     from sam2_ros import Tracker
     from sam2_ros.model.checkpoint import CheckpointError, resolve_checkpoint
+    from sam2_ros.model.text_detector import DetectorLoadError, MissingDependencyError
 
     try:
         checkpoint = str(resolve_checkpoint(args.checkpoint, args.model))
         tracker = Tracker.from_pretrained(checkpoint, model=args.model, image_size=args.image_size,
-                                          device=args.device, max_objects=args.max_objects)
+                                          device=args.device, max_objects=args.max_objects, **detector_kwargs(args))
     except (CheckpointError, FileNotFoundError) as error:
         raise EvaluationError(f'checkpoint: {error}') from None
+    except (MissingDependencyError, DetectorLoadError) as error:  # the text detector
+        raise EvaluationError(f'detector: {error}') from None
     return tracker, checkpoint
 
 
@@ -105,6 +109,8 @@ def evaluate(args) -> dict:
     except (PromptsFileError, bagio.BagError) as error:
         raise EvaluationError(str(error)) from None
     schedule, warnings = schedule_prompts(specs, markers, frames, truncated)
+    if text_without_detector(specs, args):
+        raise EvaluationError(text_without_detector(specs, args))
     if not schedule:
         raise EvaluationError('none of the prompts falls on an evaluated frame')
     for w in warnings:
@@ -142,7 +148,7 @@ def evaluate(args) -> dict:
     first_frame = {}
     for index in sorted(schedule):
         for a in schedule[index]:
-            if a.kind == 'prompt':
+            if a.kind == 'prompt' and a.object_id is not None:  # (text prompts: the detector numbers its objects)
                 first_frame.setdefault(a.object_id, index)
     eval_ids = sorted(first_frame)
 
@@ -190,7 +196,7 @@ def evaluate(args) -> dict:
                              frame.log_time)
                 if args.overlay:
                     masks = np.stack([label == i for i in ids]) if ids else np.zeros((0,) + shape, bool)
-                    image = overlay(rgb, masks, ids, scores=[scores[i] for i in ids])
+                    image = overlay(rgb, masks, ids, scores=[scores[i] for i in ids], labels=result.labels)
                     writer.write(OVERLAY_TOPIC, bagio.image_message(image[..., ::-1], 'bgr8', frame.header),
                                  frame.log_time)
                 truth = gt.get(t) if gt is not None else None
@@ -230,6 +236,8 @@ def evaluate(args) -> dict:
     ran = {'checkpoint': checkpoint, **checkpoint_identity(checkpoint), 'model': args.model,
            'image_size': args.image_size, 'device': str(tracker.device),
            'device_requested': args.device, 'dtype': str(tracker.dtype).replace('torch.', '')}
+    if args.detector:
+        ran['detector'] = {'model': args.detector, **tracker.text.stats()}
     if ran['checkpoint_official'] is None:
         warnings.append(f'the checkpoint {checkpoint} (SHA-256 {ran["checkpoint_sha256"]}...) is '
                         "none of Meta's published files: fine-tuned, converted, or random weights")
@@ -280,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--loss-iou', type=float, default=0.1, help='track loss: IoU below this')
     p.add_argument('--overwrite', action='store_true', help='replace an existing OUT/bag')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
+    add_detector_arguments(p)
     return p
 
 

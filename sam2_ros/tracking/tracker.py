@@ -32,6 +32,7 @@ from ..step.bank import BankLayout
 from ..step.compiled import COMPILE_MODES, FrameStep
 from ..step.frame_step import CORRECTION, MASK, NEW_POINTS, PromptBatch, build_prompt_batch
 from .exact_path import ExactPath, MaskPrompts, PointPrompts
+from .text_tracking import TrackerText
 from .types import FrameNotBuffered, Prompt, PromptError, TrackResult
 
 __all__ = ["FrameNotBuffered", "Prompt", "PromptError", "TrackResult", "Tracker"]
@@ -82,6 +83,11 @@ class Tracker:
             features (about 20 MB in float32 at 1024 px, 1.3 MB at 256 px) and each object's
             low-res logits on it (256 KB at 1024 px); the memory bank keeps the memories these
             frames need (``prompt_buffer`` more frames of them). The state stays bounded.
+        detector: text prompts (``Prompt(text="person . red cup")``): a Grounding DINO Hub id
+            (``"IDEA-Research/grounding-dino-tiny"``) or local directory, or an object with
+            ``detect(frame, query)``; ``detector_options``: its settings and when it runs
+            (:class:`~sam2_ros.tracking.text_tracking.TrackerText`). Class labels
+            (:attr:`TrackResult.labels`) need no detector.
     """
 
     def __init__(
@@ -102,6 +108,8 @@ class Tracker:
         max_prompt_points: int = 16,
         step_backend: str = "torch",
         step_engine: Optional[str] = None,
+        detector=None,
+        detector_options: Optional[dict] = None,
     ) -> None:
         cfg = model.cfg
         if step_backend != "torch":
@@ -166,6 +174,7 @@ class Tracker:
                                 bool(batch_objects), int(prompt_buffer))
         self._frame_index = -1
         self._frame_hw: Optional[Tuple[int, int]] = None
+        self.text = TrackerText(detector, detector_options, self.device)  # class labels, text prompts
 
     @classmethod
     def from_pretrained(
@@ -179,7 +188,8 @@ class Tracker:
         """Load a checkpoint: Meta's .pt file, a folder, or a Hugging Face Hub id (``facebook/sam2.1-hiera-tiny``,
         or a SAM 2 saved by transformers); ``None``: the official SAM 2.1 checkpoint of ``model``,
         downloaded once into the Hugging Face Hub cache.
-        Keyword arguments go to :class:`Tracker`."""
+        Keyword arguments go to :class:`Tracker` (``detector="IDEA-Research/grounding-dino-tiny"``
+        for text prompts)."""
         return cls(build_model(checkpoint, model=model, image_size=image_size, device=resolve_device(device)), **kwargs)
 
     @classmethod
@@ -250,6 +260,7 @@ class Tracker:
             self._step.bank.reset_()
         self._frame_index = -1
         self._frame_hw = None
+        self.text.reset()
 
     def state_tensors(self) -> List[Tensor]:
         """Every tensor the tracker holds between frames (for memory accounting)."""
@@ -303,8 +314,16 @@ class Tracker:
         sharing its model), so that the image encoder does not run again; None: encoded here.
 
         All prompts are validated before anything changes: a bad prompt raises
-        :class:`PromptError` and leaves the tracker as it was.
+        :class:`PromptError` and leaves the tracker as it was. A text prompt
+        (``Prompt(text=...)``, with a ``detector``) and its detections:
+        :mod:`~sam2_ros.tracking.text_tracking`; :attr:`TrackResult.labels` names the objects.
         """
+        prompts = self.text.before(self, frame, prompts)
+        return self.text.after(self._track(frame, prompts, features))
+
+    @torch.inference_mode()
+    def _track(self, frame: np.ndarray, prompts: Sequence[Prompt], features: Optional[ImageFeatures]) -> TrackResult:
+        """:meth:`track` without text prompts and labels."""
         hw, (point_prompts, mask_prompts, new_ids) = self._checked(frame, prompts, features)
         if self.static:
             return self._track_static(frame, hw, point_prompts, mask_prompts, new_ids, features)
@@ -362,7 +381,7 @@ class Tracker:
         point_prompts, mask_prompts, new_ids = self._parse(prompts, hw)
         with autocast(self.device, self.dtype):
             ids, low, score = self._exact.prompt_past(p, hw, point_prompts, mask_prompts, new_ids)
-        return self._logits_result(p, hw, ids, low, score)
+        return self.text.labelled(self._logits_result(p, hw, ids, low, score))
 
     def _checked(self, frame: np.ndarray, prompts: Sequence[Prompt], features: Optional[ImageFeatures]):
         """What :meth:`track` checks before anything changes: (frame size, parsed prompts)."""

@@ -215,6 +215,15 @@ def install_torchvision_shim() -> bool:
     except Exception:  # not installed, or broken against this torch build
         for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
             del sys.modules[name]
+    # transformers (the text-prompt extra) asks once whether torchvision is installed, and keeps
+    # the answer; asked after the stubs are in place, its find_spec fails on them (no __spec__)
+    # and every `import transformers` raises. So it asks now (torchvision: not installed).
+    try:
+        from transformers.utils.import_utils import is_torchvision_available
+
+        is_torchvision_available()
+    except ImportError:
+        pass
 
     tv = types.ModuleType("torchvision")
     tv.__path__ = []  # a package, so that submodule imports resolve through sys.modules
