@@ -21,9 +21,9 @@ pytest.importorskip('transformers')
 
 from std_msgs.msg import String  # noqa: E402
 
-from helpers.ros import Client, NodeProcess, checkpoint, frames, next_k, ros_env  # noqa: E402,F401
+from helpers.ros import Client, NodeProcess, checkpoint, frames, fresh_status, next_k, ros_env  # noqa: E402,F401
 
-NS = '/text23'
+NS = '/text'
 COUNT = 3
 MAX_OBJECTS = 5
 INSTALL = "install them with: pip install 'sam2_ros[text]'"
@@ -39,31 +39,12 @@ class TextClient(Client):
         self.text_pub.publish(String(data=data) if isinstance(data, str) else data)
         time.sleep(0.2)  # the text and the frames travel on different topics
 
-    def status_after(self, t):
-        with self.lock:
-            arrs = [a for tt, a in self.diag_times if tt >= t]
-        for arr in reversed(arrs):
-            for s in arr.status:
-                if s.name.startswith(self.tracker_ns + ':'):
-                    return {kv.key: kv.value for kv in s.values}
-        return None
-
-    def _on_diag(self, msg):
-        super()._on_diag(msg)
-        with self.lock:
-            self.diag_times.append((time.monotonic(), msg))
-
-    def fresh(self, timeout=5.0):
-        t = time.monotonic()
-        assert self.wait_for(lambda: self.status_after(t) is not None, timeout), 'no diagnostics'
-        return self.status_after(t)
-
     def frames_until(self, frame, cond, limit=40, what=''):
         """Send ``frame`` (new stamps) one at a time until ``cond(diagnostics)`` holds."""
         st = None
         for _ in range(limit):
             self.frame_and_wait(frame, next_k(), timeout=30)
-            st = self.fresh()
+            st = fresh_status(self)
             if cond(st):
                 return st
         raise AssertionError(f'{what}: not after {limit} frames; diagnostics: {st}')
@@ -71,7 +52,6 @@ class TextClient(Client):
 
 def make_client(ns, name, proc):
     c = TextClient(ns, name)
-    c.diag_times = []
     c.wait_ready(proc=proc)
     assert c.wait_for(lambda: c.text_pub.get_subscription_count() > 0, 30)
     return c
@@ -97,17 +77,17 @@ def detector(tmp_path_factory, frame):
 @pytest.fixture(scope='module')
 def node(tmp_path_factory, checkpoint, detector):  # noqa: F811
     path, threshold = detector
-    proc = NodeProcess(tmp_path_factory.mktemp('text23'), checkpoint, '-r', f'__ns:={NS}',
+    proc = NodeProcess(tmp_path_factory.mktemp('text'), checkpoint, '-r', f'__ns:={NS}',
                        f'detector_model:={path}', f'detector_box_threshold:={threshold!r}', 'detector_every_n:=0',
                        'detector_device:=cpu', 'mask_threshold:=32.0', f'max_objects:={MAX_OBJECTS}',
-                       'state_present_threshold:=0.0', 'state_absent_threshold:=0.0', name='text23')
+                       'state_present_threshold:=0.0', 'state_absent_threshold:=0.0', name='text')
     yield proc
     assert proc.stop() == 0, proc.stderr()
 
 
 @pytest.fixture(scope='module')
 def client(node):
-    c = make_client(NS, 'text23_client', node)
+    c = make_client(NS, 'text_client', node)
     yield c
     c.close()
 
@@ -152,7 +132,7 @@ def test_a_text_prompt_starts_labelled_objects_and_a_second_detection_adds_nothi
 
 def test_lost_objects_are_reacquired_under_their_ids(client, node, frame):
     c = client
-    st = c.fresh()
+    st = fresh_status(c)
     assert ids_of(st) == [1, 2, 3], st
     mark = len(node.stderr())
     # every frame misses every object: occluded after one frame, lost after two; the loss runs the
@@ -178,7 +158,7 @@ def test_max_objects_is_respected(client, node, frame):
 
 def test_malformed_text_is_refused_with_its_reason_and_tracking_goes_on(client, node, frame):
     c = client
-    before = c.fresh()
+    before = fresh_status(c)
     cases = [('person . . cup', 'phrase 2 of the text prompt'),
              ('x' * 10_000, 'has 10000 characters, at most 2000'),
              (cdr_string(b'cup \xff\xfe!'), 'not valid UTF-8 (byte 4')]
@@ -188,7 +168,7 @@ def test_malformed_text_is_refused_with_its_reason_and_tracking_goes_on(client, 
         c.frame_and_wait(frame, next_k(), timeout=30)  # still tracking
         assert node.wait_log(reason, 10), node.stderr()[mark:]
         assert '~/text_prompt: prompt skipped' in node.stderr()[mark:]
-        st = c.fresh()
+        st = fresh_status(c)
         assert int(st['prompt_errors']) == int(before['prompt_errors']) + n and reason in st['last_error'], st
         assert st['text_prompt'] == 'cup.'  # the text in force stays
     (r,) = c.set_params(text_prompt='. cup')
@@ -219,10 +199,10 @@ def test_without_transformers_a_text_prompt_is_refused_with_the_install_command(
     saved = os.environ.get('PYTHONPATH', '')
     os.environ['PYTHONPATH'] = os.pathsep.join([str(d)] + ([saved] if saved else []))
     try:
-        proc = NodeProcess(d, checkpoint, '-r', '__ns:=/text23b', 'text_prompt:=person', name='blocked')
+        proc = NodeProcess(d, checkpoint, '-r', '__ns:=/text_blocked', 'text_prompt:=person', name='blocked')
     finally:
         os.environ['PYTHONPATH'] = saved
-    c = make_client('/text23b', 'text23b_client', proc)
+    c = make_client('/text_blocked', 'text_blocked_client', proc)
     try:
         assert proc.wait_log(INSTALL, 30), proc.stderr()  # the parameter's text, at start-up
         c.frame_and_wait(frame, next_k(), timeout=30)  # it tracks
@@ -232,7 +212,7 @@ def test_without_transformers_a_text_prompt_is_refused_with_the_install_command(
         assert INSTALL in proc.stderr()[mark:]
         (r,) = c.set_params(text_prompt='cup')
         assert not r.successful and INSTALL in r.reason
-        st = c.fresh()
+        st = fresh_status(c)
         assert int(st['prompt_errors']) >= 2 and 'detector' not in st
         c.frame_and_wait(frame, next_k(), timeout=30)
     finally:

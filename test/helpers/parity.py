@@ -106,16 +106,19 @@ CASES = {"tiny": (256, False), "small": (320, True)}
 
 # The static step (padded prompts, masked bank slots, objects batched) adds and multiplies in
 # another order than the official predictor, so its logits differ in the last float32 bits
-# (about 1e-6 relative on the first frame). Memories are then stored in bfloat16, as upstream
-# stores them: 8 mantissa bits, a step of 2**-8 relative. A last-bit difference that lands on a
-# bfloat16 rounding boundary moves that memory value by a whole step, and the random test
-# model's memory attention carries such steps into the frames after. Measured: at most 1e-3
-# relative on an Intel Xeon, 4.8e-3 on an AMD EPYC (small, 26 frames), with mean differences
-# below 2e-5 and a few dozen threshold pixels. A wrong memory slot, position or pointer moves
-# whole masks: errors of order 1, means far above 1e-3.
+# (about 1e-6 relative on the first frame). Two steps then make such differences larger, as
+# they would between two machines running the official code: memories are stored in bfloat16,
+# as upstream stores them (8 mantissa bits: a last-bit difference on a rounding boundary moves
+# a memory value by 2**-8 of itself), and the memory of a clicked frame is encoded from its
+# thresholded mask (a pixel whose logit is within rounding of 0 lands on the other side). The
+# random test model's memory attention carries both into the frames after; the frame after a
+# click on a tracked object is where the error jumps. Measured (static, 26 frames): on an Intel
+# Xeon at most 1e-3 relative; on an AMD EPYC tiny 4.3e-4 (mean 7.5e-5, 0.01 % of pixels
+# flipped), small 4.8e-3 (mean 6.0e-4, 0.08 %). A wrong memory slot, position or pointer moves
+# whole masks: errors of order 1 and means far above these bounds.
 STATIC_MAX_ERR = 2e-2
-STATIC_MEAN_ERR = 1e-3
-STATIC_MAX_FLIPS = 2e-3  # of a frame's pixels
+STATIC_MEAN_ERR = 3e-3
+STATIC_MAX_FLIPS = 5e-3  # of a frame's pixels
 
 
 def assert_close(ours, theirs, max_err: float = STATIC_MAX_ERR, mean_err: float = STATIC_MEAN_ERR,

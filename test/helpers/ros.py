@@ -352,9 +352,9 @@ class MultiProcess(NodeProcess):
         return super().stop(sig, timeout)
 
 
-def _values(arr):
+def _values(arr, node_name):
     for st in arr.status:
-        if 'sam2_tracker' in st.name:
+        if st.name.startswith(node_name + ':'):  # '/ns/sam2_tracker: tracking'; other nodes share /diagnostics
             return {kv.key: kv.value for kv in st.values}
     return None
 
@@ -363,7 +363,7 @@ def status(c):
     """The node's latest diagnostic values, or None."""
     with c.lock:
         for arr in reversed(c.diagnostics):
-            values = _values(arr)
+            values = _values(arr, c.tracker_ns)
             if values is not None:
                 return values
     return None
@@ -376,6 +376,6 @@ def fresh_status(c, timeout=5.0):
 
     def newer():
         with c.lock:
-            return any(_values(a) is not None for a in c.diagnostics[n:])
+            return any(_values(a, c.tracker_ns) is not None for a in c.diagnostics[n:])
     assert c.wait_for(newer, timeout), 'no diagnostics'
     return status(c)
