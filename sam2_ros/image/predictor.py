@@ -93,7 +93,8 @@ class ImagePredictor:
         cache_on_cpu: bool = True,
         dtype: str = "auto",
     ) -> "ImagePredictor":
-        """Load Meta's checkpoint (``None``: download the official SAM 2.1 file once)."""
+        """Load Meta's checkpoint (``None``: download the official SAM 2.1 file once); with
+        ``model="edgetam"``, EdgeTAM's ``edgetam.pt``."""
         net = build_model(checkpoint, model=model, image_size=image_size, device=resolve_device(device))
         return cls(net, cache_size=cache_size, cache_on_cpu=cache_on_cpu, dtype=dtype)
 

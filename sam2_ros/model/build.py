@@ -1,4 +1,4 @@
-"""Build a ready-to-run SAM 2 model from a checkpoint (or random weights, for tests and demos)."""
+"""Build a ready-to-run SAM 2 or EdgeTAM model from a checkpoint (or random weights, for tests and demos)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Optional, Union
 import torch
 
 from .checkpoint import detect_checkpoint_variant, load_checkpoint_file, load_state_dict_strict, resolve_checkpoint
-from .config import normalize_model_name, sam2_config
+from .config import EDGETAM, edgetam_config, normalize_model_name, sam2_config
+from .edgetam import EdgeTAM
+from .edgetam_checkpoint import check_model_family
 from .sam2 import SAM2
 
 log = logging.getLogger(__name__)
@@ -65,16 +67,31 @@ def build_model(
     image_size: int = 1024,
     device: Union[str, torch.device, None] = "auto",
     version: Optional[str] = None,
+    fuse: bool = False,
 ) -> SAM2:
-    """Load Meta's checkpoint (downloaded once when ``checkpoint`` is None) into a SAM 2 model.
+    """Load Meta's checkpoint (downloaded once when ``checkpoint`` is None) into a SAM 2 model,
+    or, with ``model="edgetam"``, ``edgetam.pt`` into an :class:`~sam2_ros.model.edgetam.EdgeTAM`.
 
     The SAM 2.0 / 2.1 variant is read from the checkpoint's keys unless ``version`` is given.
     Loading is strict; a checkpoint of another size or family raises a
     :class:`~sam2_ros.model.checkpoint.CheckpointMismatchError` that names the fix.
+    ``fuse`` (EdgeTAM only): fold the trunk's BatchNorms into its convs after loading.
     """
     name = normalize_model_name(model)
+    if name != EDGETAM and fuse:
+        raise ValueError("fuse=True folds EdgeTAM's BatchNorms; SAM 2's Hiera has none (use fuse=False)")
+    if name == EDGETAM and version is not None:
+        raise ValueError(f"version={version!r} selects a SAM 2 release; EdgeTAM has one (leave version=None)")
     path = resolve_checkpoint(checkpoint, name)
     state = load_checkpoint_file(path)
+    check_model_family(state, name)
+    if name == EDGETAM:
+        net = EdgeTAM(edgetam_config(image_size))
+        load_state_dict_strict(net, state, model_name=name)
+        if fuse:
+            net.fuse()
+        log.info("loaded EdgeTAM from %s", path)
+        return net.to(resolve_device(device)).eval()
     if version is None:
         _, detected = detect_checkpoint_variant(state)
         version = detected if detected in ("2.0", "2.1") else "2.1"
@@ -91,7 +108,10 @@ def build_random_model(
     """A model with random weights: runs the whole pipeline, but its masks mean nothing."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = SAM2(sam2_config(model, image_size, version))
+        if normalize_model_name(model) == EDGETAM:
+            net = EdgeTAM(edgetam_config(image_size))
+        else:
+            net = SAM2(sam2_config(model, image_size, version))
         with torch.no_grad():
             for p in net.parameters():
                 p.add_(torch.randn_like(p) * 0.02)

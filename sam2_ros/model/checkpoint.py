@@ -49,7 +49,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple, 
 
 import torch
 
-from .config import MODEL_NAMES, normalize_model_name
+from .config import normalize_model_name
 
 __all__ = [
     "CACHE_ENV",
@@ -60,6 +60,9 @@ __all__ = [
     "OFFICIAL_CHECKPOINTS",
     "SAM2_0_CHECKPOINTS",
     "KNOWN_CHECKPOINT_FILES",
+    "EDGETAM_CHECKPOINT",
+    "EDGETAM_HUB_REPO",
+    "EDGETAM_HUB_FILE",
     "HIERA_BLOCKS",
     "HIERA_EMBED_DIM",
     "CheckpointError",
@@ -163,6 +166,24 @@ KNOWN_CHECKPOINT_FILES: Dict[str, CheckpointInfo] = {
 }
 """Every official SAM 2 / 2.1 checkpoint, by file name."""
 
+# --- EdgeTAM (issue 20) ------------------------------------------------------------------------
+# Hugging Face Hub repo facebook/EdgeTAM, file edgetam.pt (Apache-2.0). Size and SHA-256 are the
+# Hub's LFS facts of that file (its page: huggingface.co/facebook/EdgeTAM/blob/main/edgetam.pt,
+# revisions f3a09791b2343c0733d456d08d73771d9363b69a / 14b1b75185fee05a4e4ee1c797b2761d035c7ccf),
+# read from the independent public projects that pin them (BoxMOT's EdgeTAM loader and several
+# EdgeTAM export/benchmark repositories agree on digest and size); the page itself could not be
+# fetched from where this was written. The same file is checkpoints/edgetam.pt in
+# facebookresearch/EdgeTAM at commit 7711e012a30a2402c4eaab637bdb00a521302c91.
+EDGETAM_HUB_REPO = "facebook/EdgeTAM"
+EDGETAM_HUB_FILE = "edgetam.pt"
+EDGETAM_CHECKPOINT = CheckpointInfo(
+    "edgetam", "edgetam", EDGETAM_HUB_FILE,
+    f"https://huggingface.co/{EDGETAM_HUB_REPO}/resolve/main/{EDGETAM_HUB_FILE}", 56116523,
+    "ed2d4850b8792c239689b043c47046ec239b6e808a3d9b6ae676c803fd8780df",
+)
+KNOWN_CHECKPOINT_FILES[EDGETAM_CHECKPOINT.filename] = EDGETAM_CHECKPOINT
+# --- end EdgeTAM ------------------------------------------------------------------------------
+
 HIERA_BLOCKS: Dict[str, int] = {"tiny": 12, "small": 16, "base_plus": 24, "large": 48}
 """Number of Hiera trunk blocks per model size."""
 
@@ -235,6 +256,8 @@ def default_cache_dir() -> Path:
 def official_checkpoint(model: str, version: str = "2.1") -> CheckpointInfo:
     """The official checkpoint of a model size (aliases such as ``t`` or ``b+`` accepted)."""
     name = normalize_model_name(model)
+    if name == EDGETAM_CHECKPOINT.model:  # EdgeTAM (issue 20): one file, no versions
+        return EDGETAM_CHECKPOINT
     if version == "2.1":
         return OFFICIAL_CHECKPOINTS[name]
     if version == "2.0":
@@ -895,7 +918,7 @@ def detect_checkpoint_variant(state_dict: Mapping[str, Any]) -> Tuple[Optional[s
 
 
 def _official_name(size: Optional[str], version: Optional[str]) -> Optional[str]:
-    if size not in MODEL_NAMES:
+    if size not in OFFICIAL_CHECKPOINTS:
         return None
     return (OFFICIAL_CHECKPOINTS if version != "2.0" else SAM2_0_CHECKPOINTS)[size].filename
 
