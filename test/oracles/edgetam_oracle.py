@@ -146,9 +146,19 @@ def _overrides(image_size: int) -> List[str]:
     return [f"++model.image_size={image_size}", f"++model.memory_attention.layer.cross_attention.q_sizes=[{f},{f}]"]
 
 
+# What the release's build_sam2 adds for inference (its image predictor's model): when one
+# mask is asked for and it is unstable, fall back to the best of the three candidates.
+_POSTPROCESSING = [
+    "++model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability=true",
+    "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta=0.05",
+    "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh=0.98",
+]
+
+
 def build_sam2_from_config(image_size: int) -> torch.nn.Module:
-    """EdgeTAM's SAM2Base from its config at ``image_size``, PyTorch's default init."""
-    cfg = compose(config_name=CONFIG, overrides=_overrides(image_size))
+    """EdgeTAM's SAM2Base from its config at ``image_size`` as build_sam2 makes it (with its
+    inference post-processing), PyTorch's default init."""
+    cfg = compose(config_name=CONFIG, overrides=_overrides(image_size) + _POSTPROCESSING)
     OmegaConf.resolve(cfg)
     return instantiate(cfg.model, _recursive_=True)
 
@@ -367,9 +377,10 @@ def main(request_path: str, answer_path: str) -> None:
     answer: Dict[str, Any] = {}
     with torch.inference_mode(), _quiet():
         _cache_image_encoder(model)
-        t = time.perf_counter()
-        answer["encoder"] = encoder_outputs(model, images[req.get("encoder_frame", 0)][None])
-        timings["encoder"] = time.perf_counter() - t
+        if "encoder_frame" in req:
+            t = time.perf_counter()
+            answer["encoder"] = encoder_outputs(model, images[req["encoder_frame"]][None])
+            timings["encoder"] = time.perf_counter() - t
         if req.get("image_prompts"):
             t = time.perf_counter()
             answer["image"] = image_predictor_outputs(model, frames[0].numpy(), req["image_prompts"])
