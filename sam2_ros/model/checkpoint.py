@@ -181,7 +181,6 @@ EDGETAM_CHECKPOINT = CheckpointInfo(
     f"https://huggingface.co/{EDGETAM_HUB_REPO}/resolve/main/{EDGETAM_HUB_FILE}", 56116523,
     "ed2d4850b8792c239689b043c47046ec239b6e808a3d9b6ae676c803fd8780df",
 )
-KNOWN_CHECKPOINT_FILES[EDGETAM_CHECKPOINT.filename] = EDGETAM_CHECKPOINT
 # --- end EdgeTAM ------------------------------------------------------------------------------
 
 HIERA_BLOCKS: Dict[str, int] = {"tiny": 12, "small": 16, "base_plus": 24, "large": 48}
