@@ -3,7 +3,8 @@
 Both models have random weights (cost depends on shapes, not values). For each image size the
 models' calls alternate (EdgeTAM, EdgeTAM fused, tiny, EdgeTAM, ...) so machine noise hits all
 alike; medians and p95 are reported, with MACs counted by torch's FlopCounterMode (MACs =
-FLOPs / 2; convolutions, matmuls and attention). Steps:
+FLOPs / 2; convolutions, matmuls and attention, the CPU attention kernel counted here).
+Steps:
 
 * encoder: ``encode_image`` of one frame (RepViT-M1 + FPN against Hiera-tiny + FPN);
 * memory attention with a full bank: 7 memory frames (h*w tokens each for tiny, 512 for
@@ -57,8 +58,19 @@ def _steps(model, image_size: int) -> Dict[str, Callable[[], object]]:
     }
 
 
+def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs of the CPU attention kernel (FlopCounterMode counts only the GPU ones): Q K^T and
+    the weighted sum of V."""
+    *batch, lq, d = query_shape
+    n = 1
+    for dim in batch:
+        n *= dim
+    return 2 * n * lq * key_shape[-2] * (d + value_shape[-1])
+
+
 def _macs(fn: Callable[[], object]) -> float:
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping={
+        torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops})
     with counter:
         fn()
     return counter.get_total_flops() / 2
@@ -70,6 +82,8 @@ def bench(image_size: int, repeats: int) -> Dict[str, Dict[str, dict]]:
         "edgetam_fused": build_random_model("edgetam", image_size, "cpu").fuse(),
         "tiny": build_random_model("tiny", image_size, "cpu"),
     }
+    for m in models.values():
+        m.requires_grad_(False)  # FlopCounterMode's module tracker hooks tensors that require grad
     out: Dict[str, Dict[str, dict]] = {}
     with torch.inference_mode():
         steps = {name: _steps(m, image_size) for name, m in models.items()}
