@@ -86,3 +86,14 @@ def reference(official_checkpoint, bunny_frames):
         return cache[size]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def edgetam_oracle(tmp_path_factory):
+    """EdgeTAM's release as an oracle (its own venv and process; ``edgetam_oracle_client``):
+    ``.checkpoint`` an official-format ``edgetam.pt`` with random weights, ``.request`` the
+    shared inputs (1024 px), ``.model_level()`` and ``.video()`` the answers, each computed
+    once per session on first use."""
+    from edgetam_oracle_client import EdgeTAMReference
+
+    return EdgeTAMReference(tmp_path_factory.mktemp("edgetam_oracle"))
