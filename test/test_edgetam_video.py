@@ -1,6 +1,6 @@
 """EdgeTAM's model steps, composed as SAM 2's video model composes them, give the release's
 video predictor's numbers: one object prompted on frame 0 (a click, a box, a mask), tracked
-over 10 frames at 1024 px, each object alone (the release cannot track two: its issue #15).
+over 10 frames at 512 px, each object alone (the release cannot track two: its issue #15).
 
 The loop below is a reference for the trackers (phase 2), not one of them: it shows what the
 memory bank holds for EdgeTAM (512 tokens per memory frame, their constant positions plus
@@ -75,19 +75,19 @@ def track_one_object(model, encoded, prompt):
 
 @pytest.fixture(scope="module")
 def video(edgetam_oracle):
-    return edgetam_oracle.request, edgetam_oracle.video()
+    return edgetam_oracle.video_request, edgetam_oracle.video()
 
 
 @pytest.fixture(scope="module")
 def model(edgetam_oracle, video):
-    return build_model(str(edgetam_oracle.checkpoint), "edgetam", 1024, "cpu")
+    return build_model(str(edgetam_oracle.checkpoint), "edgetam", video[0]["image_size"], "cpu")
 
 
 @pytest.fixture(scope="module")
 def encoded(model, video):
     """Each frame encoded once, for every object."""
     with torch.inference_mode():
-        return [model.encode_image(to_model_input([f], 1024, "cpu")) for f in video[0]["frames"].numpy()]
+        return [model.encode_image(to_model_input([f], model.cfg.image_size, "cpu")) for f in video[0]["frames"].numpy()]
 
 
 @pytest.mark.parametrize("name", ["points", "box", "mask"])

@@ -2,7 +2,7 @@
 
 Runs ONLY in the EdgeTAM oracle venv (``.venv-edgetam``, made by ``scripts/setup.sh --test``),
 as a subprocess: EdgeTAM's package and Meta's SAM 2 are both called ``sam2`` and cannot share a
-process. The test side (``test/edgetam_oracle_client.py``) writes a request file and reads the
+process. The test side (``test/helpers/edgetam_oracle_client.py``) writes a request file and reads the
 answer file; nothing here is imported by ``sam2_ros``, and none of EdgeTAM's code is copied
 into ours (this file only calls it).
 
@@ -14,7 +14,7 @@ The request (``torch.save`` of a dict) and the answer are documented in
 1. Builds EdgeTAM from its own hydra config (``configs/edgetam.yaml``) at ``image_size`` with
    deterministic random weights: PyTorch's init under ``torch.manual_seed(seed)`` (timm asked
    for ``pretrained=False``: nothing is downloaded), then every parameter perturbed (the recipe
-   of ``test/oracle.py``'s ``perturb_state_``), then the trunk's BatchNorm running statistics
+   of ``test/helpers/oracle.py``'s ``perturb_state_``), then the trunk's BatchNorm running statistics
    measured on noise images (so every BatchNorm normalizes what it really sees) and perturbed
    too. Saved as the official file is: ``torch.save({"model": state_dict}, path)``.
 2. Computes reference outputs on the given frames: encoder features, image-predictor answers,
@@ -111,7 +111,7 @@ def install_torchvision_stub() -> None:
 
 
 install_torchvision_stub()
-sys.path.insert(0, os.path.dirname(HERE))  # test/: the shared perturbation recipe
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "helpers"))  # test/helpers/oracle.py: the shared perturbation recipe
 
 import sam2  # noqa: E402  (EdgeTAM's package; initializes hydra with its configs)
 import sam2.modeling.backbones.timm as edgetam_timm  # noqa: E402
@@ -165,36 +165,14 @@ def build_sam2_from_config(image_size: int) -> torch.nn.Module:
 
 def build_random_edgetam(image_size: int, seed: int) -> torch.nn.Module:
     """EdgeTAM's SAM2Base from its config, alive and deterministic (see the module doc)."""
-    from oracle import perturb_state_  # test/oracle.py: the recipe Meta's SAM 2 checkpoints get
+    from oracle import calibrate_batchnorm_, perturb_state_  # test/helpers/oracle.py: the recipe Meta's SAM 2 checkpoints get
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_sam2_from_config(image_size)
     perturb_state_(model, seed=seed)
-    _calibrate_batchnorm(model.image_encoder.trunk, seed)
+    calibrate_batchnorm_(model.image_encoder.trunk, seed)
     return model.eval()
-
-
-@torch.no_grad()
-def _calibrate_batchnorm(trunk: torch.nn.Module, seed: int) -> None:
-    """Give each BatchNorm the statistics of what it sees on noise images (cumulative
-    average), then perturb them: random running stats would blow the 20-block trunk up or
-    flatten it; measured ones keep every block's output of order one."""
-    bns = [m for m in trunk.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    gen = torch.Generator().manual_seed(seed + 7)
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None
-    trunk.train()
-    for _ in range(2):
-        trunk(torch.randn(2, 3, 256, 256, generator=gen))
-    trunk.eval()
-    for bn in bns:
-        bn.momentum = 0.1
-        n = bn.running_mean.shape[0]
-        std = bn.running_var.sqrt()
-        bn.running_mean.add_(0.05 * std * torch.randn(n, generator=gen))
-        bn.running_var.mul_(torch.exp(0.1 * torch.randn(n, generator=gen)))
 
 
 # ------------------------------------------------------------------------------------------
