@@ -153,8 +153,7 @@ class Tracker:
         self._step: Optional[FrameStep] = None
         self._slots: Dict[int, int] = {}  # object id -> bank slot (static path)
         if static:
-            layout = BankLayout(max_objects, max_cond_frames, num_maskmem - 1, cfg.max_obj_ptrs - 1,
-                                cfg.feat_size, cfg.mem_dim, cfg.d_model)
+            layout = BankLayout.for_model(model, max_objects, max_cond_frames, num_maskmem)
             if step_backend == "torch":
                 self._step = FrameStep(model, layout, self.dtype, compile, encoder)
             else:
