@@ -176,8 +176,8 @@ class Tracker:
         **kwargs,
     ) -> "Tracker":
         """Load a checkpoint: Meta's .pt file, a folder, or a Hugging Face Hub id (``facebook/sam2.1-hiera-tiny``,
-        or a SAM 2 saved by transformers); ``None``: the official SAM 2.1 checkpoint of ``model``,
-        downloaded once into the Hugging Face Hub cache.
+        ``facebook/EdgeTAM``, or a SAM 2 saved by transformers); ``None``: the official checkpoint of ``model``
+        (SAM 2.1's, or ``edgetam.pt`` for ``model="edgetam"``), downloaded once into the Hugging Face Hub cache.
         Keyword arguments go to :class:`Tracker`."""
         return cls(build_model(checkpoint, model=model, image_size=image_size, device=resolve_device(device)), **kwargs)
 
