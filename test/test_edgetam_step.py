@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from sam2_ros import AutomaticMaskGenerator, Prompt, Tracker
+from sam2_ros import AutomaticMaskGenerator, ImagePredictor, Prompt, Tracker
 from sam2_ros.model.build import build_model
 from sam2_ros.tracking.cameras import track_together
 from helpers.parity import assert_close, ellipse, run_ours
@@ -123,8 +123,14 @@ def test_what_edgetam_cannot_run_is_refused(edgetam_checkpoint):
         Tracker.from_pretrained(str(edgetam_checkpoint()), model="edgetam", image_size=320, device="cpu")
 
 
-def test_automatic_masks_with_edgetam(model, bunny_frames):
+def test_image_predictor_and_automatic_masks_take_model_edgetam(edgetam_checkpoint, bunny_frames):
     frame = bunny_frames(1, 320, 180)[0]
-    masks = AutomaticMaskGenerator(model, points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0).generate(frame)
+    ckpt = str(edgetam_checkpoint())
+    pred = ImagePredictor.from_pretrained(ckpt, model="edgetam", image_size=256, device="cpu")
+    res = pred.segment(frame, points=[[160, 90]], labels=[1])
+    assert type(pred.model).__name__ == "EdgeTAM" and res.logits.shape == (3, 180, 320)
+    gen = AutomaticMaskGenerator.from_pretrained(ckpt, model="edgetam", image_size=256, device="cpu", points_per_side=4,
+                                                 pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    masks = gen.generate(frame)
     assert masks and all(m["segmentation"].shape == (180, 320) and m["area"] > 0 for m in masks)
     assert np.isfinite([m["predicted_iou"] for m in masks]).all()
