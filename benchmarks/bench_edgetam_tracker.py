@@ -73,7 +73,8 @@ def run(models, modes, image_size: int, n_obj: int, n_frames: int, warmup: int, 
                     for fa, fb in zip(masks[model, mode], ref) for a, b in zip(fa, fb)]
             iou = round(min(ious), 4)
         rows.append({"model": model, "mode": mode, "image_size": image_size, "objects": n_obj,
-                     "p50_ms": round(statistics.median(warm), 1), "p95_ms": round(warm[math.ceil(0.95 * len(warm)) - 1], 1),
+                     "p50_ms": round(statistics.median(warm), 1),
+                     "p95_ms": round(warm[math.ceil(0.95 * len(warm)) - 1], 1),
                      "first_2_frames_s": round(sum(times[:2]) / 1e3, 1),
                      "state_mib": round(trackers[model, mode].state_bytes() / 2**20, 1),
                      "peak_rss_mib_after_load": round(rss[model]), "iou_vs_exact_min": iou})

@@ -273,7 +273,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu_suite.json")
     args = ap.parse_args()
     smoke = args.smoke
-    defaults = dict(device="cpu" if smoke else "cuda", models=["tiny", "edgetam"] if smoke else ["tiny", "edgetam", "small"],
+    defaults = dict(device="cpu" if smoke else "cuda",
+                    models=["tiny", "edgetam"] if smoke else ["tiny", "edgetam", "small"],
                     objects=[2] if smoke else [1, 5], image_size=64 if smoke else 1024,
                     frames=2 if smoke else 60, warmup=1 if smoke else 8)
     for key, value in defaults.items():

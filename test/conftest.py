@@ -110,7 +110,8 @@ def edgetam_checkpoint(tmp_path_factory):
 
     def make(seed=0):
         if seed not in cache:
-            cache[seed] = alive_edgetam_checkpoint(tmp_path_factory.mktemp("edgetam_ckpt") / f"edgetam_alive_seed{seed}.pt", seed)
+            folder = tmp_path_factory.mktemp("edgetam_ckpt")
+            cache[seed] = alive_edgetam_checkpoint(folder / f"edgetam_alive_seed{seed}.pt", seed)
         return cache[seed]
 
     return make

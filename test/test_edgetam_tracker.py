@@ -109,7 +109,8 @@ def test_encoder_and_step_on_onnxruntime_match_the_release(model, release, edget
     for part, extra in (("encoder", []), ("step", ["--capacity", "3"])):
         files[part] = tmp_path / f"edgetam_{part}.onnx"
         proc = subprocess.run([sys.executable, str(ROOT / "export" / "export_onnx.py"), "--checkpoint",
-                               str(edgetam_oracle.checkpoint), "--model", "edgetam", "--image-size", str(model.cfg.image_size),
+                               str(edgetam_oracle.checkpoint), "--model", "edgetam",
+                               "--image-size", str(model.cfg.image_size),
                                "--part", part, *extra, "--output", str(files[part])],
                               capture_output=True, text=True, timeout=1800)
         assert proc.returncode == 0, proc.stderr[-3000:]

@@ -87,7 +87,8 @@ def model(edgetam_oracle, video):
 def encoded(model, video):
     """Each frame encoded once, for every object."""
     with torch.inference_mode():
-        return [model.encode_image(to_model_input([f], model.cfg.image_size, "cpu")) for f in video[0]["frames"].numpy()]
+        size = model.cfg.image_size
+        return [model.encode_image(to_model_input([f], size, "cpu")) for f in video[0]["frames"].numpy()]
 
 
 @pytest.mark.parametrize("name", ["points", "box", "mask"])

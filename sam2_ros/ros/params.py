@@ -255,8 +255,8 @@ def validate_all(values: Dict[str, Any]) -> None:
     """Check every value and the combinations; raise :class:`ParameterError` with all reasons."""
     errors = [r for r in (validate(n, v) for n, v in values.items()) if r]
     if not errors:
-        errors = [r for r in (_combination(n, values[n], values, 'unconfigured') for n in ('model', 'compile', 'step_backend')
-                              if n in values) if r][:1]
+        names = ('model', 'compile', 'step_backend')
+        errors = [r for r in (_combination(n, values[n], values, 'unconfigured') for n in names if n in values) if r][:1]
     if errors:
         raise ParameterError('; '.join(errors))
 

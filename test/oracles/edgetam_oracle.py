@@ -111,7 +111,8 @@ def install_torchvision_stub() -> None:
 
 
 install_torchvision_stub()
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "helpers"))  # test/helpers/oracle.py: the shared perturbation recipe
+# test/helpers/oracle.py: the shared perturbation recipe
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "helpers"))
 
 import sam2  # noqa: E402  (EdgeTAM's package; initializes hydra with its configs)
 import sam2.modeling.backbones.timm as edgetam_timm  # noqa: E402
@@ -165,7 +166,8 @@ def build_sam2_from_config(image_size: int) -> torch.nn.Module:
 
 def build_random_edgetam(image_size: int, seed: int) -> torch.nn.Module:
     """EdgeTAM's SAM2Base from its config, alive and deterministic (see the module doc)."""
-    from oracle import calibrate_batchnorm_, perturb_state_  # test/helpers/oracle.py: the recipe Meta's SAM 2 checkpoints get
+    # test/helpers/oracle.py: the recipe Meta's SAM 2 checkpoints get
+    from oracle import calibrate_batchnorm_, perturb_state_
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
