@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", required=True,
                     help="Meta's checkpoint file (.pt), a folder, or a Hugging Face Hub id (facebook/sam2.1-hiera-tiny, "
                          "or a SAM 2 saved by transformers); 'random' for random weights (tests)")
-    ap.add_argument("--model", default="tiny", help="tiny, small, base_plus or large")
+    ap.add_argument("--model", default="tiny", help="tiny, small, base_plus, large or edgetam (EdgeTAM)")
     ap.add_argument("--image-size", type=int, default=1024)
     ap.add_argument("--part", default="encoder", choices=PARTS)
     ap.add_argument("--output", required=True, help="the .onnx file to write")
@@ -80,9 +80,7 @@ def main(argv=None) -> int:
 
         if args.fp16 or args.opset < 18:
             ap.error("--part step is exported in float32 with opset >= 18 (the dynamo exporter)")
-        cfg = model.cfg
-        layout = BankLayout(args.capacity, args.max_cond_frames, args.num_maskmem - 1, cfg.max_obj_ptrs - 1,
-                            cfg.feat_size, cfg.mem_dim, cfg.d_model)
+        layout = BankLayout.for_model(model, args.capacity, args.max_cond_frames, args.num_maskmem)
         export_step(model, layout, args.output, args.max_prompt_points, args.opset, checkpoint_sha256=digest)
         print(f"[export] done in {time.perf_counter() - t0:.1f} s: {args.output} "
               f"({os.path.getsize(args.output) / 2**20:.1f} MiB)", file=sys.stderr)

@@ -52,11 +52,13 @@ def generate_launch_description():
     arguments = [
         DeclareLaunchArgument(
             'model', default_value='tiny',
-            description='SAM 2 model size: tiny, small, base_plus or large'),
+            description='model: SAM 2 size tiny, small, base_plus or large, or edgetam (EdgeTAM, several times '
+                        'faster on CPUs and small GPUs; image_size a multiple of 256)'),
         DeclareLaunchArgument(
             'checkpoint', default_value='',
-            description="Meta's .pt file, a folder, or a Hugging Face Hub id (facebook/sam2.1-hiera-tiny); "
-                        'empty: the official SAM 2.1 checkpoint of `model`, downloaded once into the Hub cache'),
+            description="Meta's .pt file, a folder, or a Hugging Face Hub id (facebook/sam2.1-hiera-tiny, "
+                        "facebook/EdgeTAM); empty: the official checkpoint of `model` (SAM 2.1, or edgetam.pt), "
+                        'downloaded once into the Hub cache'),
         DeclareLaunchArgument(
             'image', default_value='camera/image_raw',
             description='Camera image topic (sensor_msgs/Image) of the single node; a relative topic '

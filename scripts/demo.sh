@@ -21,9 +21,11 @@ answered, latency, checkpoint) and node.log.
 Options:
   --checkpoint C     Meta's checkpoint file (.pt), a folder, or a Hugging Face Hub id
                      (facebook/sam2.1-hiera-small, or a SAM 2 saved by transformers);
-                     default: the official SAM 2.1 checkpoint of --model, downloaded once
+                     default: the official checkpoint of --model, downloaded once
                      into the Hugging Face Hub cache (~/.cache/huggingface/hub)
-  --model NAME       tiny | small | base_plus | large (default: tiny)
+  --model NAME       tiny | small | base_plus | large (SAM 2.1), or edgetam (EdgeTAM:
+                     several times faster on a CPU; --image-size a multiple of 256)
+                     (default: tiny)
   --image-size N     model input side, a multiple of 32 from 64 to 4096 (default: 512)
   --device DEV       auto | cpu | cuda | cuda:N (default: auto)
   --max-frames N     play the first N frames only (default: all 48; 16 with random weights)
@@ -69,11 +71,14 @@ while [[ $API == 0 && $# -gt 0 ]]; do
 done
 if [[ $API == 0 ]]; then
   case "$MODEL" in
-    tiny|small|base_plus|large) ;;
-    *) die_usage "unknown --model '$MODEL': use tiny, small, base_plus or large" ;;
+    tiny|small|base_plus|large|edgetam) ;;
+    *) die_usage "unknown --model '$MODEL': use tiny, small, base_plus, large or edgetam" ;;
   esac
   if ! [[ "$IMAGE_SIZE" =~ ^[0-9]+$ ]] || (( IMAGE_SIZE < 64 || IMAGE_SIZE > 4096 || IMAGE_SIZE % 32 )); then
     die_usage "--image-size must be a multiple of 32 from 64 to 4096 (e.g. 256, 512, 1024), got '$IMAGE_SIZE'"
+  fi
+  if [[ "$MODEL" == edgetam ]] && (( IMAGE_SIZE % 256 )); then
+    die_usage "--image-size $IMAGE_SIZE does not fit --model edgetam: a multiple of 256 (e.g. 512, 1024)"
   fi
   [[ "$DEVICE" =~ ^(auto|cpu|cuda|cuda:[0-9]+)$ ]] \
     || die_usage "unknown --device '$DEVICE': use auto, cpu, cuda or cuda:N"
@@ -122,9 +127,10 @@ fi
 if [[ -n "$CHECKPOINT" ]]; then
   echo "[demo] checkpoint: $CHECKPOINT"
 else
-  CHECKPOINT="$OUT/RANDOM_WEIGHTS_sam2.1_hiera_${MODEL}.pt"
+  if [[ "$MODEL" == edgetam ]]; then CHECKPOINT="$OUT/RANDOM_WEIGHTS_edgetam.pt"
+  else CHECKPOINT="$OUT/RANDOM_WEIGHTS_sam2.1_hiera_${MODEL}.pt"; fi
   fold -s -w 74 <<MSG | shout
-No checkpoint: Meta's SAM 2.1 checkpoint could not be downloaded (see above). Going on with RANDOM WEIGHTS ($CHECKPOINT): the masks are meaningless and only show that the pipeline runs end to end. Real masks need the checkpoint: run once with internet access (it is cached in the Hugging Face Hub cache) or pass --checkpoint PATH.
+No checkpoint: the official $MODEL checkpoint could not be downloaded (see above). Going on with RANDOM WEIGHTS ($CHECKPOINT): the masks are meaningless and only show that the pipeline runs end to end. Real masks need the checkpoint: run once with internet access (it is cached in the Hugging Face Hub cache) or pass --checkpoint PATH.
 MSG
   if [[ ! -f "$CHECKPOINT" ]]; then
     "$PY" -c 'import sys, torch

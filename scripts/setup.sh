@@ -4,7 +4,8 @@
 #
 #   bash scripts/setup.sh          # .venv with the runtime dependencies and sam2_ros (editable)
 #   bash scripts/setup.sh --text   # ... plus text prompts (transformers: Grounding DINO)
-#   bash scripts/setup.sh --test   # ... plus text prompts, the test dependencies and the official SAM 2 oracle
+#   bash scripts/setup.sh --test   # ... plus text prompts, the test dependencies and the official SAM 2 oracle,
+#                                  #     and EdgeTAM's release in .venv-edgetam (a second oracle)
 #
 # Creates .venv in the repository root with Python 3.10-3.12 (the ROS 2 Kilted wheels on PyPI
 # exist for those), installs the pinned versions in requirements*.txt and the package itself in
@@ -14,6 +15,7 @@
 #   PYTHON=/path/to/python3.X   interpreter to build the venv from (default: first of
 #                               python3.12, python3.11, python3.10, python3 that fits)
 #   SAM2_ROS_VENV=/path         venv location (default: <repo>/.venv)
+#   SAM2_ROS_EDGETAM_VENV=/path the EdgeTAM oracle venv (default: <repo>/.venv-edgetam)
 #
 # torch: requirements.txt pins torch==2.13.0, which on PyPI/Linux x86_64 is the CUDA build and
 # with this project's pip configuration the CPU build. On a GPU machine, install the torch build
@@ -38,7 +40,8 @@ checks and returns.
   --text   also text prompts ("person . red cup"): transformers for Grounding DINO
            (requirements-text.txt, the same as pip install 'sam2_ros[text]')
   --test   also the text prompts' dependencies, the test dependencies and Meta's sam2
-           package (the numerical oracle)
+           package (the numerical oracle), and EdgeTAM's release (edgetam-dimos) in its
+           own venv .venv-edgetam (the second oracle)
 
 Environment:
   PYTHON=/path/to/python3.X   interpreter for the venv (default: the first of python3.12,
@@ -167,6 +170,25 @@ if [[ "$WITH_TEST" == 1 ]]; then
     SAM2_BUILD_CUDA=0 pip_install --no-build-isolation --no-deps \
       -r requirements-oracle.txt
     stamp_write test
+  fi
+fi
+
+# --- 4. EdgeTAM's release as a second test oracle, in its own venv (its package is also `sam2`)
+if [[ "$WITH_TEST" == 1 ]]; then
+  EVENV="${SAM2_ROS_EDGETAM_VENV:-$ROOT/.venv-edgetam}"
+  EPY="$EVENV/bin/python"
+  edgetam_stamp() { cat "$ROOT/requirements-oracle-edgetam.txt"; "$EPY" -c 'import sys; print(sys.version)'; }
+  if [[ -x "$EPY" && -f "$EVENV/.sam2_ros-setup" ]] \
+      && [[ "$(cat "$EVENV/.sam2_ros-setup")" == "$(edgetam_stamp | sha256sum | cut -d' ' -f1)" ]]; then
+    log "EdgeTAM oracle venv up to date ($EVENV)"
+  else
+    [[ -e "$EVENV" ]] && rm -rf "$EVENV"
+    log "creating the EdgeTAM oracle venv $EVENV (requirements-oracle-edgetam.txt)"
+    # Python 3.11 where there is one (the release was tested there), else the main venv's.
+    "$(command -v python3.11 || echo "$PYTHON")" -m venv "$EVENV"
+    # --no-deps: the file pins every dependency; the releases' own would pull torchvision.
+    VPY="$EPY" pip_install --no-deps -r "$ROOT/requirements-oracle-edgetam.txt"
+    edgetam_stamp | sha256sum | cut -d' ' -f1 > "$EVENV/.sam2_ros-setup"
   fi
 fi
 

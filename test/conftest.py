@@ -86,3 +86,32 @@ def reference(official_checkpoint, bunny_frames):
         return cache[size]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def edgetam_oracle(tmp_path_factory):
+    """EdgeTAM's release as an oracle (its own venv and process; ``edgetam_oracle_client``):
+    ``.checkpoint`` an official-format ``edgetam.pt`` with random weights, ``.request`` the
+    model-level inputs (1024 px), ``.video_request`` the video's (10 frames, 512 px),
+    ``.model_level()`` and ``.video()`` the answers, each computed once per session on first use."""
+    from helpers.edgetam_oracle_client import EdgeTAMReference
+
+    return EdgeTAMReference(tmp_path_factory.mktemp("edgetam_oracle"))
+
+
+@pytest.fixture(scope="session")
+def edgetam_checkpoint(tmp_path_factory):
+    """Factory: ``edgetam_checkpoint(seed=0)`` -> Path of an official-format EdgeTAM checkpoint
+    with alive random weights made in this process (``alive_edgetam_checkpoint``: no oracle),
+    built once per session and seed; it loads at every image size EdgeTAM runs at."""
+    from helpers.edgetam_oracle_client import alive_edgetam_checkpoint
+
+    cache = {}
+
+    def make(seed=0):
+        if seed not in cache:
+            folder = tmp_path_factory.mktemp("edgetam_ckpt")
+            cache[seed] = alive_edgetam_checkpoint(folder / f"edgetam_alive_seed{seed}.pt", seed)
+        return cache[seed]
+
+    return make

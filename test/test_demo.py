@@ -231,7 +231,8 @@ def test_setup_sh_help_is_a_usage_not_the_script():
 
 
 @pytest.mark.parametrize('args, says', [
-    (['--model', 'huge'], 'use tiny, small, base_plus or large'),
+    (['--model', 'huge'], 'use tiny, small, base_plus, large or edgetam'),
+    (['--model', 'edgetam', '--image-size', '320'], 'a multiple of 256'),
     (['--image-size', '100'], 'multiple of 32'),
     (['--device', 'gpu'], 'auto, cpu, cuda or cuda:N'),
     (['--max-frames', '0'], 'positive'),

@@ -94,7 +94,8 @@ class ImagePredictor:
         dtype: str = "auto",
     ) -> "ImagePredictor":
         """Load a checkpoint: Meta's file, a Hugging Face Hub id, a folder, a transformers-format SAM 2
-        (also an image-only ``Sam2Model``), or ``None`` for the official one of ``model`` (Hub cache)."""
+        (also an image-only ``Sam2Model``), or ``None`` for the official one of ``model`` (Hub cache);
+        ``model="edgetam"``: EdgeTAM (``edgetam.pt``, Hub ``facebook/EdgeTAM``)."""
         net = build_model(checkpoint, model=model, image_size=image_size, device=resolve_device(device),
                           image_only=True)
         return cls(net, cache_size=cache_size, cache_on_cpu=cache_on_cpu, dtype=dtype)

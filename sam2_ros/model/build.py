@@ -1,4 +1,4 @@
-"""Build a ready-to-run SAM 2 model from a checkpoint (or random weights, for tests and demos)."""
+"""Build a ready-to-run SAM 2 or EdgeTAM model from a checkpoint (or random weights, for tests and demos)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import torch
 
 from .checkpoint import (CheckpointError, CheckpointMismatchError, detect_checkpoint_variant, load_checkpoint,
                          load_state_dict_strict)
-from .config import sam2_config
+from .config import EDGETAM, edgetam_config, normalize_model_name, sam2_config
+from .edgetam import EdgeTAM
+from .edgetam_checkpoint import check_model_family
 from .sam2 import SAM2
 
 log = logging.getLogger(__name__)
@@ -68,21 +70,39 @@ def build_model(
     version: Optional[str] = None,
     *,
     image_only: bool = False,
+    fuse: bool = False,
 ) -> SAM2:
-    """Load a checkpoint into a SAM 2 model: Meta's file, a Hugging Face Hub id, a folder, a
+    """Load a checkpoint into a SAM 2 model, or with ``model="edgetam"`` into an
+    :class:`~sam2_ros.model.edgetam.EdgeTAM`: Meta's file, a Hugging Face Hub id, a folder, a
     transformers-format SAM 2, or None for the official checkpoint of ``model`` (fetched through
     the Hub cache); see :mod:`sam2_ros.model.checkpoint`.
 
     The model size is the checkpoint's own where it declares one (Hub id, official file name,
-    transformers ``config.json``), else ``model``. The SAM 2.0 / 2.1 variant is read from the
-    checkpoint unless ``version`` is given. Loading is strict; a checkpoint of another size or
-    family raises a :class:`~sam2_ros.model.errors.CheckpointMismatchError` that names the fix.
+    transformers ``config.json``), else ``model``; the family (SAM 2 or EdgeTAM) must be the one
+    ``model`` names: a file of the other family is refused, naming what it holds. The SAM 2.0 /
+    2.1 variant is read from the checkpoint unless ``version`` is given. Loading is strict; a
+    checkpoint of another size or family raises a
+    :class:`~sam2_ros.model.errors.CheckpointMismatchError` that names the fix.
 
     ``image_only``: for the image predictors, which use no memory: also accept an image-only
     checkpoint (transformers' ``Sam2Model``), strictly for the image encoder, prompt encoder and
     mask decoder; the memory weights it lacks are NaN, so that tracking with it cannot go unnoticed.
+    ``fuse`` (EdgeTAM only): fold the trunk's BatchNorms into its convs after loading.
     """
-    loaded = load_checkpoint(checkpoint, model)
+    name = normalize_model_name(model)
+    if name != EDGETAM and fuse:
+        raise ValueError("fuse=True folds EdgeTAM's BatchNorms; SAM 2's Hiera has none (use fuse=False)")
+    if name == EDGETAM and version is not None:
+        raise ValueError(f"version={version!r} selects a SAM 2 release; EdgeTAM has one (leave version=None)")
+    loaded = load_checkpoint(checkpoint, name)
+    check_model_family(loaded.state, name)
+    if name == EDGETAM:
+        net = EdgeTAM(edgetam_config(image_size))
+        load_state_dict_strict(net, loaded.state, model_name=name)
+        if fuse:
+            net.fuse()
+        log.info("loaded EdgeTAM from %s", loaded.path)
+        return net.to(resolve_device(device)).eval()
     if version is None:
         detected = loaded.version or detect_checkpoint_variant(loaded.state)[1]
         version = detected if detected in ("2.0", "2.1") else "2.1"
@@ -137,7 +157,10 @@ def build_random_model(
     """A model with random weights: runs the whole pipeline, but its masks mean nothing."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = SAM2(sam2_config(model, image_size, version))
+        if normalize_model_name(model) == EDGETAM:
+            net = EdgeTAM(edgetam_config(image_size))
+        else:
+            net = SAM2(sam2_config(model, image_size, version))
         with torch.no_grad():
             for p in net.parameters():
                 p.add_(torch.randn_like(p) * 0.02)

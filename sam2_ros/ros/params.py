@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
 
-MODELS = ('tiny', 'small', 'base_plus', 'large')
+MODELS = ('tiny', 'small', 'base_plus', 'large', 'edgetam')
 DTYPES = ('auto', 'float32', 'float16', 'bfloat16')
 BACKENDS = ('torch', 'onnxruntime', 'tensorrt')
 FRAME_POLICIES = ('latest', 'all')
@@ -52,15 +52,16 @@ class Spec:
 
 SPECS: Tuple[Spec, ...] = (
     # --- model (read-only once configured) ---
-    Spec('model', 'tiny', 'SAM 2 model size (aliases t, s, b+, l accepted)', 'configure', MODELS),
-    Spec('checkpoint', '', "Meta's .pt file, a folder, or a Hugging Face Hub id (facebook/sam2.1-hiera-tiny, or "
-         'a SAM 2 saved by transformers); empty: the official SAM 2.1 checkpoint of `model`, downloaded once into '
-         'the Hugging Face Hub cache', 'configure'),
+    Spec('model', 'tiny', 'SAM 2 model size (aliases t, s, b+, l accepted), or edgetam (EdgeTAM: RepViT trunk, '
+         '512-token memories; about 3-6x faster than tiny on a CPU)', 'configure', MODELS),
+    Spec('checkpoint', '', "Meta's .pt file, a folder, or a Hugging Face Hub id (facebook/sam2.1-hiera-tiny, "
+         'facebook/EdgeTAM, or a SAM 2 saved by transformers); empty: the official checkpoint of `model` (SAM 2.1, '
+         'or edgetam.pt), downloaded once into the Hugging Face Hub cache', 'configure'),
     Spec('device', 'auto', 'auto (CUDA when available, else CPU) | cpu | cuda | cuda:N', 'configure'),
     Spec('dtype', 'auto', 'compute dtype on CUDA (auto: bfloat16 where supported, else float16); '
          'float32 on the CPU', 'configure', DTYPES),
     Spec('image_size', 1024, 'model input side in pixels, a multiple of 32 (1024: as trained; '
-         '512: about 4x faster)', 'configure', int_range=(64, 4096, 32)),
+         '512: about 4x faster); with model edgetam a multiple of 256', 'configure', int_range=(64, 4096, 32)),
     Spec('encoder_backend', 'torch', 'image-encoder backend; one that cannot be used (package missing, '
          'encoder_engine missing or made for another model, size or GPU) falls back to torch with a '
          'warning', 'configure', BACKENDS),
@@ -282,6 +283,10 @@ def compile_option(value: str):
 def _combination(name: str, value: Any, values: Dict[str, Any], state: str) -> Optional[str]:
     """Why ``name = value`` does not go with the other ``values`` (None if it does)."""
     values = {**values, name: value}
+    if name in ('model', 'image_size') and str(values.get('model', '')).strip().lower() == 'edgetam' \
+            and values.get('image_size', 1024) % 256:
+        return (f"image_size {values['image_size']} does not fit model edgetam: its memory perceiver cuts the "
+                'stride-16 map into 16 x 16 equal windows, so the side must be a multiple of 256 (e.g. 512, 1024)')
     compiled = values.get('compile', 'false') != 'false'
     exported = values.get('step_backend', 'torch') != 'torch'
     if name in ('compile', 'step_backend') and compiled and exported:
@@ -302,8 +307,8 @@ def validate_all(values: Dict[str, Any]) -> None:
     """Check every value and the combinations; raise :class:`ParameterError` with all reasons."""
     errors = [r for r in (validate(n, v) for n, v in values.items()) if r]
     if not errors:
-        errors = [r for r in (_combination(n, values[n], values, 'unconfigured') for n in ('compile', 'step_backend')
-                              if n in values) if r][:1]
+        names = ('model', 'compile', 'step_backend')
+        errors = [r for r in (_combination(n, values[n], values, 'unconfigured') for n in names if n in values) if r][:1]
     if errors:
         raise ParameterError('; '.join(errors))
 

@@ -30,7 +30,7 @@ from sam2_ros.visualization import draw_prompts as draw_prompt
 from sam2_ros.tools.cli import HelpFormatter
 from sam2_ros.tools.detector_args import add_detector_arguments, detector_kwargs, text_without_detector
 
-MODELS = ('tiny', 'small', 'base_plus', 'large')
+MODELS = ('tiny', 'small', 'base_plus', 'large', 'edgetam')
 RANDOM_WEIGHTS_STAMP = 'RANDOM WEIGHTS: masks are meaningless; pass --checkpoint'
 RANDOM_WEIGHTS_FRAMES = 16  # frames run with random weights unless --max-frames says otherwise
 _VIDEO_SUFFIXES = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v')
@@ -215,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Meta's checkpoint file (.pt), a folder, or a Hugging Face Hub id "
                              '(facebook/sam2.1-hiera-small, or a SAM 2 saved by transformers); default: '
                              'the official SAM 2.1 checkpoint of --model, downloaded once into the Hub cache')
-    parser.add_argument('--model', default='tiny', choices=MODELS, help='model size')
+    parser.add_argument('--model', default='tiny', choices=MODELS,
+                        help='SAM 2 size, or edgetam (EdgeTAM; --image-size a multiple of 256)')
     parser.add_argument('--image-size', type=int, default=512,
                         help='model input size (1024 is SAM 2 as trained; 512 is 4x faster)')
     parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
@@ -240,6 +241,8 @@ def run(args) -> int:
         raise DemoError('--png-every must be >= 1')
     if args.image_size < 64 or args.image_size % 32:
         raise DemoError('--image-size must be a multiple of 32, at least 64')
+    if args.model == 'edgetam' and args.image_size % 256:
+        raise DemoError(f'--image-size {args.image_size} does not fit --model edgetam: a multiple of 256 (512, 1024)')
     specs = load_prompts(prompts_path)
     if text_without_detector(specs, args):
         raise DemoError(text_without_detector(specs, args))

@@ -44,7 +44,7 @@ from sam2_ros.tools.labelpng import LabelPngError
 from sam2_ros.tools.prompts_file import PromptsFileError, PromptSpec, load_prompts
 
 __all__ = ['EvaluationError', 'MASK_TOPIC', 'MODELS', 'OVERLAY_TOPIC', 'build_parser', 'evaluate', 'main']
-MODELS = ('tiny', 'small', 'base_plus', 'large')
+MODELS = ('tiny', 'small', 'base_plus', 'large', 'edgetam')
 
 
 
@@ -266,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='folder of ground-truth PNGs (DAVIS indexed or grayscale), one per frame, '
                         'named by frame index (00000.png) or in frame order')
     p.add_argument('--checkpoint', default=None, help="Meta's .pt, a folder or a Hugging Face Hub id (default: the official one of --model, downloaded once)")
-    p.add_argument('--model', default='tiny', choices=MODELS)
+    p.add_argument('--model', default='tiny', choices=MODELS,
+                   help='SAM 2 size, or edgetam (EdgeTAM; --image-size a multiple of 256)')
     p.add_argument('--image-size', type=int, default=1024, help='model input size')
     p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     p.add_argument('--max-objects', type=int, default=16)

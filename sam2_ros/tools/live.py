@@ -329,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group('--start-node: start the node (python -m sam2_ros) and stop it at the end')
     g.add_argument('--start-node', action='store_true')
     g.add_argument('--checkpoint', default=None, help="Meta's .pt, a folder or a Hugging Face Hub id (default: the official one of --model, downloaded once)")
-    g.add_argument('--model', default='tiny', choices=MODELS)
+    g.add_argument('--model', default='tiny', choices=MODELS,
+                   help='SAM 2 size, or edgetam (EdgeTAM; --image-size a multiple of 256)')
     g.add_argument('--image-size', type=int, default=1024)
     g.add_argument('--device', default='auto')
     g.add_argument('--node-param', action='append', default=[], metavar='NAME:=VALUE',

@@ -161,8 +161,7 @@ class Tracker:
         self._step: Optional[FrameStep] = None
         self._slots: Dict[int, int] = {}  # object id -> bank slot (static path)
         if static:
-            layout = BankLayout(max_objects, max_cond_frames, num_maskmem - 1, cfg.max_obj_ptrs - 1,
-                                cfg.feat_size, cfg.mem_dim, cfg.d_model)
+            layout = BankLayout.for_model(model, max_objects, max_cond_frames, num_maskmem)
             if step_backend == "torch":
                 self._step = FrameStep(model, layout, self.dtype, compile, encoder)
             else:
@@ -186,8 +185,8 @@ class Tracker:
         **kwargs,
     ) -> "Tracker":
         """Load a checkpoint: Meta's .pt file, a folder, or a Hugging Face Hub id (``facebook/sam2.1-hiera-tiny``,
-        or a SAM 2 saved by transformers); ``None``: the official SAM 2.1 checkpoint of ``model``,
-        downloaded once into the Hugging Face Hub cache.
+        ``facebook/EdgeTAM``, or a SAM 2 saved by transformers); ``None``: the official checkpoint of ``model``
+        (SAM 2.1's, or ``edgetam.pt`` for ``model="edgetam"``), downloaded once into the Hugging Face Hub cache.
         Keyword arguments go to :class:`Tracker` (``detector="IDEA-Research/grounding-dino-tiny"``
         for text prompts)."""
         return cls(build_model(checkpoint, model=model, image_size=image_size, device=resolve_device(device)), **kwargs)
