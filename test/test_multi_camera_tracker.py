@@ -132,9 +132,9 @@ def test_compiled_cameras_share_one_set_of_graphs(model, cameras):
             assert sorted(a) == sorted(b)
             for oid in a:
                 assert torch.equal(a[oid][0], b[oid][0]) and a[oid][1] == b[oid][1], f"camera {n} object {oid}"
-        worst = assert_close(together[n], alone[n])
+        worst = assert_close(together[n], alone[n], max_err=1e-3)
         print(f"camera {n}: batched compiled encoder vs alone: max relative logit error {worst['max_err']:.1e}")
-        worst = assert_close(joint[n], alone[n])
+        worst = assert_close(joint[n], alone[n], max_err=1e-3)
         print(f"camera {n}: one compiled step for three cameras vs alone: max relative logit error {worst['max_err']:.1e}")
 
 
