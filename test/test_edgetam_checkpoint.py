@@ -2,6 +2,8 @@
 SHA-256 of ``edgetam.pt``, and the image sizes EdgeTAM can run at."""
 
 import hashlib
+import os
+import pathlib
 
 import pytest
 import torch
@@ -10,6 +12,7 @@ from sam2_ros.model import checkpoint as ck
 from sam2_ros.model.build import build_model, build_random_model
 from sam2_ros.model.config import edgetam_config
 from sam2_ros.model.edgetam import EdgeTAM
+from sam2_ros.model.hub import hub_cache_dir
 from sam2_ros.model.edgetam_checkpoint import (
     check_model_family,
     describe_checkpoint,
@@ -33,6 +36,7 @@ def _save(state, path):
 def test_official_layout_loads_strictly(edgetam_oracle):
     """The checkpoint written by EdgeTAM's own code has exactly our keys and shapes (timm's
     RepViT names, BatchNorm statistics included), and every one of its tensors is used."""
+    edgetam_oracle.model_level()  # the oracle writes the checkpoint (once per session)
     official = torch.load(edgetam_oracle.checkpoint, weights_only=True)["model"]
     ours = EdgeTAM(edgetam_config()).state_dict()
     assert {k: tuple(v.shape) for k, v in official.items()} == {k: tuple(v.shape) for k, v in ours.items()}
@@ -100,13 +104,22 @@ def test_sha256_check(tmp_path):
     assert sha256_of_file(big) == hashlib.sha256(big.read_bytes()).hexdigest()
 
 
-def test_cached_official_file_used_without_network(tmp_path):
-    """``checkpoint=None`` with ``model="edgetam"`` resolves to the cached ``edgetam.pt`` when
-    it has the official size (the download path checks the SHA-256 when it fetches)."""
-    cached = tmp_path / "edgetam.pt"
-    with open(cached, "wb") as f:
-        f.truncate(ck.official_checkpoint("edgetam").size)
-    assert ck.resolve_checkpoint(None, "edgetam", cache_dir=tmp_path) == cached
+def test_cached_official_file_used_without_network(tmp_path, hub_offline):
+    """``checkpoint=None`` with ``model="edgetam"`` resolves to ``edgetam.pt`` in the Hugging Face
+    Hub cache, offline: the cache's layout (refs/main -> snapshots/<commit>/edgetam.pt -> a blob
+    named by the official SHA-256, of the official size)."""
+    info = ck.official_checkpoint("edgetam")
+    folder = hub_cache_dir() / f"models--{info.repo_id.replace('/', '--')}"
+    blob = folder / "blobs" / info.sha256
+    blob.parent.mkdir(parents=True)
+    with open(blob, "wb") as f:
+        f.truncate(info.size)
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text("0" * 40)
+    snapshot = folder / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / info.filename).symlink_to(os.path.relpath(blob, snapshot))
+    assert pathlib.Path(ck.resolve_checkpoint(None, "edgetam")).resolve() == blob.resolve()
 
 
 def test_image_sizes():
