@@ -23,7 +23,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from .config import MODEL_NAMES, SAM2Config, sam2_config
+from .config import SAM2_SIZES, SAM2Config, sam2_config
 from .errors import CheckpointError, CheckpointMismatchError
 
 __all__ = ["TransformersConfig", "read_config", "is_transformers_layout", "to_ours", "transformers_names"]
@@ -124,9 +124,9 @@ def read_config(path: Path) -> TransformersConfig:
                               f"(model_type {kinds})")
     backbone = _get(config, "vision_config.backbone_config") or {}
     found = {k: backbone.get(k) for k in _hiera_fields(sam2_config("tiny"))}
-    model = next((name for name in MODEL_NAMES if _hiera_fields(sam2_config(name)) == found), None)
+    model = next((name for name in SAM2_SIZES if _hiera_fields(sam2_config(name)) == found), None)
     if model is None:
-        sizes = "; ".join(f"{n}: blocks_per_stage {list(sam2_config(n).hiera.stages)}" for n in MODEL_NAMES)
+        sizes = "; ".join(f"{n}: blocks_per_stage {list(sam2_config(n).hiera.stages)}" for n in SAM2_SIZES)
         raise CheckpointError(f"{where} describes a Hiera trunk that is none of SAM 2's released sizes "
                               f"({', '.join(f'{k} {v}' for k, v in found.items())}); sam2_ros builds {sizes}")
     tpos = config.get("enable_temporal_pos_encoding_for_object_pointers")
