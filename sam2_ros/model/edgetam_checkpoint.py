@@ -1,4 +1,4 @@
-"""Which model family a checkpoint holds (SAM 2 or EdgeTAM), and the file check of ``edgetam.pt``.
+"""Which model family a checkpoint holds (SAM 2 or EdgeTAM).
 
 A SAM 2 file given with ``model="edgetam"`` (or EdgeTAM's with a SAM 2 size) is refused before
 any key is compared, with a message naming what the file holds and what to pass instead.
@@ -11,12 +11,9 @@ key (``image_encoder.trunk.blocks.``, ``patch_embed``) and none of SAM 2.1's thr
 
 from __future__ import annotations
 
-import hashlib
-import os
-from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional
 
-from .errors import CheckpointError, CheckpointMismatchError
+from .errors import CheckpointMismatchError
 from .official import OFFICIAL_CHECKPOINTS
 from .state_dict import detect_checkpoint_variant
 from .config import EDGETAM, normalize_model_name
@@ -62,28 +59,4 @@ def check_model_family(state: Mapping[str, Any], model: str) -> None:
         raise CheckpointMismatchError(
             f"checkpoint holds EdgeTAM (RepViT-M1 trunk, spatial perceiver), not SAM 2 hiera {name}: pass "
             f"model='edgetam' to use it, or give a SAM 2 / 2.1 checkpoint of size {name}"
-        )
-
-
-def sha256_of_file(path: Union[str, "os.PathLike[str]"]) -> str:
-    """Lowercase hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def verify_official_file(path: Union[str, "os.PathLike[str]"], sha256: str = EDGETAM_CHECKPOINT.sha256) -> None:
-    """Check that ``path`` is byte for byte the official file (default: ``edgetam.pt``).
-
-    Raises:
-        CheckpointError: the digest differs (the message gives both digests and the fix).
-    """
-    actual = sha256_of_file(path)
-    if actual != sha256.lower():
-        raise CheckpointError(
-            f"checkpoint {str(Path(path))!r} is not the official file: its SHA-256 is {actual}, the official "
-            f"one's {sha256.lower()}. Download it again (Hugging Face Hub {EDGETAM_CHECKPOINT.repo_id}, {EDGETAM_CHECKPOINT.filename}) or pass "
-            f"a path to your own file without asking for the official one"
         )
