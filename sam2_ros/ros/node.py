@@ -128,9 +128,10 @@ class TrackerNode(LifecycleNode):
         self.outputs_3d = Outputs3D(self, self.p, self.objects, self.log)
         self.stream = CameraStream(self.p, self.stats, self.log, self.get_logger(), self.objects,
                                    publish=self.outputs.publish, now_ns=lambda: self.get_clock().now().nanoseconds,
-                                   alive=lambda: rclpy.ok(context=self.context), hooks=self.outputs_3d)
+                                   alive=lambda: rclpy.ok(context=self.context), hooks=[self.outputs_3d])
         self.inputs = PromptInputs(self.stream, self.objects, self.p, self.get_logger())
-        self.stream.text = self.text = TextInputs(self.stream, self.objects, self.p, self.get_logger())
+        self.text = TextInputs(self.stream, self.objects, self.p, self.get_logger())
+        self.stream.hooks.append(self.text)  # it needs the stream, so it joins after
         self.handlers = Services(self.stream, self.p, lambda: self._state, self.get_logger())
         self._subs: list = []
         self._own_services: list = []

@@ -33,11 +33,12 @@ from sam2_ros.ros.objects import ObjectBook
 from sam2_ros.ros.objects3d_step import SETTINGS, Objects3DStep, masks_from_logits
 from sam2_ros.ros.outputs import OUTPUT_QOS
 from sam2_ros.ros.prompts import stamp_to_ns
+from sam2_ros.ros.stream import StreamHooks
 
 __all__ = ['Outputs3D']
 
 
-class Outputs3D:
+class Outputs3D(StreamHooks):
     """See the module docstring. ``node``: the camera's node; ``p``: its parameters (its own
     dict, updated in place); ``objects``: its objects' states (updated before the hooks run);
     ``log``: its rate-limited log."""

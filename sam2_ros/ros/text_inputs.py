@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from sam2_ros.model.text_query import TextPromptError, TextQuery, parse_text_prompt
 from sam2_ros.ros import prompts
 from sam2_ros.ros.objects import ObjectBook
-from sam2_ros.ros.stream import CameraStream
+from sam2_ros.ros.stream import CameraStream, StreamHooks
 from sam2_ros.tracking.object_state import VISIBLE
 from sam2_ros.tracking.reseed import Tracked
 
@@ -71,7 +71,7 @@ def missing_dependency() -> Optional[str]:
     return None
 
 
-class TextInputs:
+class TextInputs(StreamHooks):
     """See the module docstring. ``p``: the node's parameters (its own dict, updated in place)."""
 
     def __init__(self, stream: CameraStream, objects: ObjectBook, p: Mapping, logger) -> None:
@@ -248,7 +248,7 @@ class TextInputs:
                        + (', '.join(f'{op.obj_id} ({op.label})' for op in again) or 'none'))
         return ops
 
-    def forget(self) -> None:
+    def tracker_reset(self) -> None:
         """The tracker was reset (``~/reset``, a time jump, a new image size or tracker): the
         run in progress is forgotten; the text in force is detected again on the next frame."""
         prompter = self._prompter
