@@ -247,6 +247,16 @@ class Client:
         assert self.wait_for(lambda: key in self.masks, timeout), f'no masks for frame {k}'
         return self.masks[key][0]
 
+    def first_masks(self, rgb, timeout=90.0, every=10.0):
+        """A node just started: send a frame every ``every`` seconds until one comes back with
+        masks (on a loaded machine the first can wait behind the node's start-up)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            key = self.frame(rgb, next_k())
+            if self.wait_for(lambda: key in self.masks, min(every, deadline - time.monotonic())):
+                return self.masks[key][0]
+        raise AssertionError(f'no masks within {timeout:.0f} s of frames')
+
     def marker(self, obj_id, points=None, labels=None, box=None, action=ImageMarker.ADD, k=None, ns=''):
         m = ImageMarker()
         m.id = obj_id
