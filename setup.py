@@ -21,6 +21,9 @@ setup(
     # requirements.txt (scripts/setup.sh) elsewhere; none are declared here so that
     # `pip install` never replaces a distro's or a CUDA build's torch.
     install_requires=['setuptools'],
+    # Optional: text prompts through Grounding DINO (sam2_ros.model.text_detector); pinned in
+    # requirements-text.txt. transformers does not pull torch.
+    extras_require={'text': ['transformers>=5.23,<6', 'pillow']},
     zip_safe=True,
     maintainer='sam2_ros maintainers',
     maintainer_email='maintainers@sam2-ros.invalid',

@@ -56,7 +56,6 @@ def bench(size: str, image_size: int, repeats: int, device: torch.device, dtype:
         emb = ours.image_embedding(feats)
         if theirs is not None:
             bo = theirs.forward_image(x)
-            feat_sizes = [(image_size // s, image_size // s) for s in (4, 8, 16)]
             hr_off = [bo["backbone_fpn"][0], bo["backbone_fpn"][1]]
             emb_off = bo["backbone_fpn"][2] + theirs.no_mem_embed.view(1, -1, 1, 1)
         for i in range(repeats + 2):

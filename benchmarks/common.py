@@ -35,11 +35,17 @@ def clip_frames(n: int, width: int, height: int, start: int = 0) -> list:
 def checkpoint(model: str, folder: Path) -> Path:
     """An official-format checkpoint with random, "alive" weights (``oracle.perturb_state_``:
     present objects, masks that depend on memory; every parameter perturbed). Ours and Meta's
-    loaders take the same file (the same keys, strictly); it needs no ``sam2`` package."""
+    loaders take the same file (the same keys, strictly); it needs no ``sam2`` package.
+    ``model="edgetam"``: EdgeTAM's layout (its BatchNorm statistics measured too)."""
     from helpers.oracle import perturb_state_
     from sam2_ros.model.config import sam2_config
     from sam2_ros.model.sam2 import SAM2
 
+    if model == "edgetam":
+        from helpers.edgetam_oracle_client import alive_edgetam_checkpoint
+
+        path = folder / "edgetam_random.pt"
+        return path if path.exists() else alive_edgetam_checkpoint(path, seed=0)
     path = folder / f"sam2.1_hiera_{model}_random.pt"
     if not path.exists():
         torch.manual_seed(0)

@@ -9,9 +9,11 @@ its ``--deadline``, so the command always ends in time and keeps what it measure
    masks on the host out) for each model and object count in each mode: ``eager`` (the exact
    path), ``compiled`` (``compile=True``), ``cudagraphs`` (``compile="reduce-overhead"``), and
    Meta's ``SAM2VideoPredictorVOS`` (``vos_optimized=True``) on the same frames and prompts,
-   with the peak GPU memory of each; and ``cudagraphs_samurai``: CUDA graphs with SAMURAI's
+   with the peak GPU memory of each; ``cudagraphs_samurai``: CUDA graphs with SAMURAI's
    motion-aware memory (``memory_selection="samurai"``), the first model only, to compare with
-   ``cudagraphs`` (issue 21).
+   ``cudagraphs`` (issue 21). EdgeTAM (``edgetam``, by default beside tiny) runs the
+   three modes of ours (Meta's package has no EdgeTAM; EdgeTAM's paper reports 150.9 FPS on an
+   A100 for its own code).
 3. ``parity``: CUDA float32 against CPU float32 logits on the tracker-parity scenario (exact
    and static paths), and bfloat16 fidelity (mask IoU against CPU float32).
 4. ``multi_camera``: one process with 1 and 3 cameras sharing one model (frames
@@ -113,6 +115,11 @@ class Suite:
         self.args.out.write_text(json.dumps(self.out, indent=1))
 
     # ------------------------------------------------------------------ trackers
+    def image_size(self, model: str) -> int:
+        """``--image-size``, but EdgeTAM runs at multiples of 256 only (the smoke run's 64 -> 256)."""
+        size = self.args.image_size
+        return max(256, -(-size // 256) * 256) if model == "edgetam" else size
+
     def tracker(self, model: str, image_size: int, mode: str, n_objects: int, dtype: str = "auto") -> Tracker:
         net = build_model(str(checkpoint(model, self.tmp)), model, image_size, self.device)
         selection = "samurai" if mode.endswith("_samurai") else "sam2"
@@ -163,7 +170,7 @@ class Suite:
         if mode == "official_vos":
             step = self.official(model, frames, prompts)
         else:
-            tracker = self.tracker(model, a.image_size, mode, n_objects)
+            tracker = self.tracker(model, self.image_size(model), mode, n_objects)
             step = lambda t: tracker.track(frames[t], prompts if t == 0 else ())  # noqa: E731
         ms = []
         for t in range(len(frames)):
@@ -175,7 +182,7 @@ class Suite:
                 warm_s = time.perf_counter() - t0
             if t >= a.warmup:
                 ms.append((time.perf_counter() - t1) * 1e3)
-        row = {"model": model, "image_size": a.image_size, "objects": n_objects, "mode": mode, **summary(ms),
+        row = {"model": model, "image_size": self.image_size(model), "objects": n_objects, "mode": mode, **summary(ms),
                "warmup_s": round(warm_s, 1)}
         if self.device.type == "cuda":
             row["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
@@ -247,7 +254,7 @@ class Suite:
                                                              "compiled")
                  for n in a.objects if mode != "cudagraphs_samurai" or m == a.models[0]]
         for model, n, mode in order:
-            if mode in a.modes:
+            if mode in a.modes and not (model == "edgetam" and mode == "official_vos"):
                 self.section(f"speed {model} {n} obj {mode}", self.speed, model, n, mode)
         self.section("parity", self.parity)
         self.section("multi_camera", self.multi_camera)
@@ -259,7 +266,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny sizes, seconds: check that the script works")
     ap.add_argument("--device", default=None, help="default: cuda (cpu with --smoke)")
-    ap.add_argument("--models", nargs="+", default=None, help="default: tiny small (tiny with --smoke)")
+    ap.add_argument("--models", nargs="+", default=None,
+                    help="default: tiny edgetam small (tiny edgetam with --smoke)")
     ap.add_argument("--objects", nargs="+", type=int, default=None, help="default: 1 5 (2 with --smoke)")
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     ap.add_argument("--image-size", type=int, default=None, help="default: 1024 (64 with --smoke)")
@@ -269,7 +277,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu_suite.json")
     args = ap.parse_args()
     smoke = args.smoke
-    defaults = dict(device="cpu" if smoke else "cuda", models=["tiny"] if smoke else ["tiny", "small"],
+    defaults = dict(device="cpu" if smoke else "cuda",
+                    models=["tiny", "edgetam"] if smoke else ["tiny", "edgetam", "small"],
                     objects=[2] if smoke else [1, 5], image_size=64 if smoke else 1024,
                     frames=2 if smoke else 60, warmup=1 if smoke else 8)
     for key, value in defaults.items():

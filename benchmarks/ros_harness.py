@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Sequence
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -23,14 +23,15 @@ def private_domain(low: int = 120, high: int = 230) -> None:
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 
 
-def start_node(params: Dict[str, object], log_path: pathlib.Path, threads: Optional[int] = None) -> subprocess.Popen:
+def start_node(params: Dict[str, object], log_path: pathlib.Path, threads: Optional[int] = None,
+               ros_args: Sequence[str] = ()) -> subprocess.Popen:
     """``python -m sam2_ros`` with ``params`` as ``-p name:=value``, output to ``log_path``;
-    ``threads`` sets its OMP_NUM_THREADS."""
+    ``threads`` sets its OMP_NUM_THREADS; ``ros_args``: more ROS arguments (``-r __ns:=/a``)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     if threads:
         env['OMP_NUM_THREADS'] = str(threads)
-    args = [sys.executable, '-m', 'sam2_ros', '--ros-args']
+    args = [sys.executable, '-m', 'sam2_ros', '--ros-args', *ros_args]
     for name, value in params.items():
         args += ['-p', f'{name}:={value}']
     with open(log_path, 'w') as log:  # the child keeps its own descriptor
@@ -71,11 +72,12 @@ def shut_down(proc: subprocess.Popen, client, stop_spin: Callable[[], None], tim
     return proc.wait(timeout)
 
 
-def wait_for_node(proc: subprocess.Popen, image_pub, client, log_path: pathlib.Path, timeout: float = 300.0) -> None:
+def wait_for_node(proc: subprocess.Popen, image_pub, client, log_path: pathlib.Path, timeout: float = 300.0,
+                  masks_topic: str = '/sam2_tracker/masks') -> None:
     """Until the node subscribes to the client's ``image_pub`` and publishes ``~/masks``
-    (model loaded and warmed up), then one more second for discovery to settle."""
+    (``masks_topic``; model loaded and warmed up), then one more second for discovery to settle."""
     deadline = time.monotonic() + timeout
-    while image_pub.get_subscription_count() == 0 or client.count_publishers('/sam2_tracker/masks') == 0:
+    while image_pub.get_subscription_count() == 0 or client.count_publishers(masks_topic) == 0:
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f'the node did not start; see {log_path}')
         time.sleep(0.1)

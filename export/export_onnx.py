@@ -34,8 +34,10 @@ from sam2_ros.backends.onnx_export import DEFAULT_OPSET, export_part, verify  # 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", required=True, help="Meta's official checkpoint (.pt); 'random' for random weights (tests)")
-    ap.add_argument("--model", default="tiny", help="tiny, small, base_plus or large")
+    ap.add_argument("--checkpoint", required=True,
+                    help="Meta's checkpoint file (.pt), a folder, or a Hugging Face Hub id (facebook/sam2.1-hiera-tiny, "
+                         "or a SAM 2 saved by transformers); 'random' for random weights (tests)")
+    ap.add_argument("--model", default="tiny", help="tiny, small, base_plus, large or edgetam (EdgeTAM)")
     ap.add_argument("--image-size", type=int, default=1024)
     ap.add_argument("--part", default="encoder", choices=PARTS)
     ap.add_argument("--output", required=True, help="the .onnx file to write")
@@ -64,11 +66,15 @@ def main(argv=None) -> int:
         print("[export] random weights (for tests only)", file=sys.stderr)
         model, digest = build_random_model(args.model, args.image_size, "cpu"), ""
     else:
-        if not os.path.isfile(args.checkpoint):
-            ap.error(f"checkpoint {args.checkpoint} does not exist")
-        print(f"[export] hashing and loading {args.checkpoint}", file=sys.stderr)
-        digest = file_sha256(args.checkpoint)
-        model = build_model(args.checkpoint, args.model, args.image_size, "cpu")
+        from sam2_ros.model.checkpoint import CheckpointError, resolve_checkpoint
+
+        try:  # a Hub id is fetched into the Hub cache here; the digest is that of the weights file
+            path = str(resolve_checkpoint(args.checkpoint, args.model))
+        except CheckpointError as error:
+            ap.error(f"checkpoint: {error}")
+        print(f"[export] hashing and loading {path}", file=sys.stderr)
+        digest = file_sha256(path)
+        model = build_model(path, args.model, args.image_size, "cpu")
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     if args.part == "step":
         from sam2_ros.step.bank import BankLayout
@@ -76,14 +82,12 @@ def main(argv=None) -> int:
 
         if args.fp16 or args.opset < 18:
             ap.error("--part step is exported in float32 with opset >= 18 (the dynamo exporter)")
-        cfg = model.cfg
         samurai = None
         if args.memory_selection == "samurai":
             from sam2_ros.step.memory_selection import SamuraiConfig
 
             samurai = SamuraiConfig()
-        layout = BankLayout(args.capacity, args.max_cond_frames, args.num_maskmem - 1, cfg.max_obj_ptrs - 1,
-                            cfg.feat_size, cfg.mem_dim, cfg.d_model, samurai)
+        layout = BankLayout.for_model(model, args.capacity, args.max_cond_frames, args.num_maskmem, samurai)
         export_step(model, layout, args.output, args.max_prompt_points, args.opset, checkpoint_sha256=digest)
         print(f"[export] done in {time.perf_counter() - t0:.1f} s: {args.output} "
               f"({os.path.getsize(args.output) / 2**20:.1f} MiB)", file=sys.stderr)

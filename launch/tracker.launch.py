@@ -4,6 +4,8 @@ Examples:
   ros2 launch sam2_ros tracker.launch.py image:=/camera/image_raw model:=tiny
   ros2 launch sam2_ros tracker.launch.py cameras:=front,left \
       front_image:=/head/camera/image_raw left_image:=/wrist/camera/image_raw
+  ros2 launch sam2_ros tracker.launch.py image:=/camera/color/image_raw depth:=true \
+      depth_image:=/camera/aligned_depth_to_color/image_raw camera_info:=/camera/color/camera_info
 
 With ``cameras``, camera ``front``'s node is ``sam2_tracker`` in namespace ``front`` (under
 ``namespace``, if set): it subscribes ``front/image`` (``front_image:=TOPIC`` remaps it) and
@@ -12,7 +14,10 @@ publishes ``/front/sam2_tracker/masks`` etc.; all cameras share one model and on
 
 The launch arguments win over ``params_file`` for every node, also over a section of the file
 named after one camera's node. A relative ``image`` (the default ``camera/image_raw``) resolves in
-``namespace``, as each camera's image does. When the node stops by itself with an error status
+``namespace``, as each camera's image does. Objects in 3-D (``depth:=true``, or ``depth: true``
+in ``params_file``, also for one camera only): ``depth_image`` and ``camera_info`` remap the
+single node's depth and camera_info topics, ``<camera>_depth_image`` and ``<camera>_camera_info``
+a camera's. When the node stops by itself with an error status
 (1: it could not configure or activate, e.g. an unknown model or a missing checkpoint; 2: invalid
 parameters; the reason is in its log), the launch fails with that reason (``ros2 launch`` exits
 1) instead of going on without a tracker. The decisions are plain functions of
@@ -28,13 +33,13 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventH
 from launch.event_handlers import OnProcessExit
 from launch_ros.actions import Node
 
-from sam2_ros.ros.launch_args import (camera_image_remaps, camera_names, check_params_file, check_topic,
-                                      exit_reason, parameter_overrides)
+from sam2_ros.ros.launch_args import (camera_names, check_params_file, exit_reason, input_remaps,
+                                      parameter_overrides)
 
 
 def _on_node_exit(event, context):
     """Fail the launch, with the reason, when the node exits with an error status (raising
-    here makes ``ros2 launch`` exit 1; a Shutdown event would end it with 0); a clean stop or
+    here makes ``ros2 launch`` exit 1; a shutdown event would end it with 0); a clean stop or
     one ordered by launch itself leaves launch to carry on as usual."""
     reason = exit_reason(event.returncode)
     if reason is None:
@@ -47,15 +52,29 @@ def generate_launch_description():
     arguments = [
         DeclareLaunchArgument(
             'model', default_value='tiny',
-            description='SAM 2 model size: tiny, small, base_plus or large'),
+            description='model: SAM 2 size tiny, small, base_plus or large, or edgetam (EdgeTAM, several times '
+                        'faster on CPUs and small GPUs; image_size a multiple of 256)'),
         DeclareLaunchArgument(
             'checkpoint', default_value='',
-            description="Path to Meta's official SAM 2 / 2.1 checkpoint (.pt); "
-                        'empty: download the official SAM 2.1 checkpoint of `model` once'),
+            description="Meta's .pt file, a folder, or a Hugging Face Hub id (facebook/sam2.1-hiera-tiny, "
+                        "facebook/EdgeTAM); empty: the official checkpoint of `model` (SAM 2.1, or edgetam.pt), "
+                        'downloaded once into the Hub cache'),
         DeclareLaunchArgument(
             'image', default_value='camera/image_raw',
             description='Camera image topic (sensor_msgs/Image) of the single node; a relative topic '
                         'resolves in `namespace`'),
+        DeclareLaunchArgument(
+            'depth', default_value='',
+            description='Objects in 3-D from an aligned depth image: true or false (every node); empty: as '
+                        'params_file says (per camera there)'),
+        DeclareLaunchArgument(
+            'depth_image', default_value='',
+            description='Depth image topic (sensor_msgs/Image 16UC1 mm or 32FC1 m, registered to `image`) of the '
+                        'single node; empty: its own `depth`'),
+        DeclareLaunchArgument(
+            'camera_info', default_value='',
+            description="The colour camera's camera_info topic (sensor_msgs/CameraInfo) of the single node; empty: "
+                        'its own `camera_info`'),
         DeclareLaunchArgument(
             'params_file', default_value=default_params,
             description='YAML file with the node parameters (must exist); the other arguments win over it'),
@@ -76,8 +95,9 @@ def generate_launch_description():
             'cameras', default_value='',
             description='Comma-separated camera names (e.g. front,left): one process, one model, '
                         'one sam2_tracker node per camera in namespace <camera>; <camera>_image:=TOPIC '
-                        'remaps that camera\'s image (default <camera>/image); an _image argument of '
-                        'no camera is refused; empty: the single node'),
+                        'remaps that camera\'s image (default <camera>/image), <camera>_depth_image:=TOPIC '
+                        'and <camera>_camera_info:=TOPIC its depth inputs; such an argument of no camera is '
+                        'refused; empty: the single node'),
     ]
     return LaunchDescription(arguments + [OpaqueFunction(function=_tracker_actions)])
 
@@ -97,14 +117,13 @@ def _tracker_actions(context):
         yaml.safe_dump(overrides, stream)
     common = dict(package='sam2_ros', executable='tracker_node', namespace=namespace, output='screen',
                   emulate_tty=True, parameters=[params_file, overrides_file])
+    remappings = input_remaps(configs, cameras)  # refuses stray <x>_image, ... arguments
     if not cameras:
-        camera_image_remaps(configs, cameras)  # refuses stray <x>_image arguments
-        check_topic('image', configs.get('image', ''))
-        node = Node(name='sam2_tracker', remappings=[('image', configs['image'])], **common)
+        node = Node(name='sam2_tracker', remappings=remappings, **common)
     else:
         # No `name`: each camera's node is named sam2_tracker in its own namespace by the process
         # (a node-name remap would give them all one name). `<camera>/image` remaps are made
         # absolute under the launch namespace by the process (sam2_ros.ros.multi).
-        node = Node(arguments=['--cameras'] + cameras, remappings=camera_image_remaps(configs, cameras), **common)
+        node = Node(arguments=['--cameras'] + cameras, remappings=remappings, **common)
     # A failed configure must not leave the launch running without a tracker: fail it with the reason.
     return [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_on_node_exit))]

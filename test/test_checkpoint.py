@@ -1,34 +1,27 @@
-"""Tests of sam2_ros.model.checkpoint: official files, download, safe reading, strict loading.
+"""Tests of sam2_ros.model.checkpoint: the official table, where a checkpoint is found, safe
+reading, strict loading.
 
-Downloads run against a real HTTP server on 127.0.0.1 (http.server in a thread); nothing
-touches the internet. Key matching is checked on the state dicts of Meta's official models
-(package ``sam2``, test oracle only) built with random weights at image_size 256.
+Downloads through the Hugging Face Hub are tested in test_hub.py (a Hub on loopback), the
+transformers format in test_transformers_format.py. Key matching is checked on the state dicts
+of Meta's official models (package ``sam2``, test oracle only) built with random weights at
+image_size 256.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import http.server
 import os
 import pickle
 import re
-import socket
-import threading
-import urllib.error
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict
 
 import pytest
 import torch
 
 from sam2_ros.model import checkpoint as ck
-from sam2_ros.model.checkpoint import (
-    CheckpointDownloadError,
-    CheckpointError,
-    CheckpointMismatchError,
-    CheckpointNotFoundError,
-)
+from sam2_ros.model.checkpoint import CheckpointError, CheckpointMismatchError, CheckpointNotFoundError
+from sam2_ros.model.hub import is_hub_id
 
 CONFIGS = {
     ("tiny", "2.1"): "configs/sam2.1/sam2.1_hiera_t.yaml",
@@ -79,23 +72,33 @@ def sam1_state_dict() -> Dict[str, torch.Tensor]:
 
 
 def test_official_table():
-    assert set(ck.OFFICIAL_CHECKPOINTS) == {"tiny", "small", "base_plus", "large"}
+    assert set(ck.OFFICIAL_CHECKPOINTS) == {"tiny", "small", "base_plus", "large", "edgetam"}
     for name, info in ck.OFFICIAL_CHECKPOINTS.items():
+        if name == "edgetam":
+            continue
         assert info.model == name and info.version == "2.1"
         assert info.filename == f"sam2.1_hiera_{name}.pt"
-        assert info.url == "https://dl.fbaipublicfiles.com/segment_anything_2/092824/" + info.filename
+        assert info.repo_id == "facebook/sam2.1-hiera-" + name.replace("_", "-")  # Meta's Hub ids
+        assert info.url == f"https://huggingface.co/{info.repo_id}/resolve/main/{info.filename}"
         assert re.fullmatch(r"[0-9a-f]{64}", info.sha256)
         assert 100_000_000 < info.size < 1_000_000_000
     for name, info in ck.SAM2_0_CHECKPOINTS.items():
-        assert info.url == f"https://dl.fbaipublicfiles.com/segment_anything_2/072824/sam2_hiera_{name}.pt"
+        assert info.filename == f"sam2_hiera_{name}.pt"
+        assert info.repo_id == "facebook/sam2-hiera-" + name.replace("_", "-")
         assert re.fullmatch(r"[0-9a-f]{64}", info.sha256)
-    assert len(ck.KNOWN_CHECKPOINT_FILES) == 8
+    edgetam = ck.OFFICIAL_CHECKPOINTS["edgetam"]
+    assert (edgetam.repo_id, edgetam.filename, edgetam.size) == ("facebook/EdgeTAM", "edgetam.pt", 56116523)
+    assert len(ck.KNOWN_CHECKPOINT_FILES) == 9 and len(ck.HUB_CHECKPOINTS) == 9
+    assert len({i.sha256 for i in ck.KNOWN_CHECKPOINT_FILES.values()}) == 9
     assert ck.official_checkpoint("b+").filename == "sam2.1_hiera_base_plus.pt"
     assert ck.official_checkpoint("t", "2.0").filename == "sam2_hiera_tiny.pt"
+    assert ck.official_checkpoint("edgetam").repo_id == "facebook/EdgeTAM"
     with pytest.raises(ValueError, match="tiny, small, base_plus, large"):
         ck.official_checkpoint("huge")
     with pytest.raises(ValueError, match="version"):
         ck.official_checkpoint("tiny", "3")
+    with pytest.raises(ValueError, match="no official SAM 2.0 checkpoint of 'edgetam'"):
+        ck.official_checkpoint("edgetam", "2.0")
 
 
 def test_sizes_agree_with_parameter_counts():
@@ -106,20 +109,17 @@ def test_sizes_agree_with_parameter_counts():
     assert 4 * params < size < 4 * params * 1.01
 
 
-def test_default_cache_dir(monkeypatch, tmp_path):
-    monkeypatch.setenv("SAM2_ROS_CACHE", str(tmp_path / "c"))
-    assert ck.default_cache_dir() == tmp_path / "c"
-    monkeypatch.delenv("SAM2_ROS_CACHE")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
-    assert ck.default_cache_dir() == tmp_path / "x" / "sam2_ros"
-    monkeypatch.delenv("XDG_CACHE_HOME")
-    monkeypatch.setenv("HOME", str(tmp_path / "h"))
-    assert ck.default_cache_dir() == tmp_path / "h" / ".cache" / "sam2_ros"
+# --------------------------------------------------------------------------------------------
+# where a checkpoint is: a path, a folder or a Hub id
+# --------------------------------------------------------------------------------------------
 
 
-# --------------------------------------------------------------------------------------------
-# resolve_checkpoint with a path
-# --------------------------------------------------------------------------------------------
+def test_hub_ids_and_paths_are_told_apart():
+    for text in ("facebook/sam2.1-hiera-tiny", "facebook/EdgeTAM", "me/sam2_finetuned.v2", " a/b "):
+        assert is_hub_id(text), text
+    for text in ("sam2.1_hiera_tiny.pt", "checkpoints/sam2.1_hiera_tiny.pt", "/abs/path", "a/b/c", "a/../b",
+                 "me/model.safetensors", "-x/y", "a--b/c", "a/b.", ""):
+        assert not is_hub_id(text), text
 
 
 def test_resolve_existing_path(tmp_path, monkeypatch):
@@ -138,284 +138,48 @@ def test_resolve_missing_path(tmp_path):
     assert isinstance(info.value, FileNotFoundError)
     message = str(info.value)
     assert str(missing) in message and "not found" in message
-    assert "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_tiny.pt" in message
+    assert "on the Hugging Face Hub as facebook/sam2.1-hiera-tiny" in message
+    with pytest.raises(CheckpointNotFoundError, match="a checkpoint is a file, a folder or a Hub model id"):
+        ck.resolve_checkpoint("./facebook/sam2.1-hiera-tiny", "tiny")  # a relative path, not an id
 
 
-def test_resolve_folder(tmp_path):
-    (tmp_path / "a.pt").write_bytes(b"x")
-    with pytest.raises(CheckpointNotFoundError, match=r"is a folder.*a\.pt"):
-        ck.resolve_checkpoint(tmp_path, "tiny")
+def test_official_file_names_declare_their_model(tmp_path):
+    (tmp_path / "sam2.1_hiera_small.pt").write_bytes(b"x")
+    located = ck.locate_checkpoint(tmp_path / "sam2.1_hiera_small.pt", "tiny")
+    assert (located.model, located.version) == ("small", "2.1")
+    (tmp_path / "mine.pt").write_bytes(b"x")
+    assert ck.locate_checkpoint(tmp_path / "mine.pt", "tiny").model is None  # the model asked for applies
 
 
-# --------------------------------------------------------------------------------------------
-# downloads, against a real HTTP server on 127.0.0.1
-# --------------------------------------------------------------------------------------------
-
-PAYLOAD = bytes(range(256)) * 1200  # 307,200 bytes
-PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
-
-
-class FakeServer:
-    """A local HTTP file server whose behaviour tests set.
-
-    honor_range: answer Range requests with 206 (else 200 with the whole file).
-    cut_after: on the next response only, send this many body bytes then close the connection
-        (while announcing the full length).
-    status: answer every request with this error status.
-    """
-
-    def __init__(self, payload: bytes) -> None:
-        self.payload = payload
-        self.honor_range = True
-        self.cut_after: Optional[int] = None
-        self.status: Optional[int] = None
-        self.requests: List[Dict[str, str]] = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):  # keep test output clean
-                pass
-
-            def do_GET(self):
-                server.requests.append({"path": self.path, **dict(self.headers)})
-                if server.status is not None:
-                    self.send_error(server.status)
-                    return
-                body, start = server.payload, 0
-                total = len(body)
-                rng = self.headers.get("Range")
-                if rng and server.honor_range:
-                    start = int(re.match(r"bytes=(\d+)-", rng).group(1))
-                    if start >= total:
-                        self.send_response(416)
-                        self.send_header("Content-Range", f"bytes */{total}")
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
-                        return
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{total - 1}/{total}")
-                else:
-                    self.send_response(200)
-                body = body[start:]
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Connection", "close")
-                self.end_headers()
-                if server.cut_after is not None:
-                    body, server.cut_after = body[: server.cut_after], None
-                    self.close_connection = True
-                self.wfile.write(body)
-                self.wfile.flush()
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def server():
-    srv = FakeServer(PAYLOAD)
-    yield srv
-    srv.close()
-
-
-@pytest.fixture(autouse=True)
-def _fast_retries(monkeypatch):
-    monkeypatch.setattr(ck, "_RETRY_DELAY_S", 0.0)
-
-
-def _no_leftovers(dest: Path) -> None:
-    assert not dest.exists()
-    assert not dest.with_name(dest.name + ".part").exists()
-
-
-def test_download_full(server, tmp_path, capsys):
-    dest = tmp_path / "f.pt"
-    out = ck.download_file(server.base + "/f.pt", dest, expected_size=len(PAYLOAD), sha256=PAYLOAD_SHA)
-    assert out == dest and dest.read_bytes() == PAYLOAD
-    assert not dest.with_name("f.pt.part").exists()
-    assert "Range" not in server.requests[0]
-    err = capsys.readouterr().err
-    assert "downloading f.pt" in err and "100%" in err
-
-
-def test_download_without_known_size_uses_content_length(server, tmp_path):
-    dest = tmp_path / "f.pt"
-    ck.download_file(server.base + "/f.pt", dest, progress=False)
-    assert dest.read_bytes() == PAYLOAD
-
-
-def test_download_resumes_partial_file(server, tmp_path):
-    dest = tmp_path / "f.pt"
-    dest.with_name("f.pt.part").write_bytes(PAYLOAD[:100_000])
-    ck.download_file(server.base + "/f.pt", dest, expected_size=len(PAYLOAD), sha256=PAYLOAD_SHA,
-                     progress=False)
-    assert dest.read_bytes() == PAYLOAD
-    assert [r.get("Range") for r in server.requests] == ["bytes=100000-"]
-
-
-def test_download_restarts_when_server_ignores_range(server, tmp_path, capsys):
-    server.honor_range = False
-    dest = tmp_path / "f.pt"
-    dest.with_name("f.pt.part").write_bytes(PAYLOAD[:100_000])
-    ck.download_file(server.base + "/f.pt", dest, expected_size=len(PAYLOAD), sha256=PAYLOAD_SHA)
-    assert dest.read_bytes() == PAYLOAD  # restarted from zero, not appended
-    assert server.requests[0].get("Range") == "bytes=100000-"
-    assert "restarting" in capsys.readouterr().err
-
-
-def test_download_retries_a_dropped_connection_by_resuming(server, tmp_path):
-    server.cut_after = 50_000
-    dest = tmp_path / "f.pt"
-    ck.download_file(server.base + "/f.pt", dest, expected_size=len(PAYLOAD), sha256=PAYLOAD_SHA,
-                     progress=False)
-    assert dest.read_bytes() == PAYLOAD
-    assert len(server.requests) == 2
-    assert server.requests[1].get("Range") == "bytes=50000-"
-
-
-def test_download_complete_part_answered_416(server, tmp_path):
-    dest = tmp_path / "f.pt"
-    dest.with_name("f.pt.part").write_bytes(PAYLOAD)
-    # no known size: the server's 416 tells the part is complete, the hash confirms it
-    ck.download_file(server.base + "/f.pt", dest, sha256=PAYLOAD_SHA, progress=False)
-    assert dest.read_bytes() == PAYLOAD
-
-
-def test_concurrent_downloads_fetch_once(server, tmp_path):
-    dest = tmp_path / "f.pt"
-    errors = []
-
-    def fetch():
-        try:
-            ck.download_file(server.base + "/f.pt", dest, expected_size=len(PAYLOAD),
-                             sha256=PAYLOAD_SHA, progress=False)
-        except Exception as error:  # pragma: no cover - reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=fetch) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and dest.read_bytes() == PAYLOAD
-    assert len(server.requests) == 1
-
-
-def test_download_size_mismatch_refused(server, tmp_path):
-    dest = tmp_path / "f.pt"
-    with pytest.raises(CheckpointDownloadError, match=r"announced 307200 bytes.*has 307201"):
-        ck.download_file(server.base + "/f.pt", dest, expected_size=len(PAYLOAD) + 1, progress=False)
-    _no_leftovers(dest)
-
-
-def test_download_oversized_part_restarts(server, tmp_path):
-    dest = tmp_path / "f.pt"
-    dest.with_name("f.pt.part").write_bytes(PAYLOAD + b"junk")
-    ck.download_file(server.base + "/f.pt", dest, expected_size=len(PAYLOAD), sha256=PAYLOAD_SHA,
-                     progress=False)
-    assert dest.read_bytes() == PAYLOAD
-
-
-def test_download_hash_mismatch_refused(server, tmp_path):
-    dest = tmp_path / "f.pt"
-    with pytest.raises(CheckpointDownloadError, match="SHA-256 mismatch") as info:
-        ck.download_file(server.base + "/f.pt", dest, expected_size=len(PAYLOAD), sha256="0" * 64,
-                         progress=False)
-    assert PAYLOAD_SHA in str(info.value)
-    _no_leftovers(dest)
-
-
-def test_download_http_error(server, tmp_path):
-    server.status = 404
-    dest = tmp_path / "f.pt"
-    with pytest.raises(CheckpointDownloadError, match="HTTP 404"):
-        ck.download_file(server.base + "/f.pt", dest, progress=False)
-    _no_leftovers(dest)
-
-
-def test_unwritable_cache(server, tmp_path):
-    blocker = tmp_path / "a_file"
-    blocker.write_bytes(b"")
-    with pytest.raises(CheckpointDownloadError, match=r"cannot create the checkpoint cache.*SAM2_ROS_CACHE"):
-        ck.resolve_checkpoint(None, "tiny", cache_dir=blocker / "cache", progress=False)
-    with pytest.raises(CheckpointDownloadError, match="cannot write"):
-        ck.download_file(server.base + "/f.pt", blocker / "f.pt", progress=False)
-    assert not server.requests
-
-
-def _dead_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed again: connections are refused
-
-
-def test_resolve_offline_error_is_actionable(tmp_path, monkeypatch):
-    monkeypatch.setenv(ck.BASE_URL_ENV, f"http://127.0.0.1:{_dead_port()}/mirror")
-    with pytest.raises(CheckpointDownloadError) as info:
-        ck.resolve_checkpoint(None, "tiny", cache_dir=tmp_path, progress=False)
-    message = str(info.value)
-    assert message.startswith("could not download sam2.1_hiera_tiny.pt from http://127.0.0.1:")
-    assert "/mirror/sam2.1_hiera_tiny.pt" in message
-    assert "Connection" in message or "refused" in message
-    assert "checkpoint:=/path/to/sam2.1_hiera_tiny.pt (ROS)" in message
-    assert "checkpoint='/path/to/sam2.1_hiera_tiny.pt' (Python)" in message
-    assert not (tmp_path / "sam2.1_hiera_tiny.pt").exists()
-
-
-def test_resolve_uses_meta_url_and_one_network_function(tmp_path, monkeypatch):
-    """Without a mirror the official URL is requested, through _open_url only."""
-    monkeypatch.delenv(ck.BASE_URL_ENV, raising=False)
-    seen = []
-
-    def offline(url, headers, timeout):
-        seen.append(url)
-        raise urllib.error.URLError(OSError(-3, "Temporary failure in name resolution"))
-
-    monkeypatch.setattr(ck, "_open_url", offline)
-    with pytest.raises(CheckpointDownloadError, match="name resolution") as info:
-        ck.resolve_checkpoint("", "small", cache_dir=tmp_path, progress=False)
-    assert seen == ["https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_small.pt"]
-    assert "pass checkpoint:=/path/to/sam2.1_hiera_small.pt" in str(info.value)
-    with pytest.raises(CheckpointDownloadError, match="sam2_hiera_large.pt"):
-        ck.resolve_checkpoint(None, "l", cache_dir=tmp_path, version="2.0", progress=False)
-    assert seen[-1] == "https://dl.fbaipublicfiles.com/segment_anything_2/072824/sam2_hiera_large.pt"
-
-
-def test_resolve_downloads_once_then_uses_cache(server, tmp_path, monkeypatch):
-    info = ck.OFFICIAL_CHECKPOINTS["tiny"]
-    fake = ck.CheckpointInfo("tiny", "2.1", info.filename, info.url, len(PAYLOAD), PAYLOAD_SHA)
-    monkeypatch.setitem(ck.OFFICIAL_CHECKPOINTS, "tiny", fake)
-    monkeypatch.setenv(ck.BASE_URL_ENV, server.base + "/mirror/")
-    monkeypatch.setenv("SAM2_ROS_CACHE", str(tmp_path / "cache"))
-    path = ck.resolve_checkpoint(None, "t", progress=False)
-    assert path == tmp_path / "cache" / "sam2.1_hiera_tiny.pt"
-    assert path.read_bytes() == PAYLOAD
-    assert server.requests[0]["path"] == "/mirror/sam2.1_hiera_tiny.pt"
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("the cache hit must not touch the network")
-
-    monkeypatch.setattr(ck, "_open_url", no_network)
-    assert ck.resolve_checkpoint(None, "tiny", progress=False) == path
-
-
-def test_resolve_replaces_cached_file_of_wrong_size(server, tmp_path, monkeypatch):
-    info = ck.OFFICIAL_CHECKPOINTS["tiny"]
-    fake = ck.CheckpointInfo("tiny", "2.1", info.filename, info.url, len(PAYLOAD), PAYLOAD_SHA)
-    monkeypatch.setitem(ck.OFFICIAL_CHECKPOINTS, "tiny", fake)
-    monkeypatch.setenv(ck.BASE_URL_ENV, server.base)
-    (tmp_path / info.filename).write_bytes(b"short")
-    path = ck.resolve_checkpoint(None, "tiny", cache_dir=tmp_path, progress=False)
-    assert path.read_bytes() == PAYLOAD
+def test_folders(tmp_path):
+    # `hf download facebook/sam2.1-hiera-large --local-dir D`: Meta's file (and README, config) in a folder
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    for name in ("sam2.1_hiera_large.pt", "README.md", ".gitattributes"):
+        (meta / name).write_bytes(b"x")
+    located = ck.locate_checkpoint(meta, "tiny")
+    assert located.weights == meta / "sam2.1_hiera_large.pt" and located.model == "large"
+    (meta / "sam2.1_hiera_tiny.pt").write_bytes(b"x")  # several: the model asked for picks
+    assert ck.resolve_checkpoint(meta, "tiny") == meta / "sam2.1_hiera_tiny.pt"
+    with pytest.raises(CheckpointNotFoundError, match=r"holds no checkpoint sam2_ros can pick.*sam2.1_hiera_large.pt"):
+        ck.resolve_checkpoint(meta, "small")
+    # a transformers model: config.json + model.safetensors
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json"):
+        (hf / name).write_bytes(b"{}")
+    located = ck.locate_checkpoint(hf, "tiny")
+    assert (located.weights, located.config) == (hf / "model.safetensors", hf / "config.json")
+    assert ck.locate_checkpoint(hf / "model.safetensors", "tiny").config == hf / "config.json"
+    # one checkpoint file of any name
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "finetuned.pt").write_bytes(b"x")
+    (one / "notes.txt").write_bytes(b"x")
+    assert ck.resolve_checkpoint(one, "tiny") == one / "finetuned.pt"
+    (one / "other.pth").write_bytes(b"x")
+    with pytest.raises(CheckpointNotFoundError, match=r"it holds finetuned.pt, notes.txt, other.pth"):
+        ck.resolve_checkpoint(one, "tiny")
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,6 +201,21 @@ def test_load_meta_format_and_bare(tmp_path):
         assert loaded.keys() == sd.keys()
         assert all(torch.equal(loaded[k], sd[k]) for k in sd)
         assert all(t.device.type == "cpu" for t in loaded.values())
+
+
+def test_load_safetensors_whatever_the_name(tmp_path):
+    from safetensors.torch import save_file
+
+    sd = small_sd()
+    save_file(sd, str(tmp_path / "model.safetensors"))
+    (tmp_path / "renamed.pt").write_bytes((tmp_path / "model.safetensors").read_bytes())
+    for name in ("model.safetensors", "renamed.pt"):  # found by content, not by name
+        loaded = ck.load_checkpoint_file(tmp_path / name)
+        assert loaded.keys() == sd.keys() and all(torch.equal(loaded[k], sd[k]) for k in sd)
+    data = (tmp_path / "model.safetensors").read_bytes()
+    (tmp_path / "half.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"safetensors file that cannot be read.*truncated or corrupt"):
+        ck.load_checkpoint_file(tmp_path / "half.safetensors")
 
 
 def test_load_missing_file(tmp_path):

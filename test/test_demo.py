@@ -127,21 +127,6 @@ def checkpoint(official_checkpoint):
     return str(official_checkpoint('tiny', 256, seed=0))
 
 
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """No network: the real downloader's one network call fails as it does offline."""
-    import urllib.error
-
-    from sam2_ros.model import checkpoint as ckpt
-
-    def refuse(url, headers, timeout):
-        raise urllib.error.URLError('[Errno -3] Temporary failure in name resolution')
-
-    monkeypatch.setenv('SAM2_ROS_CACHE', str(tmp_path / 'cache'))
-    monkeypatch.setattr(ckpt, '_open_url', refuse)
-    monkeypatch.setattr(ckpt, '_RETRY_DELAY_S', 0.0)
-
-
 def _count_frames(path):
     cap = cv2.VideoCapture(str(path))
     n = 0
@@ -168,13 +153,13 @@ def test_demo_writes_outputs(tmp_path, checkpoint, capsys):
     assert 'ms per frame' in printed and str(out / 'overlay.mp4') in printed
 
 
-def test_demo_offline_without_random_weights_fails_with_advice(tmp_path, offline, capsys):
+def test_demo_offline_without_random_weights_fails_with_advice(tmp_path, hub_offline, capsys):
     assert demo.main(['--max-frames', '2', '--out', str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert 'could not download' in err and '--random-weights' in err and '--checkpoint' in err
+    assert 'cannot get sam2.1_hiera_tiny.pt' in err and '--random-weights' in err and '--checkpoint' in err
 
 
-def test_demo_offline_with_random_weights_stamps_frames(tmp_path, offline, capsys):
+def test_demo_offline_with_random_weights_stamps_frames(tmp_path, hub_offline, capsys):
     assert demo.main(['--max-frames', '2', '--out', str(tmp_path), '--random-weights',
                       '--image-size', '128', '--device', 'cpu']) == 0
     assert 'RANDOM WEIGHTS' in capsys.readouterr().err
@@ -183,7 +168,7 @@ def test_demo_offline_with_random_weights_stamps_frames(tmp_path, offline, capsy
     assert image[:12].mean() < 0.6 * original[:12].mean()  # the darkened banner
 
 
-def test_demo_explicit_checkpoint_never_falls_back(tmp_path, offline, capsys):
+def test_demo_explicit_checkpoint_never_falls_back(tmp_path, hub_offline, capsys):
     assert demo.main(['--checkpoint', str(tmp_path / 'x.pt'), '--random-weights',
                       '--max-frames', '1', '--out', str(tmp_path)]) == 2
     assert 'not found' in capsys.readouterr().err
@@ -203,7 +188,7 @@ def test_demo_help_runs():
     assert exit_info.value.code == 0
 
 
-def test_demo_random_weights_runs_a_few_frames_by_default(tmp_path, offline):
+def test_demo_random_weights_runs_a_few_frames_by_default(tmp_path, hub_offline):
     assert demo.main(['--out', str(tmp_path), '--random-weights', '--image-size', '128',
                       '--device', 'cpu']) == 0
     assert _count_frames(tmp_path / 'overlay.mp4') == demo.RANDOM_WEIGHTS_FRAMES
@@ -246,7 +231,8 @@ def test_setup_sh_help_is_a_usage_not_the_script():
 
 
 @pytest.mark.parametrize('args, says', [
-    (['--model', 'huge'], 'use tiny, small, base_plus or large'),
+    (['--model', 'huge'], 'use tiny, small, base_plus, large or edgetam'),
+    (['--model', 'edgetam', '--image-size', '320'], 'a multiple of 256'),
     (['--image-size', '100'], 'multiple of 32'),
     (['--device', 'gpu'], 'auto, cpu, cuda or cuda:N'),
     (['--max-frames', '0'], 'positive'),

@@ -22,6 +22,9 @@ def test_gpu_suite_smoke_runs_every_section(tmp_path):
     assert result["sync"] is not None
     assert {row["mode"] for row in result["speed"]} == {"eager", "compiled", "cudagraphs", "cudagraphs_samurai",
                                                         "official_vos"}
+    # EdgeTAM beside tiny, in each mode of ours (at 256 px: its smallest size)
+    assert {(row["mode"], row["image_size"]) for row in result["speed"] if row["model"] == "edgetam"} == {
+        ("eager", 256), ("compiled", 256), ("cudagraphs", 256)}
     for row in result["speed"]:
         assert row["fps"] > 0 and row["p95_ms"] >= row["p50_ms"] > 0
     parity = result["parity"]

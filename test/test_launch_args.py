@@ -49,13 +49,38 @@ def test_overrides_name_every_node_so_they_beat_its_own_section():
 
 def test_camera_images_remap_and_stray_ones_are_refused():
     configs = dict(ARGS, cameras='front,left', front_image='/head/image_raw')
-    assert L.camera_image_remaps(configs, ['front', 'left']) == [('front/image', '/head/image_raw')]
+    assert L.input_remaps(configs, ['front', 'left']) == [('front/image', '/head/image_raw')]
     with pytest.raises(L.LaunchArgumentError, match=r'fornt_image names no camera of cameras:=front,left'):
-        L.camera_image_remaps(dict(configs, fornt_image='/x'), ['front', 'left'])
+        L.input_remaps(dict(configs, fornt_image='/x'), ['front', 'left'])
     with pytest.raises(L.LaunchArgumentError, match='the single node takes image:=TOPIC'):
-        L.camera_image_remaps(dict(ARGS, front_image='/x'), [])
+        L.input_remaps(dict(ARGS, front_image='/x'), [])
     with pytest.raises(L.LaunchArgumentError, match="front_image:='/head//image' is not a ROS topic name"):
-        L.camera_image_remaps(dict(configs, front_image='/head//image'), ['front', 'left'])
+        L.input_remaps(dict(configs, front_image='/head//image'), ['front', 'left'])
+
+
+def test_depth_inputs_remap_as_the_image_does():
+    single = dict(ARGS, depth_image='/camera/aligned_depth_to_color/image_raw', camera_info='')
+    assert L.input_remaps(single, []) == [('image', 'camera/image_raw'),
+                                          ('depth', '/camera/aligned_depth_to_color/image_raw')]
+    cams = dict(ARGS, depth_image='', camera_info='', left_depth_image='/wrist/depth',
+                left_camera_info='wrist/color/camera_info')
+    assert L.input_remaps(cams, ['front', 'left']) == [('left/depth', '/wrist/depth'),
+                                                       ('left/camera_info', 'wrist/color/camera_info')]
+    with pytest.raises(L.LaunchArgumentError, match='rigth_camera_info names no camera'):
+        L.input_remaps(dict(cams, rigth_camera_info='/x'), ['front', 'left'])
+    with pytest.raises(L.LaunchArgumentError, match="depth_image is the single node's; with cameras"):
+        L.input_remaps(dict(cams, depth_image='/d'), ['front', 'left'])
+    with pytest.raises(L.LaunchArgumentError, match="camera_info:='/a b' is not a ROS topic name"):
+        L.input_remaps(dict(single, camera_info='/a b'), [])
+    # depth: a parameter for every node when given; empty: the parameters file decides (per camera)
+    assert L.parameter_overrides(dict(ARGS, depth='true'), [], '')['/sam2_tracker']['ros__parameters']['depth'] is True
+    assert 'depth' not in L.parameter_overrides(dict(ARGS, depth=''), ['front'], '')['/front/sam2_tracker'][
+        'ros__parameters']
+    with pytest.raises(L.LaunchArgumentError, match="depth:='on': use true or false"):
+        L.parameter_overrides(dict(ARGS, depth='on'), [], '')
+
+
+def test_topic_names_are_checked():
     L.check_topic('image', 'camera/image_raw')  # relative: resolves in the namespace
     with pytest.raises(L.LaunchArgumentError, match='image'):
         L.check_topic('image', 'camera image')

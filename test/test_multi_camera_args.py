@@ -37,6 +37,10 @@ def test_namespace_and_camera_remaps():
                     '--remap', '/robot/left/image:=/wrist/raw']
     assert camera_ros_args(['--ros-args', '-r', 'front/image:=/x'], ['front'])[1] == ['--ros-args', '-r', '/front/image:=/x']
     assert camera_namespace('/robot', 'front') == '/robot/front' and camera_namespace('', 'front') == '/front'
+    # a camera's depth and camera_info are remapped as its image is
+    assert camera_ros_args(['--ros-args', '-r', '__ns:=/robot', '-r', 'left/depth:=/wrist/depth/raw', '-r',
+                            'left/camera_info:=/wrist/color/camera_info'], ['front', 'left'])[1] == [
+        '--ros-args', '-r', '/robot/left/depth:=/wrist/depth/raw', '-r', '/robot/left/camera_info:=/wrist/color/camera_info']
     with pytest.raises(CameraArgumentError, match='one name'):
         camera_ros_args(['--ros-args', '-r', '__node:=x'], ['front'])
 

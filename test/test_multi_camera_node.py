@@ -3,7 +3,8 @@
 and this process as the client of each camera.
 
 Per camera: outputs carry its own input headers, object ids are its own, prompts, resets and
-bad frames change nothing on the other cameras, deactivating or finalizing one leaves the
+bad frames change nothing on the other cameras, depth on one camera (objects in 3-D) leaves the
+others as they were, deactivating or finalizing one leaves the
 others tracking, and each camera's masks are those of a single-camera tracker fed the same
 frames and prompts. Parameters: a per-camera override applies to that camera only; a shared
 one (the model) set apart on one camera is refused with the reason. Signals stop every camera
@@ -21,16 +22,17 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 from sam2_ros.ros import conversions  # noqa: E402
 from helpers.ros import (MultiProcess, H, RELIABLE, W, Client, NodeProcess, checkpoint, frames, k_ns, make_stamp,  # noqa: E402,F401
-                           next_k, rect, ros_env, to_ns)
+                           next_k, raw_image, rect, ros_env, to_ns)
 
 CAMERAS = ('front', 'left', 'right')
 
 
 @pytest.fixture(scope='module')
 def params_file(tmp_path_factory):
-    """Per-camera override: the right camera tracks one object at most."""
+    """Per-camera overrides: the right camera tracks one object at most, the left one has depth."""
     path = tmp_path_factory.mktemp('params') / 'cameras.yaml'
-    path.write_text('/right/sam2_tracker:\n  ros__parameters:\n    max_objects: 1\n')
+    path.write_text('/right/sam2_tracker:\n  ros__parameters:\n    max_objects: 1\n'
+                    '/left/sam2_tracker:\n  ros__parameters:\n    depth: true\n')
     return str(path)
 
 
@@ -38,8 +40,8 @@ def params_file(tmp_path_factory):
 def node(tmp_path_factory, checkpoint, params_file):  # noqa: F811
     # every frame in order (reliable, deep): the parity test compares frame by frame
     proc = MultiProcess(tmp_path_factory.mktemp('multi'), checkpoint, CAMERAS, '--params-file', params_file,
-                        '-r', 'front/image:=/cams/front_raw', 'frame_policy:=all', 'image_qos:=reliable',
-                        'qos_depth:=50', 'prompt_buffer:=0')
+                        '-r', 'front/image:=/cams/front_raw', '-r', 'front/depth:=/cams/front_depth',
+                        'frame_policy:=all', 'image_qos:=reliable', 'qos_depth:=50', 'prompt_buffer:=0')
     yield proc
     code = proc.stop(signal.SIGINT)
     assert code == 0, proc.stderr()
@@ -198,6 +200,67 @@ def test_prompt_reset_and_bad_frame_on_one_camera_change_nothing_on_the_others(c
     assert k_ns(k + 3) not in cams['right'].masks
     keys = _each(cams, lambda cam, c: c.frame(frames[6], k + 4))
     assert '[right.sam2_tracker]' in node.stderr()[mark:] and '[front.sam2_tracker] image skipped' not in node.stderr()[mark:]
+
+
+def test_depth_on_one_camera_leaves_the_others_as_they_were(cams, frames, node):
+    """left has depth (params file): its objects come out in 3-D from left/depth and
+    left/camera_info, bad depth there is its own problem; front has no 3-D inputs or outputs and
+    tracks on in the same rounds."""
+    from sensor_msgs.msg import CameraInfo
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    from helpers.rgbd_msgs import camera_info_of, depth_msg
+    from helpers.rgbd_scene import Box, scene, to_16uc1
+    from sam2_ros.tracking.objects3d import Intrinsics
+
+    k_cam = Intrinsics(fx=140.0, fy=140.0, cx=79.5, cy=47.5, width=W, height=H)
+    sc = scene([Box([0.0, 0.0, 1.2], [0.3, 0.2, 0.15])], wall_z=2.0, k=k_cam, seed=2)
+    labels = (sc.colour_ids == 1).astype(np.uint16)
+    left, front = cams['left'], cams['front']
+    depth_pub = left.node.create_publisher(Image, '/left/depth', RELIABLE)
+    info_pub = left.node.create_publisher(CameraInfo, '/left/camera_info', RELIABLE)
+    arrays = []
+    sub = left.node.create_subscription(MarkerArray, '/left/sam2_tracker/markers', arrays.append, RELIABLE)
+    assert left.wait_for(lambda: depth_pub.get_subscription_count() > 0 and sub.get_publisher_count() > 0, 20)
+    # front: no depth subscription, no 3-D outputs
+    assert all(front.node.count_subscribers(t) == 0 for t in ('/front/depth', '/cams/front_depth', '/front/camera_info'))
+    assert front.node.count_publishers('/front/sam2_tracker/markers') == 0
+    assert ('[front.sam2_tracker]: `depth` is remapped to /cams/front_depth, but the parameter depth is false'
+            in node.stderr())  # a remap alone does not turn depth on: said in the log
+    k = next_k(2)
+    for j, depth in enumerate((to_16uc1(sc.depth), np.zeros((H, W, 3), np.uint8))):  # good, then refused
+        info_pub.publish(camera_info_of(k_cam))
+        msg = depth_msg(depth, stamp=make_stamp(k + j), frame_id='left_depth') if depth.ndim == 2 else \
+            raw_image(depth, 'rgb8')
+        msg.header.stamp = make_stamp(k + j)
+        depth_pub.publish(msg)
+        left.mask_prompt(labels, k=k + j)
+        keys = _each(cams, lambda cam, c: c.frame(frames[j], k + j, frame_id=f'{cam}_optical'))
+        for cam, c in cams.items():
+            assert c.masks[keys[cam]][0].header.frame_id == f'{cam}_optical'
+    assert left.wait_for(lambda: any(a.markers and a.markers[0].header.frame_id == 'left_depth' for a in arrays), 10)
+    cube = next(m for a in arrays for m in a.markers if m.type == Marker.CUBE)
+    assert cube.id == 1 and to_ns(cube.header.stamp) == k_ns(k)
+    assert abs(cube.pose.position.z - sc.centres[0][2]) < 0.02
+    assert left.wait_for(lambda: "depth encoding 'rgb8' is not accepted" in node.stderr(), 10)
+    assert '[left.sam2_tracker]: no 3-D for the frame' in node.stderr()
+    values = fresh_status_of(front)
+    assert not any(key.startswith(('depth_', 'frames_3d', 'errors_3d')) for key in values), values
+    left.node.destroy_subscription(sub)
+
+
+def fresh_status_of(c, timeout=5.0):
+    """The camera's diagnostic values published after now."""
+    with c.lock:
+        n = len(c.diagnostics)
+    name = f'{c.ns}/sam2_tracker'
+
+    def mine():
+        with c.lock:
+            return [{v.key: v.value for v in s.values} for m in c.diagnostics[n:] for s in m.status
+                    if s.name.startswith(name)]
+    assert c.wait_for(lambda: bool(mine()), timeout), 'no diagnostics'
+    return mine()[-1]
 
 
 def test_a_camera_deactivated_or_silent_leaves_the_others_tracking(cams, frames):

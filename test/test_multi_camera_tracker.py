@@ -28,7 +28,7 @@ def cameras(bunny_frames):
 
 
 def _plan(h, w):
-    return {0: [Prompt(1, points=[[0.45 * w, 0.55 * h]], labels=[1]), Prompt(2, box=[0.05 * w, 0.1 * h, 0.4 * w, 0.6 * h])],
+    return {0: [Prompt(1, points=[[0.45 * w, 0.55 * h]], labels=[1]), Prompt(2, box=[0.05 * w, 0.1 * h, 0.4 * w, 0.6 * h], label="box")],
             3: [Prompt(1, mask=ellipse(h, w, 0.6 * w, 0.4 * h, 0.15 * w, 0.2 * h))]}
 
 
@@ -168,6 +168,7 @@ def test_cameras_in_one_static_step_track_as_steps_of_their_own(model, cameras):
                 assert isinstance(res, PromptError) and "max_objects" in str(res)
                 assert trackers["left"].frame_index == before  # left as it was
                 res = trackers["left"].track(frames[1], [], features=feats[1])  # the node's retry: no prompts
+            assert res.labels == {o: "box" if o == 2 else None for o in res.object_ids}  # labels kept in one step
             ours[n].append(_record(res))
     for n in names:
         alone = Tracker(model, static=True, max_objects=capacity[n])

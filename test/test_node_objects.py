@@ -18,16 +18,16 @@ from geometry_msgs.msg import PolygonStamped  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from sam2_ros.ros import conversions  # noqa: E402
-from helpers.ros import (H, W, RELIABLE, Client, NodeProcess, checkpoint, frames, make_stamp, next_k,  # noqa: E402,F401
-                           rect, ros_env, to_ns)
+from helpers.ros import (H, W, RELIABLE, Client, NodeProcess, checkpoint, frames, fresh_status, make_stamp,  # noqa: E402,F401
+                           next_k, rect, ros_env, to_ns)
 
-NS = '/issue8'
+NS = '/objects'
 MAX_OBJECTS = 6
 
 
-class Issue8Client(Client):
+class ObjectsClient(Client):
     def __init__(self):
-        super().__init__(NS, name='issue8_client')
+        super().__init__(NS, name='objects_client')
         self.everything = self.node.create_client(Trigger, f'{self.tracker_ns}/track_everything')
         self.polygons = {}
 
@@ -39,42 +39,20 @@ class Issue8Client(Client):
                 self.polygons[obj_id][to_ns(msg.header.stamp)] = msg
         return self.node.create_subscription(PolygonStamped, f'{self.tracker_ns}/object_{obj_id}/polygon', cb, RELIABLE)
 
-    def status(self, after=0.0):
-        """The latest diagnostics values received after monotonic time ``after``."""
-        with self.lock:
-            for t, arr in reversed(self.diag_times):
-                if t < after:
-                    break
-                for s in arr.status:
-                    if 'sam2_tracker' in s.name:
-                        return {kv.key: kv.value for kv in s.values}
-        return None
-
-    def _on_diag(self, msg):
-        super()._on_diag(msg)
-        with self.lock:
-            self.diag_times.append((time.monotonic(), msg))
-
-    def fresh_status(self, timeout=5.0):
-        t = time.monotonic()
-        assert self.wait_for(lambda: self.status(t) is not None, timeout), 'no diagnostics'
-        return self.status(t)
-
 
 @pytest.fixture(scope='module')
 def node(tmp_path_factory, checkpoint):  # noqa: F811
-    proc = NodeProcess(tmp_path_factory.mktemp('issue8'), checkpoint, '-r', f'__ns:={NS}', 'publish_polygons:=true',
+    proc = NodeProcess(tmp_path_factory.mktemp('objects'), checkpoint, '-r', f'__ns:={NS}', 'publish_polygons:=true',
                        f'max_objects:={MAX_OBJECTS}', 'everything_points_per_side:=6', 'everything_pred_iou_thresh:=0.0',
                        'everything_stability_score_thresh:=0.0', 'everything_box_nms_thresh:=1.0',
-                       'polygon_tolerance:=0.0', name='issue8')
+                       'polygon_tolerance:=0.0', name='objects')
     yield proc
     assert proc.stop() == 0, proc.stderr()
 
 
 @pytest.fixture(scope='module')
 def client(node):
-    c = Issue8Client()
-    c.diag_times = []
+    c = ObjectsClient()
     c.wait_ready(proc=node)
     yield c
     c.close()
@@ -102,21 +80,21 @@ def test_polygons_and_object_states(client, node, frames):  # noqa: F811
     assert abs(xy[:, 0].min() - 30) <= 2 and abs(xy[:, 0].max() - 99) <= 2, xy
     assert abs(xy[:, 1].min() - 20) <= 2 and abs(xy[:, 1].max() - 59) <= 2, xy
     # states: visible after the prompt, with its score
-    st = c.fresh_status()
+    st = fresh_status(c)
     assert st['objects_visible'] == '1' and st['object_3'].startswith('visible (1.00'), st
     # every frame misses it (thresholds 1.0): occluded after 1 frame, lost after 2; the id stays
     states(c, state_present_threshold=1.0, state_absent_threshold=1.0, state_occluded_frames=1, state_lost_frames=2)
     c.frame_and_wait(frames[1], k + 1)
-    assert c.fresh_status()['object_3'].startswith('occluded')
+    assert fresh_status(c)['object_3'].startswith('occluded')
     c.frame_and_wait(frames[2], k + 2)
-    st = c.fresh_status()
+    st = fresh_status(c)
     assert st['object_3'].startswith('lost') and st['objects_lost'] == '1' and st['objects_visible'] == '0'
     out = c.frame_and_wait(frames[3], k + 3)
-    assert out is not None and c.fresh_status()['object_3'].startswith('lost')
+    assert out is not None and fresh_status(c)['object_3'].startswith('lost')
     # seen again (thresholds 0.0): visible, same id
     states(c, state_present_threshold=0.0, state_absent_threshold=0.0)
     c.frame_and_wait(frames[4], k + 4)
-    assert c.fresh_status()['object_3'].startswith('visible')
+    assert fresh_status(c)['object_3'].startswith('visible')
     states(c, state_present_threshold=0.6, state_absent_threshold=0.4, state_occluded_frames=2, state_lost_frames=30)
     # publish_polygons off: the topic goes away
     assert c.set_params(publish_polygons=False)[0].successful
@@ -146,7 +124,7 @@ def test_track_everything_starts_objects_largest_first_up_to_max_objects(client,
     text = f'track_everything: started {MAX_OBJECTS - 1} object(s) on the latest frame: ids 2 to {MAX_OBJECTS}'
     assert node.wait_log(text, 60), node.stderr()[mark:]  # more masks than free slots: the largest fill them
     out = c.frame_and_wait(frames[21], k + 1)
-    assert int(c.fresh_status()['objects']) == MAX_OBJECTS
+    assert int(fresh_status(c)['objects']) == MAX_OBJECTS
     assert conversions.image_to_labels(out).max() <= MAX_OBJECTS
     res = c.call(c.everything, Trigger.Request(), timeout=60)
     assert not res.success and f'max_objects ({MAX_OBJECTS})' in res.message
@@ -172,5 +150,5 @@ def test_prompt_boxes_reseed_where_vision_msgs_is_installed(client, node, frames
     pub.publish(arr)
     time.sleep(0.3)
     c.frame_and_wait(frames[31], k + 1)
-    assert c.wait_for(lambda: int(c.fresh_status()['objects']) == 1, 10)
+    assert c.wait_for(lambda: int(fresh_status(c)['objects']) == 1, 10)
     assert all(r.successful for r in c.set_params(reseed='none', reseed_new_objects=False))

@@ -157,4 +157,4 @@ def test_cli_opset17_legacy_exporter(tmp_path, official_checkpoint):
 def test_cli_refuses_bad_arguments(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "export" / "export_onnx.py"), "--checkpoint", str(tmp_path / "nope.pt"),
                         "--output", str(tmp_path / "x.onnx")], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and "does not exist" in r.stderr
+    assert r.returncode == 2 and "checkpoint file not found" in r.stderr and "nope.pt" in r.stderr

@@ -88,7 +88,6 @@ def test_bad_images_are_refused_with_the_reason_and_tracking_goes_on(fresh, fram
     c.frame_and_wait(frames[0], k)
     refused0 = counter(c, 'frames_refused')
     mark = len(node.stderr())
-    good = conversions.numpy_to_image(frames[1], 'rgb8')
     short = conversions.numpy_to_image(frames[1], 'rgb8')
     short.data = short.data[:-W * 3]  # one row missing
     long_ = conversions.numpy_to_image(frames[1], 'rgb8')

@@ -351,6 +351,15 @@ def test_parameter_validation():
         params.validate_all({'encoder_backend': 'openvino', 'encoder_engine': ''})
 
 
+def test_edgetam_model_parameter_and_its_image_sizes():
+    assert params.validate('model', 'edgetam') is None and 'edgetam' in params.MODELS
+    params.validate_all({'model': 'edgetam', 'image_size': 512})
+    with pytest.raises(params.ParameterError, match='image_size 320 does not fit model edgetam.*multiple of 256'):
+        params.validate_all({'model': 'edgetam', 'image_size': 320})
+    params.validate_all({'model': 'tiny', 'image_size': 320})
+    assert 'multiple of 256' in params.change_refusal('image_size', 800, 'unconfigured', {'model': 'edgetam'})
+
+
 def test_parameter_change_rules():
     r = params.change_refusal
     assert 'read-only once the node is configured' in r('model', 'small', 'active')

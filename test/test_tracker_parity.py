@@ -9,7 +9,7 @@ than num_maskmem + 16 so that the memory and pointer windows evict.
 import pytest
 
 from sam2_ros import Tracker
-from helpers.parity import CASES, assert_close, assert_same, run_ours  # noqa: E402
+from helpers.parity import CASES, assert_same, assert_static_close, run_ours  # noqa: E402
 
 
 @pytest.mark.parametrize("size", list(CASES))
@@ -33,5 +33,5 @@ def test_static_frame_step_matches_official_video_predictor(reference, size):
     masked memories and padded prompts."""
     model, frames, plan, corrections_as_cond, theirs = reference(size)
     tracker = Tracker(model, max_objects=4, max_cond_frames=2, corrections_as_cond=corrections_as_cond, static=True)
-    worst = assert_close(run_ours(tracker, frames, plan), theirs, max_err=1e-3)
-    print(f"static {size}: max relative logit error {worst['max_err']:.1e}, min mask IoU {worst['min_iou']:.5f}")
+    worst = assert_static_close(run_ours(tracker, frames, plan), theirs)
+    print(f"static {size}: max relative logit error {worst['max_err']:.1e}, mean {worst['mean_err']:.1e}, flipped pixels {worst['flips']:.2%}")

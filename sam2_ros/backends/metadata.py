@@ -23,11 +23,11 @@ PART_PREFIXES: Dict[str, Tuple[str, ...]] = {
     "encoder": ("image_encoder.", "sam_mask_decoder.conv_s0.", "sam_mask_decoder.conv_s1."),
     "memory_attention": ("memory_attention.",),
     "decoder": ("sam_prompt_encoder.", "sam_mask_decoder.", "obj_ptr_proj."),
-    "memory_encoder": ("memory_encoder.", "no_obj_embed_spatial"),
+    "memory_encoder": ("memory_encoder.", "no_obj_embed_spatial", "spatial_perceiver."),
     # The whole frame step but the image encoder (sam2_ros.backends.step_export).
     "step": ("memory_attention.", "memory_encoder.", "sam_prompt_encoder.", "sam_mask_decoder.", "obj_ptr_proj.",
              "obj_ptr_tpos_proj.", "mask_downsample.", "maskmem_tpos_enc", "no_mem_embed", "no_mem_pos_enc", "no_obj_ptr",
-             "no_obj_embed_spatial"),
+             "no_obj_embed_spatial", "spatial_perceiver."),
 }
 PARTS = tuple(PART_PREFIXES)
 

@@ -113,6 +113,9 @@ class MemoryEncoderGraph(nn.Module):
         if cfg.no_obj_embed_spatial:
             absent = (object_score_logits <= 0).to(mem.dtype)
             mem = mem + absent[:, :, None, None] * m.no_obj_embed_spatial[:, :, None, None]
+        perceiver = getattr(m, "spatial_perceiver", None)
+        if perceiver is not None:  # EdgeTAM: the map compressed to T tokens, (B, T, C_mem)
+            mem = perceiver(mem, m.memory_encoder.position_encoding(mem))[0]
         return mem
 
 
@@ -140,7 +143,7 @@ def part_spec(model: SAM2, part: str, num_mem_frames: int = 7, num_ptrs: int = 1
         if num_mem_frames < 1 or num_ptrs < 0:
             raise ValueError("memory_attention needs --num-mem-frames >= 1 and --num-ptrs >= 0")
         n_ptr_tokens = num_ptrs * (c // m)
-        mem_len = num_mem_frames * h * h + n_ptr_tokens
+        mem_len = num_mem_frames * model.memory_tokens_per_frame + n_ptr_tokens  # T = h*h (SAM 2) or 512 (EdgeTAM)
         ins = {"feat": rnd(batch, c, h, h), "pos": rnd(batch, c, h, h),
                "memory": rnd(batch, mem_len, m), "memory_pos": rnd(batch, mem_len, m)}
         extra = {"num_mem_frames": str(num_mem_frames), "num_ptrs": str(num_ptrs),

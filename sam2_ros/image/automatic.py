@@ -270,9 +270,11 @@ class AutomaticMaskGenerator:
     @classmethod
     def from_pretrained(cls, checkpoint: Optional[str] = None, model: str = "tiny", image_size: int = 1024,
                         device: str = "auto", **kwargs) -> "AutomaticMaskGenerator":
-        """Load Meta's checkpoint (``None``: download the official SAM 2.1 file once).
-        Keyword arguments go to :class:`AutomaticMaskGenerator`."""
-        return cls(build_model(checkpoint, model=model, image_size=image_size, device=resolve_device(device)), **kwargs)
+        """Load a checkpoint as :meth:`ImagePredictor.from_pretrained` does (a file, a Hub id, a
+        folder, or ``None`` for the official one of ``model``). Keyword arguments go to
+        :class:`AutomaticMaskGenerator`."""
+        return cls(build_model(checkpoint, model=model, image_size=image_size, device=resolve_device(device),
+                               image_only=True), **kwargs)
 
     @classmethod
     def from_config(cls, model: str = "tiny", image_size: int = 1024, device: str = "auto", seed: int = 0,

@@ -93,8 +93,11 @@ class ImagePredictor:
         cache_on_cpu: bool = True,
         dtype: str = "auto",
     ) -> "ImagePredictor":
-        """Load Meta's checkpoint (``None``: download the official SAM 2.1 file once)."""
-        net = build_model(checkpoint, model=model, image_size=image_size, device=resolve_device(device))
+        """Load a checkpoint: Meta's file, a Hugging Face Hub id, a folder, a transformers-format SAM 2
+        (also an image-only ``Sam2Model``), or ``None`` for the official one of ``model`` (Hub cache);
+        ``model="edgetam"``: EdgeTAM (``edgetam.pt``, Hub ``facebook/EdgeTAM``)."""
+        net = build_model(checkpoint, model=model, image_size=image_size, device=resolve_device(device),
+                          image_only=True)
         return cls(net, cache_size=cache_size, cache_on_cpu=cache_on_cpu, dtype=dtype)
 
     # ------------------------------------------------------------- embedding

@@ -1,4 +1,4 @@
-"""Build a ready-to-run SAM 2 model from a checkpoint (or random weights, for tests and demos)."""
+"""Build a ready-to-run SAM 2 or EdgeTAM model from a checkpoint (or random weights, for tests and demos)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from typing import Optional, Union
 
 import torch
 
-from .checkpoint import detect_checkpoint_variant, load_checkpoint_file, load_state_dict_strict, resolve_checkpoint
-from .config import normalize_model_name, sam2_config
+from .checkpoint import (CheckpointError, CheckpointMismatchError, detect_checkpoint_variant, load_checkpoint,
+                         load_state_dict_strict)
+from .config import EDGETAM, edgetam_config, normalize_model_name, sam2_config
+from .edgetam import EdgeTAM
+from .edgetam_checkpoint import check_model_family
 from .sam2 import SAM2
 
 log = logging.getLogger(__name__)
@@ -65,23 +68,86 @@ def build_model(
     image_size: int = 1024,
     device: Union[str, torch.device, None] = "auto",
     version: Optional[str] = None,
+    *,
+    image_only: bool = False,
+    fuse: bool = False,
 ) -> SAM2:
-    """Load Meta's checkpoint (downloaded once when ``checkpoint`` is None) into a SAM 2 model.
+    """Load a checkpoint into a SAM 2 model, or with ``model="edgetam"`` into an
+    :class:`~sam2_ros.model.edgetam.EdgeTAM`: Meta's file, a Hugging Face Hub id, a folder, a
+    transformers-format SAM 2, or None for the official checkpoint of ``model`` (fetched through
+    the Hub cache); see :mod:`sam2_ros.model.checkpoint`.
 
-    The SAM 2.0 / 2.1 variant is read from the checkpoint's keys unless ``version`` is given.
-    Loading is strict; a checkpoint of another size or family raises a
-    :class:`~sam2_ros.model.checkpoint.CheckpointMismatchError` that names the fix.
+    The model size is the checkpoint's own where it declares one (Hub id, official file name,
+    transformers ``config.json``), else ``model``; the family (SAM 2 or EdgeTAM) must be the one
+    ``model`` names: a file of the other family is refused, naming what it holds. The SAM 2.0 /
+    2.1 variant is read from the checkpoint unless ``version`` is given. Loading is strict; a
+    checkpoint of another size or family raises a
+    :class:`~sam2_ros.model.errors.CheckpointMismatchError` that names the fix.
+
+    ``image_only``: for the image predictors, which use no memory: also accept an image-only
+    checkpoint (transformers' ``Sam2Model``), strictly for the image encoder, prompt encoder and
+    mask decoder; the memory weights it lacks are NaN, so that tracking with it cannot go unnoticed.
+    ``fuse`` (EdgeTAM only): fold the trunk's BatchNorms into its convs after loading.
     """
     name = normalize_model_name(model)
-    path = resolve_checkpoint(checkpoint, name)
-    state = load_checkpoint_file(path)
+    if name != EDGETAM and fuse:
+        raise ValueError("fuse=True folds EdgeTAM's BatchNorms; SAM 2's Hiera has none (use fuse=False)")
+    if name == EDGETAM and version is not None:
+        raise ValueError(f"version={version!r} selects a SAM 2 release; EdgeTAM has one (leave version=None)")
+    loaded = load_checkpoint(checkpoint, name)
+    check_model_family(loaded.state, name)
+    if name == EDGETAM:
+        net = EdgeTAM(edgetam_config(image_size))
+        load_state_dict_strict(net, loaded.state, model_name=name)
+        if fuse:
+            net.fuse()
+        log.info("loaded EdgeTAM from %s", loaded.path)
+        return net.to(resolve_device(device)).eval()
     if version is None:
-        _, detected = detect_checkpoint_variant(state)
+        detected = loaded.version or detect_checkpoint_variant(loaded.state)[1]
         version = detected if detected in ("2.0", "2.1") else "2.1"
-    net = SAM2(sam2_config(name, image_size, version))
-    load_state_dict_strict(net, state, model_name=name)
-    log.info("loaded SAM %s %s from %s", version, name, path)
+    net = SAM2(sam2_config(loaded.model, image_size, version))
+    if loaded.image_only:
+        if not image_only:
+            raise CheckpointError(
+                f"checkpoint {str(loaded.path)!r} is an image-only SAM 2 (transformers' Sam2Model): it has no "
+                f"memory weights, which tracking needs. Use it with ImagePredictor / AutomaticMaskGenerator, "
+                f"or track with a Sam2VideoModel checkpoint")
+        _load_image_parts(net, loaded.state, loaded.model)
+    else:
+        _load_strict(net, loaded.state, loaded.model, loaded.from_transformers)
+    log.info("loaded SAM %s %s from %s", version, loaded.model, loaded.path)
     return net.to(resolve_device(device)).eval()
+
+
+_IMAGE_PARTS = ("image_encoder.", "sam_prompt_encoder.", "sam_mask_decoder.", "no_mem_embed")
+
+
+def _load_strict(net: SAM2, state, model: str, from_transformers: bool) -> None:
+    try:
+        load_state_dict_strict(net, state, model_name=model)
+    except CheckpointMismatchError as error:
+        if not from_transformers or not error.missing:
+            raise
+        from .transformers_format import transformers_names
+
+        names = transformers_names(error.missing, list(net.state_dict()))
+        shown = ", ".join(dict.fromkeys(names.values()))
+        raise CheckpointMismatchError(f"{error} In transformers' names, the checkpoint lacks: {shown}",
+                                      error.missing, error.unexpected, error.mismatched) from None
+
+
+def _load_image_parts(net: SAM2, state, model: str) -> None:
+    """Strict over the image path; the rest of the model (memory) is set to NaN."""
+    image = torch.nn.Module()
+    for part in ("image_encoder", "sam_prompt_encoder", "sam_mask_decoder"):
+        image.add_module(part, getattr(net, part))
+    image.no_mem_embed = net.no_mem_embed
+    _load_strict(image, state, model, True)
+    with torch.no_grad():
+        for name, param in net.named_parameters():
+            if not name.startswith(_IMAGE_PARTS):
+                param.fill_(float("nan"))
 
 
 def build_random_model(
@@ -91,7 +157,10 @@ def build_random_model(
     """A model with random weights: runs the whole pipeline, but its masks mean nothing."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = SAM2(sam2_config(model, image_size, version))
+        if normalize_model_name(model) == EDGETAM:
+            net = EdgeTAM(edgetam_config(image_size))
+        else:
+            net = SAM2(sam2_config(model, image_size, version))
         with torch.no_grad():
             for p in net.parameters():
                 p.add_(torch.randn_like(p) * 0.02)

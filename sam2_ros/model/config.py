@@ -1,8 +1,9 @@
-"""Frozen configurations of the SAM 2 / SAM 2.1 model family.
+"""Frozen configurations of the SAM 2 / SAM 2.1 model family and of EdgeTAM.
 
 One dataclass describes one released checkpoint layout. The numbers are the architecture
 facts of Meta's published model cards and configs (Hiera sizes from the Hiera paper,
-arXiv:2306.00989; SAM 2 heads from arXiv:2408.00714); everything that is not a weight lives here.
+arXiv:2306.00989; SAM 2 heads from arXiv:2408.00714; EdgeTAM from arXiv:2501.07256 and its
+released config); everything that is not a weight lives here.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Tuple
 
-MODEL_NAMES = ("tiny", "small", "base_plus", "large")
+SAM2_SIZES = ("tiny", "small", "base_plus", "large")  # the Hiera sizes of SAM 2 / 2.1
+EDGETAM = "edgetam"  # EdgeTAM (arXiv:2501.07256): RepViT-M1 trunk, spatial perceiver memory
+MODEL_NAMES = SAM2_SIZES + (EDGETAM,)
 VERSIONS = ("2.1", "2.0")
 
 
@@ -149,6 +152,8 @@ def sam2_config(model: str = "tiny", image_size: int = 1024, version: str = "2.1
         **overrides: any other :class:`SAM2Config` field (e.g. ``num_maskmem``).
     """
     name = normalize_model_name(model)
+    if name == EDGETAM:
+        raise ValueError("model 'edgetam' has its own configuration: use edgetam_config()")
     if version not in VERSIONS:
         raise ValueError(f"unknown SAM 2 version {version!r}; choose one of {', '.join(VERSIONS)}")
     cfg = SAM2Config(name=name, version=version, image_size=image_size, hiera=_HIERA[name])
@@ -161,3 +166,86 @@ def sam2_config(model: str = "tiny", image_size: int = 1024, version: str = "2.1
             add_tpos_enc_to_obj_ptrs=False,
         )
     return replace(cfg, **overrides) if overrides else cfg
+
+
+# ---------------------------------------------------------------------------------- EdgeTAM
+
+
+@dataclass(frozen=True)
+class RepViTConfig:
+    """RepViT trunk (arXiv:2307.09283); the defaults are RepViT-M1, EdgeTAM's."""
+
+    embed_dims: Tuple[int, ...] = (48, 96, 192, 384)  # channels per stage (strides 4, 8, 16, 32)
+    depths: Tuple[int, ...] = (2, 2, 14, 2)  # blocks per stage, after its downsampling block
+    mlp_ratio: int = 2  # channel-MLP expansion
+    kernel_size: int = 3  # depthwise token-mixing kernel
+    se_ratio: float = 0.25  # squeeze-excite width (rounded to a multiple of 8)
+
+    @property
+    def channel_list(self) -> Tuple[int, ...]:
+        """Output channels per stage, deepest first (the order the FPN neck consumes)."""
+        return tuple(reversed(self.embed_dims))
+
+
+@dataclass(frozen=True)
+class PerceiverConfig:
+    """EdgeTAM's 2-D spatial perceiver: compresses a (C_mem, h, w) memory map to
+    ``num_latents`` global latents + ``grid * grid`` windowed ones."""
+
+    num_latents: int = 256  # global latents: each attends to the whole map
+    grid: int = 16  # 2-D latents: one per cell of a grid x grid partition of the map
+    depth: int = 2
+    ff_mult: int = 4
+
+    @property
+    def tokens(self) -> int:
+        """Memory tokens per frame and object."""
+        return self.num_latents + self.grid * self.grid
+
+
+@dataclass(frozen=True)
+class EdgeTAMConfig(SAM2Config):
+    """EdgeTAM: SAM 2's prompt encoder, mask decoder and memory encoder (as in SAM 2.0: no
+    object-pointer temporal encoding, no spatial no-object embedding), a RepViT-M1 trunk, a
+    spatial perceiver after the memory encoder, and 2 memory-attention layers whose
+    cross-attention rotates only the perceiver's 2-D latents (by their 16 x 16 grid cell).
+
+    ``hiera`` is inherited and unused."""
+
+    name: str = EDGETAM
+    version: str = "2.0"
+    repvit: RepViTConfig = field(default_factory=RepViTConfig)
+    perceiver: PerceiverConfig = field(default_factory=PerceiverConfig)
+    memory_attention_layers: int = 2
+    no_obj_embed_spatial: bool = False
+    proj_tpos_enc_in_obj_ptrs: bool = False
+    use_signed_tpos_enc_to_obj_ptrs: bool = False
+    add_tpos_enc_to_obj_ptrs: bool = False
+
+    def __post_init__(self) -> None:
+        check_edgetam_image_size(self.image_size, self.perceiver.grid)
+
+
+def check_edgetam_image_size(image_size: int, grid: int = 16) -> None:
+    """Refuse sizes EdgeTAM cannot run at. Its position tables (sine encodings, the memory
+    attention's RoPE of the stride-16 map, the prompt encoder's) are rebuilt for any size;
+    what fixes the size is the perceiver, which cuts the stride-16 memory map into
+    grid x grid equal windows: the side must be a multiple of 16 * grid pixels."""
+    step = 16 * grid
+    if not isinstance(image_size, int) or image_size < step or image_size % step:
+        near = max(step, round(image_size / step) * step) if isinstance(image_size, int) else 1024
+        raise ValueError(
+            f"EdgeTAM cannot run at image_size={image_size!r}: its spatial perceiver splits the "
+            f"stride-16 memory map into {grid} x {grid} equal windows, so the size must be a multiple of "
+            f"{step} pixels. Try {near} (1024 is the native size, 512 the fast mode)."
+        )
+
+
+def edgetam_config(image_size: int = 1024, **overrides) -> EdgeTAMConfig:
+    """The frozen config of EdgeTAM (the released ``edgetam.pt``).
+
+    Args:
+        image_size: input side in pixels, a multiple of 256 (1024 native).
+        **overrides: any other :class:`EdgeTAMConfig` field (e.g. ``num_maskmem``).
+    """
+    return EdgeTAMConfig(image_size=image_size, **overrides)

@@ -18,15 +18,22 @@ class RoPEAttention(Attention):
     """Attention with 2-D axial rotary position embedding on queries and keys.
 
     Keys may hold several frames' worth of spatial tokens (the same rotation tables tiled)
-    followed by ``num_k_exclude_rope`` object-pointer tokens that have no position.
+    followed by ``num_k_exclude_rope`` object-pointer tokens that have no position. The keys
+    use the queries' table unless ``key_tables`` (cos, sin), each (T, d/2), give them their
+    own, tiled every T keys (EdgeTAM: a memory frame's 512 perceiver latents).
     """
 
-    def __init__(self, dim: int, num_heads: int, feat_size: int, kv_in_dim: int | None = None, theta: float = 10000.0) -> None:
+    def __init__(self, dim: int, num_heads: int, feat_size: int, kv_in_dim: int | None = None, theta: float = 10000.0,
+                 key_tables: Tuple[Tensor, Tensor] | None = None) -> None:
         super().__init__(dim, num_heads, kv_in_dim=kv_in_dim)
         cos, sin = axial_rope_tables(self.head_dim, feat_size, feat_size, theta)
         # Non-persistent: the tables follow the image size, not the checkpoint.
         self.register_buffer("rope_cos", cos, persistent=False)  # (hw, d/2)
         self.register_buffer("rope_sin", sin, persistent=False)
+        self.own_key_tables = key_tables is not None
+        if self.own_key_tables:
+            self.register_buffer("rope_k_cos", key_tables[0], persistent=False)  # (T, d/2)
+            self.register_buffer("rope_k_sin", key_tables[1], persistent=False)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, num_k_exclude_rope: int = 0, key_mask: Tensor | None = None,
                 key_rope: Tensor | None = None) -> Tensor:
@@ -34,26 +41,28 @@ class RoPEAttention(Attention):
         (rotated, the first of them by table row 0); the static step's rows differ."""
         q, k, v = self.project(q, k, v)  # (B, h, N, d)
         q = apply_rope(q, self.rope_cos, self.rope_sin)
+        k_cos, k_sin = (self.rope_k_cos, self.rope_k_sin) if self.own_key_tables else (self.rope_cos, self.rope_sin)
         n_rope = k.shape[-2] - num_k_exclude_rope
         if key_rope is not None:
-            n, rows = k.shape[-2], self.rope_cos.shape[0]
+            n, rows = k.shape[-2], k_cos.shape[0]
             reps = -(-n // rows)
-            cos, sin = self.rope_cos.repeat(reps, 1)[:n], self.rope_sin.repeat(reps, 1)[:n]  # (Nk, d/2)
+            cos, sin = k_cos.repeat(reps, 1)[:n], k_sin.repeat(reps, 1)[:n]  # (Nk, d/2)
             k = torch.where(key_rope[:, None, :, None], apply_rope(k, cos, sin), k)
         elif num_k_exclude_rope:
-            k = torch.cat((apply_rope(k[:, :, :n_rope], self.rope_cos, self.rope_sin), k[:, :, n_rope:]), dim=2)
+            k = torch.cat((apply_rope(k[:, :, :n_rope], k_cos, k_sin), k[:, :, n_rope:]), dim=2)
         else:
-            k = apply_rope(k, self.rope_cos, self.rope_sin)
+            k = apply_rope(k, k_cos, k_sin)
         return self.attend(q, k, v, key_mask)
 
 
 class MemoryAttentionLayer(nn.Module):
     """Pre-norm block: RoPE self-attention, RoPE cross-attention to the memory, ReLU FFN."""
 
-    def __init__(self, d_model: int, mem_dim: int, ffn_dim: int, feat_size: int, theta: float) -> None:
+    def __init__(self, d_model: int, mem_dim: int, ffn_dim: int, feat_size: int, theta: float,
+                 key_tables: Tuple[Tensor, Tensor] | None = None) -> None:
         super().__init__()
         self.self_attn = RoPEAttention(d_model, 1, feat_size, theta=theta)
-        self.cross_attn_image = RoPEAttention(d_model, 1, feat_size, kv_in_dim=mem_dim, theta=theta)
+        self.cross_attn_image = RoPEAttention(d_model, 1, feat_size, kv_in_dim=mem_dim, theta=theta, key_tables=key_tables)
         self.linear1 = nn.Linear(d_model, ffn_dim)
         self.linear2 = nn.Linear(ffn_dim, d_model)
         self.norm1 = nn.LayerNorm(d_model)
@@ -71,10 +80,13 @@ class MemoryAttentionLayer(nn.Module):
 
 
 class MemoryAttention(nn.Module):
-    def __init__(self, d_model: int, mem_dim: int, num_layers: int, ffn_dim: int, feat_size: int, theta: float) -> None:
+    """``key_tables``: the memory keys' own RoPE tables (see :class:`RoPEAttention`)."""
+
+    def __init__(self, d_model: int, mem_dim: int, num_layers: int, ffn_dim: int, feat_size: int, theta: float,
+                 key_tables: Tuple[Tensor, Tensor] | None = None) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            MemoryAttentionLayer(d_model, mem_dim, ffn_dim, feat_size, theta) for _ in range(num_layers)
+            MemoryAttentionLayer(d_model, mem_dim, ffn_dim, feat_size, theta, key_tables) for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(d_model)
 

@@ -18,7 +18,8 @@ from torch import Tensor, nn
 from .common import MLP, per_row
 from .config import SAM2Config
 from .decoder import MaskDecoder, PromptEncoder, select_masks
-from .hiera import ImageEncoder
+from .hiera import Hiera
+from .image_encoder import ImageEncoder
 from .memory import MemoryAttention, MemoryEncoder
 from .position_encoding import sine_encoding_1d
 
@@ -78,8 +79,8 @@ class SAM2(nn.Module):
         super().__init__()
         self.cfg = cfg
         c, m = cfg.d_model, cfg.mem_dim
-        self.image_encoder = ImageEncoder(cfg.hiera, c)
-        self.memory_attention = MemoryAttention(c, m, cfg.memory_attention_layers, cfg.memory_attention_ffn, cfg.feat_size, cfg.rope_theta)
+        self.image_encoder = self.build_image_encoder(cfg)
+        self.memory_attention = self.build_memory_attention(cfg)
         self.memory_encoder = MemoryEncoder(c, m)
         self.sam_prompt_encoder = PromptEncoder(c, cfg.image_size, cfg.feat_size, cfg.mask_in_chans)
         self.sam_mask_decoder = MaskDecoder(c, cfg.decoder_depth, cfg.decoder_heads, cfg.decoder_mlp_dim)
@@ -94,6 +95,17 @@ class SAM2(nn.Module):
         self.no_obj_ptr = nn.Parameter(torch.zeros(1, c))
         if cfg.no_obj_embed_spatial:
             self.no_obj_embed_spatial = nn.Parameter(torch.zeros(1, m))
+
+    @staticmethod
+    def build_image_encoder(cfg: SAM2Config) -> nn.Module:
+        """Hiera + FPN neck (EdgeTAM overrides it with RepViT)."""
+        return ImageEncoder(Hiera(cfg.hiera), cfg.hiera.channel_list, cfg.d_model)
+
+    @staticmethod
+    def build_memory_attention(cfg: SAM2Config) -> nn.Module:
+        """Memory attention whose keys share the queries' RoPE table (EdgeTAM's do not)."""
+        return MemoryAttention(cfg.d_model, cfg.mem_dim, cfg.memory_attention_layers, cfg.memory_attention_ffn,
+                               cfg.feat_size, cfg.rope_theta)
 
     @property
     def device(self) -> torch.device:
@@ -276,6 +288,20 @@ class SAM2(nn.Module):
             absent = (object_score_logits <= 0).to(mem.dtype)  # (B, 1)
             mem = mem + absent[:, :, None, None] * self.no_obj_embed_spatial[:, :, None, None]
         return mem, pos
+
+    @property
+    def memory_tokens_per_frame(self) -> int:
+        """T: tokens one memory frame of one object holds (h*w for SAM 2; 512 for EdgeTAM)."""
+        return self.cfg.feat_size**2
+
+    def memory_positions(self) -> Tensor:
+        """(T, C_mem) positions of one memory frame's tokens (before its temporal encoding)."""
+        h = self.cfg.feat_size
+        return self.memory_encoder.position_encoding.grid(h, h, self.device).flatten(2).transpose(1, 2)[0]
+
+    def memory_as_tokens(self, memory: Tensor) -> Tensor:
+        """:meth:`encode_memory`'s memories as tokens: (B, C_mem, h, w) -> (B, T, C_mem)."""
+        return memory.flatten(2).transpose(1, 2)
 
     def memory_tpos(self, frames_back: int) -> Tensor:
         """Temporal encoding (1, 1, C_mem) of a memory from ``frames_back`` frames ago;

@@ -5,9 +5,11 @@ services to the parts that do the work:
 
 * configure: read and check the parameters, load the model and warm it up, create the
   publishers (:mod:`~sam2_ros.ros.outputs`) and services (:mod:`~sam2_ros.ros.services`);
-* activate: subscribe to the image and the prompts (:mod:`~sam2_ros.ros.prompt_inputs`), start
-  the worker (:mod:`~sam2_ros.ros.stream`: frames, prompts, tracking, in its own thread or,
-  with several cameras in one process, the shared one: :mod:`~sam2_ros.ros.shared_worker`);
+* activate: subscribe to the image and the prompts (:mod:`~sam2_ros.ros.prompt_inputs`), with
+  ``depth`` to the depth image and camera_info (:mod:`~sam2_ros.ros.outputs_3d`: objects in
+  3-D), start the worker (:mod:`~sam2_ros.ros.stream`: frames, prompts, tracking, in its own
+  thread or, with several cameras in one process, the shared one:
+  :mod:`~sam2_ros.ros.shared_worker`);
 * deactivate: unsubscribe, stop the worker (tracked objects are kept);
 * cleanup: drop the tracker and free the model's (GPU) memory.
 
@@ -38,6 +40,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point
 from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import ImageMarker
 
@@ -45,11 +48,13 @@ from sam2_ros.ros import params, prompts
 from sam2_ros.ros.diagnostics import Stats, camera_extras, diagnostics_stamp, to_diagnostic_array
 from sam2_ros.ros.objects import ObjectBook
 from sam2_ros.ros.outputs import Outputs
+from sam2_ros.ros.outputs_3d import Outputs3D
 from sam2_ros.ros.process import NODE_NAME
 from sam2_ros.ros.prompt_inputs import PromptInputs
 from sam2_ros.ros.rate_limited_log import RateLimitedLog
 from sam2_ros.ros.services import Services
 from sam2_ros.ros.stream import CameraStream
+from sam2_ros.ros.text_inputs import TextInputs
 
 PROMPT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
@@ -58,6 +63,9 @@ PROMPT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
 # services, 1000 deep).
 SERVICE_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
+# depth and camera_info come as the image does (image_qos), but a few deep: their callbacks only
+# store them, and a frame pairs with the one of its stamp, not the latest
+DEPTH_QOS_DEPTH = 5
 _LIFECYCLE_SERVICES = ('change_state', 'get_state', 'get_available_states', 'get_available_transitions',
                        'get_transition_graph')
 
@@ -113,15 +121,17 @@ class TrackerNode(LifecycleNode):
         self.log = RateLimitedLog(self.get_logger())
         self.p = params.declare(self)  # ParameterError on bad overrides; updated in place from here on
         self.add_on_set_parameters_callback(
-            params.make_callback(lambda: self._state, self._apply_live, lambda: params.current(self),
-                                 self._shared.refusal if self._shared is not None else None))
+            params.make_callback(lambda: self._state, self._apply_live, lambda: params.current(self), self._refusal))
         self.stats = Stats()
         self.objects = ObjectBook(self.p)
         self.outputs = Outputs(self, self.p, self.objects)
+        self.outputs_3d = Outputs3D(self, self.p, self.objects, self.log)
         self.stream = CameraStream(self.p, self.stats, self.log, self.get_logger(), self.objects,
                                    publish=self.outputs.publish, now_ns=lambda: self.get_clock().now().nanoseconds,
-                                   alive=lambda: rclpy.ok(context=self.context))
+                                   alive=lambda: rclpy.ok(context=self.context), hooks=[self.outputs_3d])
         self.inputs = PromptInputs(self.stream, self.objects, self.p, self.get_logger())
+        self.text = TextInputs(self.stream, self.objects, self.p, self.get_logger())
+        self.stream.hooks.append(self.text)  # it needs the stream, so it joins after
         self.handlers = Services(self.stream, self.p, lambda: self._state, self.get_logger())
         self._subs: list = []
         self._own_services: list = []
@@ -157,6 +167,8 @@ class TrackerNode(LifecycleNode):
         if 'time_jump_threshold' in values:
             stream.timeline.jump_threshold_s = float(values['time_jump_threshold'])
         self.objects.configure(self.p, values)
+        self.outputs_3d.configure(self.p, values)
+        self.text.configure(values)
         tracker = stream.tracker
         if tracker is not None:
             if 'prompt_buffer' in values:  # the worker may be using the buffer: between frames
@@ -166,6 +178,11 @@ class TrackerNode(LifecycleNode):
                 tracker.mask_threshold = float(values['mask_threshold'])
             if 'max_objects' in values:
                 tracker.max_objects = int(values['max_objects'])
+
+    def _refusal(self, name: str, value):
+        """What the parameter checks cannot see: a text prompt without transformers; a change a
+        camera of several may not make alone."""
+        return self.text.refusal(name, value) or (self._shared.refusal(name, value) if self._shared else None)
 
     # ------------------------------------------------------------------ lifecycle
     @_logged
@@ -193,6 +210,7 @@ class TrackerNode(LifecycleNode):
         if self._jump_handle is None:  # notice /clock going back (use_sim_time, a bag replayed in a loop)
             threshold = JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1), on_clock_change=False)
             self._jump_handle = self.get_clock().create_jump_callback(threshold, post_callback=self._on_clock_jump)
+        self.text.start()
         self._state = 'inactive'
         return TransitionCallbackReturn.SUCCESS
 
@@ -244,7 +262,7 @@ class TrackerNode(LifecycleNode):
         took = ("the process's shared model, already loaded and warm" if warm else
                 f'loaded in {loaded - start:.1f} s, warmed up in {time.perf_counter() - loaded:.1f} s')
         self.get_logger().info(
-            f"model {p['model']} ({checkpoint or 'official SAM 2.1 checkpoint'}) at {size} px on "
+            f"model {tracker.model.cfg.name} ({checkpoint or 'official SAM 2.1 checkpoint'}) at {size} px on "
             f"{tracker.device} ({tracker.dtype}, {self._backend} encoder, {self._step_backend} step, compile "
             f"{p['compile']}): {took}")
         return tracker
@@ -263,10 +281,15 @@ class TrackerNode(LifecycleNode):
         self._subs.append(self.create_subscription(ImageMarker, '~/prompt', inputs.on_marker, PROMPT_QOS))
         self._subs.append(self.create_subscription(Image, '~/prompt_mask', inputs.on_prompt_mask, PROMPT_QOS))
         self._subs.append(self.create_subscription(Point, '~/click', inputs.on_click, PROMPT_QOS))
+        self._subs.append(self.create_subscription(String, '~/text_prompt', self.text.on_text_prompt, PROMPT_QOS,
+                                                   raw=True))
         vision = self.outputs.vision
         if vision is not None:
             self._subs.append(self.create_subscription(vision.Detection2DArray, '~/prompt_boxes',
                                                        inputs.on_prompt_boxes, PROMPT_QOS))
+        note = self.outputs_3d.activate(image_qos(p['image_qos'], max(p['qos_depth'], DEPTH_QOS_DEPTH)))
+        if note:
+            self.get_logger().info(note)
         stream.start(self._shared.worker if self._shared is not None else None)
         self._state = 'active'
         self.get_logger().info(f"tracking frames from {self.resolve_topic_name(topic)} ({p['image_qos']}, depth "
@@ -305,6 +328,7 @@ class TrackerNode(LifecycleNode):
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs.clear()
+        self.outputs_3d.deactivate()
 
     def _release(self) -> None:
         """Destroy publishers, services and timers; drop the tracker and free its memory."""
@@ -317,12 +341,14 @@ class TrackerNode(LifecycleNode):
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
         self.outputs.destroy()
+        self.outputs_3d.destroy()
         if self._diag_pub is not None:
             self.destroy_publisher(self._diag_pub)
             self._diag_pub = None
         if self._jump_handle is not None:
             self._jump_handle.unregister()
             self._jump_handle = None
+        self.text.close()
         self.stream.release()
 
     def stop_worker(self, timeout=30.0) -> bool:
@@ -348,5 +374,7 @@ class TrackerNode(LifecycleNode):
         extra = camera_extras(self.p, self._backend, tracker.device if tracker is not None else None,
                               len(stream.prompts), stream.prompts.dropped, self.get_parameter('use_sim_time').value,
                               self.objects.snapshot, self._shared.worker if self._shared is not None else None)
+        extra.update(self.outputs_3d.diagnostics())
+        extra.update(self.text.diagnostics())
         self._diag_pub.publish(to_diagnostic_array(f'{self.get_fully_qualified_name()}: tracking', extra['device'],
                                                    self._state, self.stats.snapshot(), extra, stamp))

@@ -38,6 +38,7 @@ class ObjectBook:
         self.lock = threading.Lock()
         self.tracked: Dict[int, Tracked] = {}  # per object after the last frame: box, state, label
         self.snapshot: Dict[int, Tuple[str, float]] = {}  # object id -> (state, score), for the diagnostics
+        self.want_boxes = False  # boxes also without vision_msgs: the text prompts' detector matches against them
 
     def configure(self, p: Mapping, changed: Mapping) -> None:
         """Apply the live parameter changes ``changed`` (``p``: every parameter's value now)."""
@@ -50,7 +51,7 @@ class ObjectBook:
                labels: Mapping[int, str], with_boxes: bool) -> Dict[int, str]:
         """Object states after this frame; ``with_boxes`` (vision_msgs installed: ~/detections
         and ~/prompt_boxes use them): also each object's box, its mask's, else its last one."""
-        boxes = [mask_box(m) for m in get_masks()] if with_boxes else None
+        boxes = [mask_box(m) for m in get_masks()] if with_boxes or self.want_boxes else None
         states = self.states.update(ids, scores, boxes)
         tracked = {}
         for k, obj_id in enumerate(ids):

@@ -5,14 +5,15 @@ integer or floating-point range). A set-parameters callback refuses invalid valu
 reason, and refuses changes that cannot take effect in the node's current lifecycle state:
 
 * ``configure``: the model and how it is built (model, checkpoint, device, dtype, image_size,
-  encoder_backend, encoder_engine, num_maskmem, max_cond_frames, compile, memory_selection) are
-  read-only once the node is configured; `cleanup` the node to change them (with compile on, max_objects too: it is
+  encoder_backend, encoder_engine, num_maskmem, max_cond_frames, compile, memory_selection; the text
+  detector's model, device, dtype and image size) are read-only once the
+  node is configured; `cleanup` the node to change them (with compile on, max_objects too: it is
   the compiled step's capacity);
-* ``activate``: the image subscription (image_transport, image_qos, qos_depth) cannot change while
-  the node is active; `deactivate` it first;
+* ``activate``: the input subscriptions (image_transport, image_qos, qos_depth, depth) cannot
+  change while the node is active; `deactivate` it first;
 * ``live``: applied on the next frame (mask_threshold, max_objects, frame_policy, prompt_buffer,
   max_image_pixels, publish_overlay, publish_object_masks, and the time, object-state, polygon,
-  segment-everything and detection parameters);
+  3-D, segment-everything, detection and text-prompt parameters);
 * ``start``: read once at start-up (autostart; declared read-only).
 
 This module needs rclpy's message types only in :func:`declare` and :func:`make_callback`; the
@@ -24,7 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
 
-MODELS = ('tiny', 'small', 'base_plus', 'large')
+MODELS = ('tiny', 'small', 'base_plus', 'large', 'edgetam')
 DTYPES = ('auto', 'float32', 'float16', 'bfloat16')
 BACKENDS = ('torch', 'onnxruntime', 'tensorrt')
 FRAME_POLICIES = ('latest', 'all')
@@ -52,14 +53,16 @@ class Spec:
 
 SPECS: Tuple[Spec, ...] = (
     # --- model (read-only once configured) ---
-    Spec('model', 'tiny', 'SAM 2 model size (aliases t, s, b+, l accepted)', 'configure', MODELS),
-    Spec('checkpoint', '', "path to Meta's official SAM 2 / 2.1 checkpoint (.pt); empty: download "
-         'the official SAM 2.1 checkpoint of `model` once into ~/.cache/sam2_ros', 'configure'),
+    Spec('model', 'tiny', 'SAM 2 model size (aliases t, s, b+, l accepted), or edgetam (EdgeTAM: RepViT trunk, '
+         '512-token memories; about 3-6x faster than tiny on a CPU)', 'configure', MODELS),
+    Spec('checkpoint', '', "Meta's .pt file, a folder, or a Hugging Face Hub id (facebook/sam2.1-hiera-tiny, "
+         'facebook/EdgeTAM, or a SAM 2 saved by transformers); empty: the official checkpoint of `model` (SAM 2.1, '
+         'or edgetam.pt), downloaded once into the Hugging Face Hub cache', 'configure'),
     Spec('device', 'auto', 'auto (CUDA when available, else CPU) | cpu | cuda | cuda:N', 'configure'),
     Spec('dtype', 'auto', 'compute dtype on CUDA (auto: bfloat16 where supported, else float16); '
          'float32 on the CPU', 'configure', DTYPES),
     Spec('image_size', 1024, 'model input side in pixels, a multiple of 32 (1024: as trained; '
-         '512: about 4x faster)', 'configure', int_range=(64, 4096, 32)),
+         '512: about 4x faster); with model edgetam a multiple of 256', 'configure', int_range=(64, 4096, 32)),
     Spec('encoder_backend', 'torch', 'image-encoder backend; one that cannot be used (package missing, '
          'encoder_engine missing or made for another model, size or GPU) falls back to torch with a '
          'warning', 'configure', BACKENDS),
@@ -125,6 +128,26 @@ SPECS: Tuple[Spec, ...] = (
     Spec('polygon_tolerance', 1.0, 'polygon simplification (Douglas-Peucker) in pixels: no boundary '
          'pixel lies farther from the polygon; 0 keeps every boundary pixel', 'live',
          float_range=(0.0, 100.0)),
+    # --- objects in 3-D from an aligned depth image ---
+    Spec('depth', False, 'subscribe to `depth` (sensor_msgs/Image 16UC1 millimetres or 32FC1 metres, registered '
+         'to `image`: its size or an integer scale of it) and `camera_info` (the colour camera\'s CameraInfo), and '
+         'publish each object in 3-D: ~/markers, ~/objects_3d (where vision_msgs is installed), ~/points '
+         '(publish_points)', 'activate'),
+    Spec('depth_max_delay', 0.02, 'seconds: a frame pairs with the depth image of the same stamp, else the '
+         'nearest one within this (0: the same stamp only); none: the frame goes out without 3-D (counted)',
+         'live', float_range=(0.0, 1.0)),
+    Spec('depth_buffer', 15, 'depth images kept for pairing (besides those a frame being tracked may pair '
+         'with): enough for the time a frame waits before it is tracked (15: half a second at 30 Hz)', 'live',
+         int_range=(1, 300, 1)),
+    Spec('depth_min_points', 30, 'valid depth pixels an object needs on a frame for 3-D (fewer: no 3-D for it '
+         'on that frame, counted in objects_without_3d)', 'live', int_range=(1, 1 << 20, 1)),
+    Spec('depth_erosion_px', 3, "colour pixels taken off each mask's border before measuring (flying pixels "
+         "at an object's edges; the edge is grown back where the depth continues the surface)", 'live',
+         int_range=(0, 50, 1)),
+    Spec('publish_points', False, '~/points: sensor_msgs/PointCloud2 of every object\'s points (x, y, z '
+         'float32, id uint16), with depth', 'live'),
+    Spec('max_points_per_object', 1000, '~/points: at most this many points per object (a regular subsample)',
+         'live', int_range=(1, 1 << 20, 1)),
     # --- object states (live) ---
     Spec('state_present_threshold', 0.6, 'an object is seen on a frame when its presence score is at '
          'least this', 'live', float_range=(0.0, 1.0)),
@@ -153,6 +176,28 @@ SPECS: Tuple[Spec, ...] = (
          'this many low-res pixels in each mask (0: off)', 'live', int_range=(0, 1 << 20, 1)),
     Spec('everything_min_area', 0, '~/track_everything: masks smaller than this (pixels of the frame) are '
          'not tracked', 'live', int_range=(0, 1 << 30, 1)),
+    # --- text prompts (~/text_prompt, sam2_ros.ros.text_inputs) ---
+    Spec('text_prompt', '', 'phrases separated by " . " ("person . red cup") that the detector turns into '
+         'objects labelled with their phrase; the same as a message on ~/text_prompt (the last one wins); '
+         'empty: no detection. Needs the optional extra sam2_ros[text] (transformers)', 'live'),
+    Spec('detector_model', 'IDEA-Research/grounding-dino-tiny', 'the text detector: a Hugging Face Hub id or '
+         'local directory of a zero-shot object detector (Grounding DINO, MM Grounding DINO, OWLv2), loaded on '
+         'the first text prompt', 'configure'),
+    Spec('detector_box_threshold', 0.35, 'a detection is kept when its best phrase score is above this',
+         'live', float_range=(0.0, 1.0)),
+    Spec('detector_text_threshold', 0.25, "Grounding DINO: tokens scored above this make a detection's own "
+         'label (the class label is always the phrase of its best token)', 'live', float_range=(0.0, 1.0)),
+    Spec('detector_every_n', 30, 'tracked frames between two detector runs (0: only when a text arrives, after '
+         'a reset and when an object of a phrase is lost)', 'live', int_range=(0, 100000, 1)),
+    Spec('detector_max_age', 10, "a detector run's boxes are applied to the newest frame when the run is at "
+         'most this many tracked frames old, else dropped (counted) and the detector runs again', 'live',
+         int_range=(0, 100000, 1)),
+    Spec('detector_device', 'auto', "the detector's device: auto (CUDA when available, else CPU) | cpu | cuda | "
+         'cuda:N', 'configure'),
+    Spec('detector_dtype', 'auto', "the detector's compute dtype (auto: bfloat16 on CUDA where supported, "
+         'float32 on the CPU)', 'configure', DTYPES),
+    Spec('detector_image_size', 0, "Grounding DINO's input: the shortest edge frames are resized to (0: the "
+         "checkpoint's, 800; 480 costs about half on a CPU)", 'configure', int_range=(0, 2048, 1)),
     # --- detections as prompts (~/prompt_boxes; live) ---
     Spec('reseed', 'none', 'what ~/prompt_boxes detections do to tracked objects, matched to them by box '
          'IoU: none (nothing) | every_n_frames (re-prompt every matched object with its detection box, '
@@ -190,6 +235,8 @@ def validate(name: str, value: Any, check_cuda: bool = True) -> Optional[str]:
         if not lo <= value <= hi or (value - lo) % step:
             extra = f' and a multiple of {step}' if step > 1 else ''
             return f'{name} must be in [{lo}, {hi}]{extra}, got {value}'
+        if name == 'detector_image_size' and 0 < value < 64:
+            return f"detector_image_size must be 0 (the checkpoint's size) or in [64, 2048], got {value}"
         return None
     if isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -213,18 +260,25 @@ def validate(name: str, value: Any, check_cuda: bool = True) -> Optional[str]:
         return None
     if spec.choices is not None and value not in spec.choices:
         return f'{name} must be one of {", ".join(spec.choices)}, got {value!r}'
-    if name == 'device':
+    if name == 'text_prompt':  # its form; the detector's limits (256 tokens) are checked when it is loaded
+        from sam2_ros.model.text_query import TextPromptError, parse_text_prompt
+
+        try:
+            parse_text_prompt(value)
+        except TextPromptError as error:
+            return f'text_prompt: {error}'
+    if name in ('device', 'detector_device'):
         if not _DEVICE_RE.match(value):
-            return f"device must be auto, cpu, cuda or cuda:N, got {value!r}"
+            return f"{name} must be auto, cpu, cuda or cuda:N, got {value!r}"
         if check_cuda and value.startswith('cuda'):
             import torch
 
             if not torch.cuda.is_available():
-                return (f'device {value!r}: this torch ({torch.__version__}) sees no CUDA device; '
+                return (f'{name} {value!r}: this torch ({torch.__version__}) sees no CUDA device; '
                         'use cpu or auto')
             index = int(value.split(':')[1]) if ':' in value else 0
             if index >= torch.cuda.device_count():
-                return f'device {value!r}: only {torch.cuda.device_count()} CUDA device(s)'
+                return f'{name} {value!r}: only {torch.cuda.device_count()} CUDA device(s)'
     return None
 
 
@@ -236,6 +290,10 @@ def compile_option(value: str):
 def _combination(name: str, value: Any, values: Dict[str, Any], state: str) -> Optional[str]:
     """Why ``name = value`` does not go with the other ``values`` (None if it does)."""
     values = {**values, name: value}
+    if name in ('model', 'image_size') and str(values.get('model', '')).strip().lower() == 'edgetam' \
+            and values.get('image_size', 1024) % 256:
+        return (f"image_size {values['image_size']} does not fit model edgetam: its memory perceiver cuts the "
+                'stride-16 map into 16 x 16 equal windows, so the side must be a multiple of 256 (e.g. 512, 1024)')
     compiled = values.get('compile', 'false') != 'false'
     exported = values.get('step_backend', 'torch') != 'torch'
     if name in ('compile', 'step_backend') and compiled and exported:
@@ -261,8 +319,8 @@ def validate_all(values: Dict[str, Any]) -> None:
     """Check every value and the combinations; raise :class:`ParameterError` with all reasons."""
     errors = [r for r in (validate(n, v) for n, v in values.items()) if r]
     if not errors:
-        errors = [r for r in (_combination(n, values[n], values, 'unconfigured')
-                              for n in ('compile', 'step_backend', 'memory_selection') if n in values) if r][:1]
+        names = ('model', 'compile', 'step_backend', 'memory_selection')
+        errors = [r for r in (_combination(n, values[n], values, 'unconfigured') for n in names if n in values) if r][:1]
     if errors:
         raise ParameterError('; '.join(errors))
 

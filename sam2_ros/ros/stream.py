@@ -24,7 +24,7 @@ import re
 import threading
 import time
 from collections import deque
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from sam2_ros.ros import conversions, prompts
 from sam2_ros.ros.diagnostics import Stats
@@ -40,6 +40,25 @@ from sam2_ros.tracking.types import FrameNotBuffered
 Publish = Callable[[object, object, object, List[int], Dict[int, str]], object]
 
 
+class StreamHooks:
+    """What follows a camera's frames beside the masks (the objects in 3-D, text prompts' detector):
+    the worker calls every hook at these points, under the tracker lock; each does nothing unless
+    overridden."""
+
+    def frame_started(self, stamp_ns: int) -> None:
+        """The worker picked the frame stamped ``stamp_ns``."""
+
+    def frame_prompts(self, tracker, rgb, stamp_ns: int, adds: Sequence) -> List:
+        """Prompts to add on this frame, given the ones already queued (``adds``)."""
+        return []
+
+    def frame_published(self, header, hw, result, ids: List[int], labels) -> None:
+        """The frame's masks are out and its latency counted (``hw``: the image's height, width)."""
+
+    def tracker_reset(self) -> None:
+        """Every object was dropped (``~/reset``, a time jump, a new image size or tracker)."""
+
+
 class CameraStream:
     """See the module docstring.
 
@@ -50,11 +69,13 @@ class CameraStream:
         publish: sends a tracked frame's outputs; returns its label image.
         now_ns: the node clock's time (for the stamps' age; 0 when unknown).
         alive: False once the process's ROS context is shut down.
+        hooks: :class:`StreamHooks` called on each frame (the node adds its 3-D outputs and text inputs).
     """
 
     def __init__(self, p: Dict, stats: Stats, log: RateLimitedLog, logger, objects: ObjectBook, publish: Publish,
-                 now_ns: Callable[[], int], alive: Callable[[], bool]) -> None:
+                 now_ns: Callable[[], int], alive: Callable[[], bool], hooks: Sequence[StreamHooks] = ()) -> None:
         self.p = p
+        self.hooks = list(hooks)
         self.stats, self.log, self.logger = stats, log, logger
         self.objects = objects
         self.publish = publish
@@ -140,6 +161,8 @@ class CameraStream:
         else:
             self.timeline.forget_frames()
         self.objects.clear()
+        for hook in self.hooks:
+            hook.tracker_reset()
 
     def _drop_tracker(self) -> None:
         """Forget the tracker and free its memory (under the tracker lock)."""
@@ -245,6 +268,8 @@ class CameraStream:
             self.log('warning', 'image:' + getattr(msg, 'encoding', getattr(msg, 'format', ''))
                      + re.sub(r'\d+', '#', str(error)), f'image skipped: {error}')
             return None
+        for hook in self.hooks:
+            hook.frame_started(prompts.stamp_to_ns(msg.header.stamp))
         return msg, rgb, received, t0, time.perf_counter()
 
     def track_prepared(self, frame: Tuple, stop: Optional[threading.Event] = None, features=None) -> None:
@@ -299,6 +324,8 @@ class CameraStream:
                 else:
                     self.bad_prompt(op.source, f'remove: object {op.obj_id} is not tracked')
                 self.labels.pop(op.obj_id, None)
+            for hook in self.hooks:  # e.g. the text detector's objects (sam2_ros.ros.text_inputs)
+                batch.adds += hook.frame_prompts(tracker, rgb, stamp, batch.adds)
             late = self._apply_past(tracker, batch.past, hw)
             frame_prompts = self._checked_prompts(tracker, batch.adds + late, hw)
             t2 = time.perf_counter()
@@ -324,6 +351,8 @@ class CameraStream:
         age = (now_ns - stamp) / 1e9 if stamp and now_ns else None
         self.stats.frame_done(t4 - received, {'convert': t1 - t0, 'track': t3 - t2, 'publish': t4 - t3,
                                               'ros': (t1 - t0) + (t4 - t3)}, len(ids), stamp_age_s=age)
+        for hook in self.hooks:  # after the masks: they never wait for depth
+            hook.frame_published(msg.header, hw, result, ids, labels)
 
     # ------------------------------------------------------------------ a frame's prompts
     def _checked_prompts(self, tracker, ops, hw) -> List:

@@ -23,23 +23,29 @@ usage: python -m sam2_ros [--help] [--cameras NAME [NAME ...]] [--ros-args ARGS.
 
 Starts the sam2_tracker node (a lifecycle node that configures and activates itself, loading
 the model). It runs until SIGINT / SIGTERM. Without a `checkpoint` parameter it downloads
-Meta's official SAM 2.1 checkpoint of `model` once into ~/.cache/sam2_ros.
+Meta's official SAM 2.1 checkpoint of `model` once into the Hugging Face Hub cache
+(`checkpoint` may also be a Hub id such as facebook/sam2.1-hiera-tiny, a folder or a .pt file).
 
 --cameras front left: one process, one model, one worker for several cameras: camera front's
 node is sam2_tracker in namespace front (topics front/image, /front/sam2_tracker/masks, ...;
-remap a camera's image with -r front/image:=/head/image_raw); their frames are batched.
+remap a camera's image with -r front/image:=/head/image_raw, its depth inputs with
+-r front/depth:=... -r front/camera_info:=...); their frames are batched.
 Per-camera parameters: a /front/sam2_tracker section in the parameters file (see it).
 
 ROS arguments (after --ros-args):
   -r image:=/camera/image_raw        the camera topic to track (remap `image`)
+  -p depth:=true                     objects in 3-D (~/markers, ~/objects_3d, ~/points) from a
+  -r depth:=/camera/depth_registered depth image registered to `image` (16UC1 mm, 32FC1 m) and
+  -r camera_info:=/camera/camera_info  the colour camera's camera_info
   -p NAME:=VALUE                     one parameter, e.g. -p model:=tiny -p device:=cpu
                                      -p checkpoint:=/path/sam2.1_hiera_tiny.pt -p image_size:=512
   --params-file FILE                 parameters from a YAML file (every parameter, its default
                                      and meaning: {params})
   -r __ns:=/NS                       run in namespace /NS (topics /NS/image, /NS/sam2_tracker/...)
 
-Topics: in `image`, `~/prompt` (ImageMarker), `~/prompt_mask`, `~/click`; out `~/masks`,
-`~/overlay`, `~/detections`, `/diagnostics`; service `~/reset`. Parameters, topics and
+Topics: in `image`, `~/prompt` (ImageMarker), `~/prompt_mask`, `~/click`, with depth `depth` and
+`camera_info`; out `~/masks`, `~/overlay`, `~/detections`, with depth `~/markers`, `~/objects_3d`,
+`~/points`, and `/diagnostics`; service `~/reset`. Parameters, topics and
 examples (ros2 topic pub for clicks, boxes, masks): README.md, "The tracker node".
 
 example:

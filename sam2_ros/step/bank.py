@@ -45,15 +45,26 @@ class BankLayout:
     feat_size: int  # side h = w of the stride-16 feature map
     mem_dim: int  # C_mem
     d_model: int  # C, the width of an object pointer
+    mem_tokens: Optional[int] = None  # T, tokens per memory frame (None: h*w, SAM 2's; EdgeTAM: 512)
     samurai: Optional[SamuraiConfig] = None  # None: SAM 2's memory; else SAMURAI's, with these settings
 
     def __post_init__(self) -> None:
         if min(self.slots, self.cond, self.recent, self.ptrs) < 1:
             raise ValueError(f"every bank size must be >= 1, got {self}")
 
+    @classmethod
+    def for_model(cls, model, slots: int, max_cond_frames: int, num_maskmem: int,
+                  samurai: Optional[SamuraiConfig] = None) -> "BankLayout":
+        """The layout of a tracker of ``slots`` objects on ``model`` (a SAM2 or EdgeTAM), with
+        SAMURAI's memory selection where ``samurai`` is given."""
+        cfg = model.cfg
+        return cls(slots, max_cond_frames, num_maskmem - 1, cfg.max_obj_ptrs - 1, cfg.feat_size, cfg.mem_dim,
+                   cfg.d_model, model.memory_tokens_per_frame, samurai)
+
     @property
     def hw(self) -> int:
-        return self.feat_size**2
+        """T, the tokens of one memory frame."""
+        return self.mem_tokens or self.feat_size**2
 
     @property
     def low_res(self) -> int:
@@ -73,7 +84,7 @@ class BankState(NamedTuple):
     """The bank as plain tensors: the state a frame step takes and returns (and what an
     exported step has as inputs and outputs)."""
 
-    mem: Tensor  # (S, K + R, hw, C_mem) bfloat16 spatial memories, as upstream stores them
+    mem: Tensor  # (S, K + R, T, C_mem) bfloat16 spatial memories (T tokens each), as upstream stores them
     mem_frame: Tensor  # (S, K + R) int64 frame of each memory, -1 = empty
     ptr: Tensor  # (S, K + P, C) float32 object pointers
     ptr_frame: Tensor  # (S, K + P) int64 frame of each pointer, -1 = empty

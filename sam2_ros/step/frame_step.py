@@ -55,8 +55,8 @@ class StepTables(nn.Module):
         model.image_encoder.position_encoding.grid(h, h, model.device)
         with torch.no_grad():
             model.sam_prompt_encoder.dense_pe()
-        grid = model.memory_encoder.position_encoding.grid(h, h, model.device)  # (1, C_mem, h, w)
-        self.register_buffer("mem_pos", grid.flatten(2).transpose(1, 2)[0].contiguous(), persistent=False)  # (hw, C_mem)
+        mem_pos = model.memory_positions()  # (T, C_mem), also fills the model's caches
+        self.register_buffer("mem_pos", mem_pos.contiguous(), persistent=False)
 
 
 # ------------------------------------------------------------------------------ memory
@@ -255,7 +255,7 @@ def frame_step(model: SAM2, layout: BankLayout, tables: StepTables, state: BankS
         binarize, cond = prompted, prompted & prompts.cond
         samurai_prompt = (prompted, prompted & prompts.multimask, p_iou)
     mem, _ = model.encode_memory(feats.feat, mem_masks, score, binarize)  # (S, C_mem, h, w)
-    mem = mem.to(torch.bfloat16).flatten(2).transpose(1, 2)  # (S, hw, C_mem)
+    mem = model.memory_as_tokens(mem).to(torch.bfloat16)  # (S, T, C_mem)
     if layout.samurai is None:
         return write_memory(layout, state, mem, ptr.float(), low, score, cond), low.float(), score.float()
     # SAMURAI: the filters step, and the memory goes where its memory test puts it.

@@ -10,6 +10,7 @@ in Humble, Jazzy and Kilted).
 * :func:`iter_labels`: label images (mono8 / mono16 / 16UC1 / 8UC1, or PNG compressed).
 * :func:`read_prompt_markers`: ``visualization_msgs/ImageMarker`` prompts as the node reads
   them on ``~/prompt`` (README.md, "The tracker node").
+* :func:`iter_messages`: the messages of a topic as they are (depth images, camera_info).
 * :class:`BagWriter`: new bag with Image / CompressedImage topics stamped as the source.
 
 No rclpy, no torch.
@@ -24,12 +25,13 @@ import cv2
 import numpy as np
 
 __all__ = ['BagError', 'Header', 'ImageFrame', 'MarkerPrompt', 'BagWriter', 'bag_topics',
-           'iter_images', 'iter_labels', 'read_prompt_markers', 'decode_image', 'decode_label',
+           'iter_images', 'iter_labels', 'iter_messages', 'read_prompt_markers', 'decode_image', 'decode_label',
            'image_message', 'compressed_message', 'typestore']
 
 IMAGE = 'sensor_msgs/msg/Image'
 COMPRESSED = 'sensor_msgs/msg/CompressedImage'
 MARKER = 'visualization_msgs/msg/ImageMarker'
+CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
 IMAGE_TYPES = (IMAGE, COMPRESSED)
 
 # ImageMarker constants (visualization_msgs/msg/ImageMarker)
@@ -234,6 +236,15 @@ def iter_images(path, topic: str, max_frames: int | None = None, decode: bool = 
             return
         image = decode_image(msg, msgtype) if decode else None
         yield ImageFrame(index, _header(msg), log_time, image)
+
+
+def iter_messages(path, topic: str, allowed: tuple[str, ...], what: str,
+                  distro: str = 'humble') -> Iterator[tuple[int, Header, int, object]]:
+    """``(index, header, log_time, message)`` of a topic in bag order, the messages as rosbags
+    reads them (fields as in ROS, arrays as numpy); ``allowed``: the message types the topic may
+    hold, ``what``: its name in errors (e.g. 'the depth topic')."""
+    for index, (_, log_time, msg) in enumerate(_messages(path, topic, allowed, what, distro)):
+        yield index, _header(msg), log_time, msg
 
 
 def iter_labels(path, topic: str, distro: str = 'humble') -> Iterator[ImageFrame]:

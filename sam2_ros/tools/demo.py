@@ -6,9 +6,10 @@
 
 Writes OUT/overlay.mp4 (every frame), OUT/frame_NNNNN.png (every --png-every frames) and
 OUT/overlay_sheet.png (those PNGs side by side). Without --checkpoint, Meta's official SAM 2.1
-checkpoint of --model is downloaded once into a cache; when that fails (offline) the demo stops
-with the reason, or with --random-weights goes on with a randomly initialised model and stamps
-every overlay with a warning: such masks are meaningless, they only show that the pipeline runs.
+checkpoint of --model is downloaded once into the Hugging Face Hub cache; when that fails
+(offline) the demo stops with the reason, or with --random-weights goes on with a randomly
+initialised model and stamps every overlay with a warning: such masks are meaningless, they only
+show that the pipeline runs.
 """
 from __future__ import annotations
 
@@ -27,8 +28,9 @@ from sam2_ros.tools.prompts_file import PromptsFileError, PromptSpec, load_promp
 from sam2_ros.visualization import contact_sheet, overlay, stamp
 from sam2_ros.visualization import draw_prompts as draw_prompt
 from sam2_ros.tools.cli import HelpFormatter
+from sam2_ros.tools.detector_args import add_detector_arguments, detector_kwargs, text_without_detector
 
-MODELS = ('tiny', 'small', 'base_plus', 'large')
+MODELS = ('tiny', 'small', 'base_plus', 'large', 'edgetam')
 RANDOM_WEIGHTS_STAMP = 'RANDOM WEIGHTS: masks are meaningless; pass --checkpoint'
 RANDOM_WEIGHTS_FRAMES = 16  # frames run with random weights unless --max-frames says otherwise
 _VIDEO_SUFFIXES = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v')
@@ -126,15 +128,17 @@ def draw_prompts(image: np.ndarray, specs: list[PromptSpec]) -> np.ndarray:
     background) and boxes, each labelled with its object id (a mask prompt is not drawn: the
     object's mask shows it)."""
     for spec in specs:
-        image = draw_prompt(image, points=spec.points, labels=spec.labels, box=spec.box,
-                            obj_id=spec.object_id)
+        if spec.text is None:  # a text prompt: its objects show as the detector starts them
+            image = draw_prompt(image, points=spec.points, labels=spec.labels, box=spec.box,
+                                obj_id=spec.object_id)
     return image
 
 
 # --- model ----------------------------------------------------------------------------------
 
 def _resolve_checkpoint(args) -> str:
-    """Path of the checkpoint: --checkpoint, or the official SAM 2.1 one (downloaded once)."""
+    """Path of the checkpoint: --checkpoint (a path or a Hub id), or the official SAM 2.1 one
+    (downloaded once into the Hugging Face Hub cache)."""
     from sam2_ros.model.checkpoint import resolve_checkpoint
 
     return str(resolve_checkpoint(args.checkpoint, args.model))
@@ -144,13 +148,14 @@ def _load_tracker(checkpoint: str, args):
     from sam2_ros import Tracker
 
     return Tracker.from_pretrained(checkpoint, model=args.model, image_size=args.image_size,
-                                   device=args.device)
+                                   device=args.device, **detector_kwargs(args))
 
 
 def _random_tracker(args):
     from sam2_ros import Tracker
 
-    return Tracker.from_config(model=args.model, image_size=args.image_size, device=args.device)
+    return Tracker.from_config(model=args.model, image_size=args.image_size, device=args.device,
+                               **detector_kwargs(args))
 
 
 def _build_tracker(args):
@@ -207,9 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--prompts', type=pathlib.Path, default=None,
                         help='prompts YAML (default: the bundled sample prompts)')
     parser.add_argument('--checkpoint', default=None,
-                        help="Meta's SAM 2 / 2.1 checkpoint (.pt); default: download the "
-                             'official SAM 2.1 checkpoint of --model once')
-    parser.add_argument('--model', default='tiny', choices=MODELS, help='model size')
+                        help="Meta's checkpoint file (.pt), a folder, or a Hugging Face Hub id "
+                             '(facebook/sam2.1-hiera-small, or a SAM 2 saved by transformers); default: '
+                             'the official SAM 2.1 checkpoint of --model, downloaded once into the Hub cache')
+    parser.add_argument('--model', default='tiny', choices=MODELS,
+                        help='SAM 2 size, or edgetam (EdgeTAM; --image-size a multiple of 256)')
     parser.add_argument('--image-size', type=int, default=512,
                         help='model input size (1024 is SAM 2 as trained; 512 is 4x faster)')
     parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
@@ -223,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--random-weights', action='store_true',
                         help='if the checkpoint cannot be had, go on with a randomly initialised '
                              'model (meaningless masks; shows the pipeline runs)')
+    add_detector_arguments(parser)
     return parser
 
 
@@ -233,7 +241,11 @@ def run(args) -> int:
         raise DemoError('--png-every must be >= 1')
     if args.image_size < 64 or args.image_size % 32:
         raise DemoError('--image-size must be a multiple of 32, at least 64')
+    if args.model == 'edgetam' and args.image_size % 256:
+        raise DemoError(f'--image-size {args.image_size} does not fit --model edgetam: a multiple of 256 (512, 1024)')
     specs = load_prompts(prompts_path)
+    if text_without_detector(specs, args):
+        raise DemoError(text_without_detector(specs, args))
     fps = video_fps(video)
     by_frame = prompts_by_frame(specs, fps)
     frames = read_frames(video, args.max_frames)
@@ -276,7 +288,7 @@ def run(args) -> int:
             masks = _as_numpy(result.masks).astype(bool) if ids else \
                 np.zeros((0, height, width), bool)
             scores = _as_numpy(result.scores).reshape(-1) if ids else None
-            image = overlay(frame, masks, ids, scores=scores)
+            image = overlay(frame, masks, ids, scores=scores, labels=result.labels)
             if specs_now:
                 image = draw_prompts(image, specs_now)
             stamped = stamp(image, RANDOM_WEIGHTS_STAMP) if random_weights else image
@@ -286,7 +298,8 @@ def run(args) -> int:
                 cv2.imwrite(str(png), cv2.cvtColor(stamped, cv2.COLOR_RGB2BGR))
                 pngs.append(image)  # unstamped: the sheet carries one banner of its own
                 captions.append(f'frame {index}')
-            areas = ', '.join(f'{i}: {int(m.sum())} px' for i, m in zip(ids, masks)) or 'none'
+            areas = ', '.join(f'{i}{" " + result.labels[i] if result.labels.get(i) else ""}: {int(m.sum())} px'
+                              for i, m in zip(ids, masks)) or 'none'
             print(f'[demo] frame {index:4d}  {elapsed * 1000:8.1f} ms  objects {areas}',
                   flush=True)
     finally:
@@ -319,9 +332,11 @@ def _chain(first, rest):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from sam2_ros.model.text_detector import DetectorLoadError, MissingDependencyError
+
     try:
         return run(args)
-    except (DemoError, PromptsFileError) as error:
+    except (DemoError, PromptsFileError, DetectorLoadError, MissingDependencyError) as error:
         print(f'[demo] error: {error}', file=sys.stderr)
         return 2
     except ImportError as error:

@@ -23,7 +23,7 @@ class EvaluationError(ValueError):
 @dataclasses.dataclass
 class Action:
     kind: str              # 'prompt' or 'remove'
-    object_id: int
+    object_id: int | None  # None: a text prompt
     spec: PromptSpec | None = None
     source: str = ''
 
@@ -58,7 +58,7 @@ def schedule_prompts(specs: list[PromptSpec], markers: list[bagio.MarkerPrompt],
         out.setdefault(index, []).append(action)
 
     for n, spec in enumerate(specs):
-        what = f'prompt {n} (object {spec.object_id})'
+        what = f'prompt {n} (' + ('text' if spec.text is not None else f'object {spec.object_id}') + ')'
         if spec.frame is not None:
             index = spec.frame if spec.frame <= last.index else None
             beyond = True
@@ -97,7 +97,8 @@ def schedule_prompts(specs: list[PromptSpec], markers: list[bagio.MarkerPrompt],
         for a in actions:
             if a.kind == 'prompt':
                 if a.object_id in seen:
-                    raise EvaluationError(f'frame {index}: two prompts for object {a.object_id}; '
+                    raise EvaluationError(f'frame {index}: two text prompts; put every phrase in one' if a.object_id
+                                          is None else f'frame {index}: two prompts for object {a.object_id}; '
                                           'put all its points in one prompt')
                 seen.add(a.object_id)
     return out, warnings

@@ -12,7 +12,7 @@ import platform
 
 import numpy as np
 
-from sam2_ros.tools import metrics, plots
+from sam2_ros.tools import eval_3d, metrics, plots
 
 MASK_TOPIC = '/sam2_tracker/masks'
 OVERLAY_TOPIC = '/sam2_tracker/overlay'
@@ -202,6 +202,8 @@ def _markdown(r: dict, pngs) -> str:
               ' | '.join(f'{k} {v:.1f}' for k, v in lat.items()), '']
     for title, name in pngs:
         lines += [f'## {title}', '', f'![{title}]({name})', '']
+    if r.get('objects_3d'):
+        lines += eval_3d.markdown(r['objects_3d'])
     if r['warnings']:
         lines += ['## Warnings', ''] + [f'- {w}' for w in r['warnings']] + ['']
     return '\n'.join(lines)

@@ -16,7 +16,10 @@ bag (``--prompt-topic``). Writes under OUT:
   stamped with its source image's header and logged at its receive time, so that
   ``ros2 bag play OUT/bag`` (beside the input bag) shows results and camera together;
 * ``report.json``, ``report.md``, ``per_frame.csv`` and PNG plots (J&F over time per object,
-  latency histogram, tracker memory over time).
+  latency histogram, tracker memory over time);
+* with ``--depth-topic`` and ``--camera-info-topic`` (a depth image registered to the colour
+  image, and the colour camera's camera_info): each object's 3-D track, as the node measures it
+  with ``depth: true`` (``tracks_3d.csv``, ``tracks_3d.png``; :mod:`sam2_ros.tools.eval_3d`).
 
 J and F follow DAVIS (``sam2_ros.tools.metrics``); an object is evaluated on the frames with
 ground truth from its first prompt on. ``--memory-selection sam2 samurai`` evaluates each
@@ -34,14 +37,16 @@ import time
 import numpy as np
 
 from sam2_ros.tools import bagio, eval_compare, eval_report, metrics
+from sam2_ros.tools.eval_3d import Tracks3D
 from sam2_ros.tools.cli import HelpFormatter, Progress
+from sam2_ros.tools.detector_args import add_detector_arguments, detector_kwargs, text_without_detector
 from sam2_ros.tools.eval_inputs import EvaluationError, GroundTruth, fmt_stamp, schedule_prompts
 from sam2_ros.tools.eval_report import MASK_TOPIC, OVERLAY_TOPIC, checkpoint_identity
 from sam2_ros.tools.labelpng import LabelPngError
 from sam2_ros.tools.prompts_file import PromptsFileError, PromptSpec, load_prompts
 
 __all__ = ['EvaluationError', 'MASK_TOPIC', 'MODELS', 'OVERLAY_TOPIC', 'build_parser', 'evaluate', 'main']
-MODELS = ('tiny', 'small', 'base_plus', 'large')
+MODELS = ('tiny', 'small', 'base_plus', 'large', 'edgetam')
 
 
 
@@ -51,14 +56,17 @@ MODELS = ('tiny', 'small', 'base_plus', 'large')
 def _build_tracker(args):
     from sam2_ros import Tracker
     from sam2_ros.model.checkpoint import CheckpointError, resolve_checkpoint
+    from sam2_ros.model.text_detector import DetectorLoadError, MissingDependencyError
 
     try:
         checkpoint = str(resolve_checkpoint(args.checkpoint, args.model))
         tracker = Tracker.from_pretrained(checkpoint, model=args.model, image_size=args.image_size,
                                           device=args.device, max_objects=args.max_objects,
-                                          memory_selection=args.memory_selection[0])
+                                          memory_selection=args.memory_selection[0], **detector_kwargs(args))
     except (CheckpointError, FileNotFoundError) as error:
         raise EvaluationError(f'checkpoint: {error}') from None
+    except (MissingDependencyError, DetectorLoadError) as error:  # the text detector
+        raise EvaluationError(f'detector: {error}') from None
     return tracker, checkpoint
 
 
@@ -84,6 +92,11 @@ def evaluate(args) -> dict:
         raise EvaluationError('give --gt-topic or --gt-dir, not both')
     if args.prompts is None and args.prompt_topic is None:
         raise EvaluationError('no prompts: give --prompts FILE.yaml and/or --prompt-topic TOPIC')
+    if bool(args.depth_topic) != bool(args.camera_info_topic):
+        raise EvaluationError('objects in 3-D need both --depth-topic (the depth image registered to the colour '
+                              "image) and --camera-info-topic (the colour camera's camera_info)")
+    if not args.depth_max_delay >= 0:
+        raise EvaluationError(f'--depth-max-delay must be >= 0 seconds, got {args.depth_max_delay}')
     try:
         topics = bagio.bag_topics(args.bag)
         storage = bagio.storage_of(args.bag)
@@ -99,11 +112,15 @@ def evaluate(args) -> dict:
     except (PromptsFileError, bagio.BagError) as error:
         raise EvaluationError(str(error)) from None
     schedule, warnings = schedule_prompts(specs, markers, frames, truncated)
+    if text_without_detector(specs, args):
+        raise EvaluationError(text_without_detector(specs, args))
     if not schedule:
         raise EvaluationError('none of the prompts falls on an evaluated frame')
     for w in warnings:
         print(f'sam2_evaluate: warning: {w}', file=sys.stderr)
     try:
+        tracks3d = (Tracks3D(args.bag, args.depth_topic, args.camera_info_topic, frames, args.depth_max_delay)
+                    if args.depth_topic else None)
         if args.gt_topic:
             gt = GroundTruth.from_topic(args.bag, args.gt_topic, frames)
         elif args.gt_dir:
@@ -134,7 +151,7 @@ def evaluate(args) -> dict:
     first_frame = {}
     for index in sorted(schedule):
         for a in schedule[index]:
-            if a.kind == 'prompt':
+            if a.kind == 'prompt' and a.object_id is not None:  # (text prompts: the detector numbers its objects)
                 first_frame.setdefault(a.object_id, index)
     eval_ids = sorted(first_frame)
 
@@ -172,6 +189,9 @@ def evaluate(args) -> dict:
                 ids = [int(i) for i in result.object_ids]
                 label = label_image(result.logits, ids, result.mask_threshold)
                 scores = dict(zip(ids, result.scores.detach().float().cpu().numpy().tolist()))
+                if tracks3d is not None:
+                    tracks3d.frame(frame, ids, result.logits > result.mask_threshold if ids else
+                                   np.zeros((0,) + shape, bool), [scores[i] for i in ids])
                 latencies.append(latency)
                 held = int(tracker.state_bytes())
                 memory.append(held)
@@ -179,7 +199,7 @@ def evaluate(args) -> dict:
                              frame.log_time)
                 if args.overlay:
                     masks = np.stack([label == i for i in ids]) if ids else np.zeros((0,) + shape, bool)
-                    image = overlay(rgb, masks, ids, scores=[scores[i] for i in ids])
+                    image = overlay(rgb, masks, ids, scores=[scores[i] for i in ids], labels=result.labels)
                     writer.write(OVERLAY_TOPIC, bagio.image_message(image[..., ::-1], 'bgr8', frame.header),
                                  frame.log_time)
                 truth = gt.get(t) if gt is not None else None
@@ -220,11 +240,16 @@ def evaluate(args) -> dict:
            'image_size': args.image_size, 'device': str(tracker.device),
            'device_requested': args.device, 'dtype': str(tracker.dtype).replace('torch.', ''),
            'memory_selection': tracker.memory_selection}
+    if args.detector:
+        ran['detector'] = {'model': args.detector, **tracker.text.stats()}
     if ran['checkpoint_official'] is None:
         warnings.append(f'the checkpoint {checkpoint} (SHA-256 {ran["checkpoint_sha256"]}...) is '
                         "none of Meta's published files: fine-tuned, converted, or random weights")
     report = eval_report.build(args, ran, storage, out_storage, frames, shape, latencies, memory,
                      per_obj, first_frame, gt, wall, warnings)
+    if tracks3d is not None:
+        report['objects_3d'] = tracks3d.report()
+        tracks3d.write(out)
     eval_report.write(out, report, rows, per_obj, latencies, memory, gt is not None)
     return report
 
@@ -244,8 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--gt-dir', type=pathlib.Path, default=None,
                    help='folder of ground-truth PNGs (DAVIS indexed or grayscale), one per frame, '
                         'named by frame index (00000.png) or in frame order')
-    p.add_argument('--checkpoint', default=None, help="Meta's SAM 2 / 2.1 checkpoint (default: download once)")
-    p.add_argument('--model', default='tiny', choices=MODELS)
+    p.add_argument('--checkpoint', default=None, help="Meta's .pt, a folder or a Hugging Face Hub id (default: the official one of --model, downloaded once)")
+    p.add_argument('--model', default='tiny', choices=MODELS,
+                   help='SAM 2 size, or edgetam (EdgeTAM; --image-size a multiple of 256)')
     p.add_argument('--image-size', type=int, default=1024, help='model input size')
     p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     p.add_argument('--max-objects', type=int, default=16)
@@ -257,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help='storage of the output bag (default: that of the input)')
     p.add_argument('--overlay', action='store_true', help='also write /sam2_tracker/overlay (bgr8)')
     p.add_argument('--copy-images', action='store_true', help='copy the input images into the output bag')
+    p.add_argument('--depth-topic', default=None, help='objects in 3-D: sensor_msgs/Image depth topic (16UC1 mm, '
+                   '32FC1 m) registered to the image topic (its size or an integer scale of it)')
+    p.add_argument('--camera-info-topic', default=None, help="objects in 3-D: the colour camera's "
+                   'sensor_msgs/CameraInfo topic')
+    p.add_argument('--depth-max-delay', type=float, default=0.02,
+                   help='seconds a depth stamp may differ from the frame\'s (the node\'s depth_max_delay)')
     p.add_argument('--max-frames', type=int, default=None, help='evaluate the first N frames only')
     p.add_argument('--bound-th', type=float, default=metrics.BOUND_TH,
                    help='F boundary tolerance: fraction of the image diagonal (< 1) or pixels')
@@ -264,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--loss-iou', type=float, default=0.1, help='track loss: IoU below this')
     p.add_argument('--overwrite', action='store_true', help='replace an existing OUT/bag')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
+    add_detector_arguments(p)
     return p
 
 

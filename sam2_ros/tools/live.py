@@ -181,6 +181,7 @@ def run(args) -> dict:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from rosgraph_msgs.msg import Clock
         from sensor_msgs.msg import CompressedImage, Image
+        from std_msgs.msg import String
         from visualization_msgs.msg import ImageMarker
     except ImportError as error:
         raise LiveError(f'live mode needs rclpy and the ROS 2 messages ({error}); install '
@@ -220,6 +221,7 @@ def run(args) -> dict:
         image_pub = node.create_publisher(CompressedImage if compressed else Image, node_topic, reliable)
         marker_pub = node.create_publisher(ImageMarker, f'{fqn}/prompt', 10)
         mask_pub = node.create_publisher(Image, f'{fqn}/prompt_mask', 10)
+        text_pub = node.create_publisher(String, f'{fqn}/text_prompt', 10)
         clock_pub = node.create_publisher(Clock, '/clock', 10) if args.clock else None
         kinds = {kind for msgs in groups.values() for kind, _ in msgs}
         mask_topic = f'{fqn}/masks'
@@ -228,6 +230,7 @@ def run(args) -> dict:
             return (image_pub.get_subscription_count() > 0
                     and ('marker' not in kinds or marker_pub.get_subscription_count() > 0)
                     and ('mask' not in kinds or mask_pub.get_subscription_count() > 0)
+                    and ('text' not in kinds or text_pub.get_subscription_count() > 0)
                     and node.count_publishers(mask_topic) > 0)
 
         if not wait(ready, args.wait_node, check):
@@ -244,7 +247,8 @@ def run(args) -> dict:
 
         # frame_policy all: frames queue up in the node (prompts are held back, see Playback)
         playback = Playback(args, frames, groups, None, image_pub, marker_pub, mask_pub, clock_pub,
-                            hold=mode.get('frame_policy') != 'latest', warnings=warnings, check=check)
+                            hold=mode.get('frame_policy') != 'latest', warnings=warnings, check=check,
+                            text_pub=text_pub)
         recorder = playback.recorder = Recorder(out_bag, args.out_storage or storage, fqn, playback.playclock, index_of)
         node.create_subscription(Image, mask_topic, recorder.callback(mask_topic, bagio.IMAGE), reliable, raw=True)
         if args.overlay:
@@ -324,8 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--quiet', action='store_true')
     g = p.add_argument_group('--start-node: start the node (python -m sam2_ros) and stop it at the end')
     g.add_argument('--start-node', action='store_true')
-    g.add_argument('--checkpoint', default=None, help="Meta's SAM 2 / 2.1 checkpoint (default: download once)")
-    g.add_argument('--model', default='tiny', choices=MODELS)
+    g.add_argument('--checkpoint', default=None, help="Meta's .pt, a folder or a Hugging Face Hub id (default: the official one of --model, downloaded once)")
+    g.add_argument('--model', default='tiny', choices=MODELS,
+                   help='SAM 2 size, or edgetam (EdgeTAM; --image-size a multiple of 256)')
     g.add_argument('--image-size', type=int, default=1024)
     g.add_argument('--device', default='auto')
     g.add_argument('--node-param', action='append', default=[], metavar='NAME:=VALUE',

@@ -59,7 +59,8 @@ class NodeProcess:
         if compressed:
             params.append('image_transport:=compressed')
         if args.checkpoint:
-            params.append(f'checkpoint:={pathlib.Path(args.checkpoint).resolve()}')
+            path = pathlib.Path(args.checkpoint)  # a file or folder here; else a Hub id, as it is
+            params.append(f'checkpoint:={path.resolve() if path.exists() else args.checkpoint}')
         if args.frame_policy:
             params.append(f'frame_policy:={args.frame_policy}')
         params += args.node_param

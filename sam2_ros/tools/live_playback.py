@@ -17,21 +17,23 @@ class Playback:
     Args:
         args: the command line (``rate``, ``clock_hz``, ``quiet``, ``drain_timeout``).
         frames: the bag's image headers (:class:`~sam2_ros.tools.bagio.ImageFrame`).
-        groups: {frame index: [(kind, message)]}: the prompts ('marker' or 'mask') of each frame.
+        groups: {frame index: [(kind, message)]}: the prompts ('marker', 'mask' or 'text') of each frame.
         image_pub, marker_pub, mask_pub, clock_pub: the publishers (``clock_pub`` None: no /clock).
         hold: keep a frame's prompts until at most :data:`PROMPT_LEAD` earlier frames are
             unanswered (``frame_policy: all``: frames queue up in the node, and a prompt stamped
             ahead of them expires after ``prompt_buffer`` tracked frames).
         warnings: the run's warnings, appended to.
         check: raises when the node died (or None).
+        text_pub: the publisher of ``<node>/text_prompt`` (std_msgs/String), for text prompts.
     """
 
     def __init__(self, args, frames, groups, recorder, image_pub, marker_pub, mask_pub, clock_pub, hold: bool,
-                 warnings: list, check=None) -> None:
+                 warnings: list, check=None, text_pub=None) -> None:
         self.args, self.frames, self.groups = args, frames, groups
         self.recorder = recorder
         self.image_pub, self.marker_pub, self.mask_pub, self.clock_pub = image_pub, marker_pub, mask_pub, clock_pub
         self.hold = hold
+        self.pubs = {'marker': marker_pub, 'mask': mask_pub, 'text': text_pub}
         self.warnings = warnings
         self.check = check
         self.log0 = frames[0].log_time
@@ -80,7 +82,7 @@ class Playback:
             if self.hold and behind > PROMPT_LEAD and not force:
                 return
             for kind, msg in self.groups[i]:
-                (self.marker_pub if kind == 'marker' else self.mask_pub).publish(msg)
+                self.pubs[kind].publish(msg)
             late = answered >= i
             self.prompt_log.append({'frame': i, 'messages': len(self.groups[i]),
                                     'frames_published_before': self._published, 'late': late})

@@ -106,7 +106,7 @@ def jf(args, out_bag, mask_topic, frames, schedule, gt) -> dict:
     first_frame = {}
     for index in sorted(schedule):
         for a in schedule[index]:
-            if a.kind == 'prompt':
+            if a.kind == 'prompt' and a.object_id is not None:  # (text prompts: the node numbers the objects)
                 first_frame.setdefault(a.object_id, index)
     by_stamp = {f.header.stamp_ns: f.index for f in frames}
     per_obj = {oid: {'frames': [], 'J': [], 'F': []} for oid in sorted(first_frame)}

@@ -6,7 +6,9 @@
 Frames go out as sensor_msgs/Image (rgb8) on ``<namespace>/image``, stamped ``--start-stamp``
 + index / fps; the prompts file's prompts go to ``<namespace>/sam2_tracker/prompt`` (points:
 ImageMarker POINTS, box: LINE_STRIP with 2 points) and ``.../prompt_mask`` (masks), stamped with
-their frame's stamp and sent before it, so the node applies each to exactly its frame.
+their frame's stamp and sent before it, so the node applies each to exactly its frame; a text
+prompt (``{frame: N, text: "person . red cup"}``) goes to ``.../text_prompt`` (std_msgs/String,
+unstamped: the node's detector runs on the next frame it tracks, frame N in lockstep).
 By default each frame is sent once and waits for the node's answer (lockstep: every frame is
 tracked, at the node's pace; the node should subscribe reliable, ``image_qos: reliable``, so that
 no frame is lost on the way); ``--rate HZ`` plays in real time instead (the node may drop frames).
@@ -113,12 +115,16 @@ def _ns(stamp) -> int:
 
 
 def prompt_messages(spec, stamp, frame_shape):
-    """The messages that send one prompts-file entry: [(kind, msg)], kind 'marker' or 'mask'."""
+    """The messages that send one prompts-file entry: [(kind, msg)], kind 'marker', 'mask' or
+    'text'. A ``label`` is the markers' ``ns``."""
     from geometry_msgs.msg import Point
+    from std_msgs.msg import String
     from visualization_msgs.msg import ImageMarker
 
     from sam2_ros.ros.conversions import numpy_to_image
 
+    if spec.text is not None:
+        return [('text', String(data=spec.text))]
     out = []
     if spec.mask_path is not None:
         mask = spec.load_mask()
@@ -129,13 +135,13 @@ def prompt_messages(spec, stamp, frame_shape):
         msg.header.stamp = stamp
         out.append(('mask', msg))
     if spec.box is not None:
-        m = ImageMarker(id=spec.object_id, action=ImageMarker.ADD, type=ImageMarker.LINE_STRIP)
+        m = ImageMarker(id=spec.object_id, action=ImageMarker.ADD, type=ImageMarker.LINE_STRIP, ns=spec.label or '')
         m.header.stamp = stamp
         x0, y0, x1, y1 = (float(v) for v in spec.box)
         m.points = [Point(x=x0, y=y0), Point(x=x1, y=y1)]
         out.append(('marker', m))
     if spec.points is not None:  # with a box too: a correction, applied on the next frame
-        m = ImageMarker(id=spec.object_id, action=ImageMarker.ADD, type=ImageMarker.POINTS)
+        m = ImageMarker(id=spec.object_id, action=ImageMarker.ADD, type=ImageMarker.POINTS, ns=spec.label or '')
         m.header.stamp = stamp
         m.points = [Point(x=float(x), y=float(y), z=float(lab))
                     for (x, y), lab in zip(spec.points, spec.labels)]
@@ -148,6 +154,7 @@ def run(args) -> int:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
+    from std_msgs.msg import String
     from visualization_msgs.msg import ImageMarker
 
     from sam2_ros.ros.conversions import image_to_labels, image_to_rgb, numpy_to_image
@@ -179,6 +186,8 @@ def run(args) -> int:
     image_pub = node.create_publisher(Image, f'{ns}/image', reliable)
     marker_pub = node.create_publisher(ImageMarker, f'{tracker}/prompt', 10)
     mask_pub = node.create_publisher(Image, f'{tracker}/prompt_mask', 10)
+    text_pub = node.create_publisher(String, f'{tracker}/text_prompt', 10)
+    pubs = {'marker': marker_pub, 'mask': mask_pub, 'text': text_pub}
     lock = threading.Lock()
     overlays, masks, received = {}, {}, {}
 
@@ -228,6 +237,7 @@ def run(args) -> int:
         print(f'[play_clip] waiting for the node {tracker} (image topic {ns}/image) ...', flush=True)
         if not wait(lambda: image_pub.get_subscription_count() > 0 and marker_pub.get_subscription_count() > 0
                     and mask_pub.get_subscription_count() > 0
+                    and (not any(s.text is not None for s in specs) or text_pub.get_subscription_count() > 0)
                     and node.count_publishers(f'{tracker}/overlay') > 0,
                     args.wait_node):
             raise PlayError(f'no node {tracker} subscribed to {ns}/image within {args.wait_node:.0f} s '
@@ -238,7 +248,7 @@ def run(args) -> int:
         start = time.monotonic()
         for i, frame in enumerate(frames):
             for kind, msg in prompt_msgs.get(i, []):
-                (marker_pub if kind == 'marker' else mask_pub).publish(msg)
+                pubs[kind].publish(msg)
             if prompt_msgs.get(i):
                 time.sleep(0.2)  # prompts and frames travel on different topics
             msg = numpy_to_image(frame, 'rgb8')
@@ -277,6 +287,8 @@ def run(args) -> int:
             continue
         rgb = np.ascontiguousarray(image_to_rgb(overlays[key]))
         for spec in by_frame.get(i, []):  # what was asked, beside what the node answered
+            if spec.text is not None:
+                continue  # a text prompt: the node's overlay shows its objects
             rgb = draw_prompts(rgb, points=spec.points, labels=spec.labels, box=spec.box,
                                obj_id=spec.object_id)
         stamped = stamp_image(rgb, RANDOM_WEIGHTS_STAMP) if args.random_weights else rgb

@@ -7,11 +7,16 @@
       - {frame: 0, object_id: 2, box: [x0, y0, x1, y1]}
       - {frame: 12, object_id: 3, mask: path/to/mask.png}
       - {stamp: 1700000000.250000000, object_id: 4, points: [[x, y]]}
+      - {frame: 0, text: "person . red cup"}
 
 ``frame`` is the index of the image in the video or topic; ``stamp`` (``sec.nanosec``) may
 replace it where images carry time stamps. ``labels`` default to 1 (foreground) for every point.
-A ``mask`` path is relative to the prompts file; nonzero pixels are the object.
-No torch and no rclpy here: :meth:`PromptSpec.to_prompt` imports :class:`sam2_ros.Prompt` lazily.
+A ``mask`` path is relative to the prompts file; nonzero pixels are the object. A ``text`` entry
+is a text prompt for the tracker's detector (phrases separated by " . ", "" stops detecting): it
+has no ``object_id``, the detector numbers the objects it starts; ``label`` gives an object
+prompt its class label.
+No rclpy here, and torch only when needed: :meth:`PromptSpec.to_prompt` imports :class:`sam2_ros.Prompt`
+lazily, and a text entry is checked by :func:`sam2_ros.model.text_query.parse_text_prompt`.
 """
 from __future__ import annotations
 
@@ -33,13 +38,15 @@ class PromptsFileError(ValueError):
 class PromptSpec:
     """One prompt of a prompts file."""
 
-    object_id: int
+    object_id: int | None                 # None for a text prompt
     frame: int | None = None              # index of the image, or
     stamp: tuple[int, int] | None = None  # (sec, nanosec) of the image
     points: np.ndarray | None = None      # (K, 2) float32 x, y pixels
     labels: np.ndarray | None = None      # (K,) int32, 1 foreground / 0 background
     box: np.ndarray | None = None         # (4,) float32 x0, y0, x1, y1
     mask_path: pathlib.Path | None = None
+    text: str | None = None               # a text prompt ("person . red cup"; "" stops detecting)
+    label: str | None = None              # the object's class label
 
     def load_mask(self) -> np.ndarray | None:
         """The mask prompt as an (H, W) bool array (None without a mask)."""
@@ -58,6 +65,8 @@ class PromptSpec:
         """A :class:`sam2_ros.Prompt`, checked against the frame's (H, W, ...) shape if given."""
         from sam2_ros import Prompt
 
+        if self.text is not None:
+            return Prompt(text=self.text)
         mask = self.load_mask()
         if frame_shape is not None:
             height, width = frame_shape[:2]
@@ -77,7 +86,7 @@ class PromptSpec:
                       points=None if self.points is None else self.points.tolist(),
                       labels=None if self.labels is None else self.labels.tolist(),
                       box=None if self.box is None else self.box.tolist(),
-                      mask=mask)
+                      mask=mask, label=self.label)
 
 
 def _parse_stamp(value: Any, where: str) -> tuple[int, int]:
@@ -109,6 +118,41 @@ def _array(value: Any, shape_tail: tuple[int, ...], dtype, where: str, name: str
     return array
 
 
+def _frame_or_stamp(spec: PromptSpec, entry: dict, where: str) -> None:
+    if ('frame' in entry) == ('stamp' in entry):
+        raise PromptsFileError(f'{where}: give exactly one of frame and stamp')
+    if 'frame' in entry:
+        frame = entry['frame']
+        if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
+            raise PromptsFileError(f'{where}: frame must be an integer >= 0, got {frame!r}')
+        spec.frame = frame
+    else:
+        spec.stamp = _parse_stamp(entry['stamp'], where)
+
+
+def _text_spec(entry: dict, where: str) -> PromptSpec:
+    """A text prompt entry: ``{frame: 0, text: "person . red cup"}`` (checked as the tracker
+    checks it: phrases, length, characters)."""
+    from sam2_ros.model.text_query import TextPromptError, parse_text_prompt
+
+    other = set(entry) - {'frame', 'stamp', 'text'}
+    if other:
+        raise PromptsFileError(f'{where}: a text prompt takes frame or stamp and text only, not {sorted(other)} '
+                               '(the detector numbers and labels the objects it starts)')
+    text = entry['text']
+    if text is None:
+        text = ''
+    if not isinstance(text, str):
+        raise PromptsFileError(f'{where}: text must be a string of phrases separated by " . ", got {text!r}')
+    try:
+        parse_text_prompt(text)
+    except TextPromptError as error:
+        raise PromptsFileError(f'{where}: {error}') from None
+    spec = PromptSpec(object_id=None, text=text)
+    _frame_or_stamp(spec, entry, where)
+    return spec
+
+
 def parse_prompts(data: Any, base_dir: pathlib.Path | str = '.') -> list[PromptSpec]:
     """Validate a loaded prompts document; returns the prompts in file order."""
     base_dir = pathlib.Path(base_dir)
@@ -119,24 +163,19 @@ def parse_prompts(data: Any, base_dir: pathlib.Path | str = '.') -> list[PromptS
         where = f'prompts[{index}]'
         if not isinstance(entry, dict):
             raise PromptsFileError(f'{where}: must be a mapping, got {entry!r}')
-        unknown = set(entry) - {'frame', 'stamp', 'object_id', 'points', 'labels', 'box', 'mask'}
+        unknown = set(entry) - {'frame', 'stamp', 'object_id', 'points', 'labels', 'box', 'mask', 'text', 'label'}
         if unknown:
             raise PromptsFileError(f'{where}: unknown keys {sorted(unknown)} (known: frame or stamp, '
-                                   'object_id, points and labels, box, mask)')
+                                   'object_id, points and labels, box, mask, label; or text)')
+        if 'text' in entry:
+            specs.append(_text_spec(entry, where))
+            continue
         obj_id = entry.get('object_id')
         if isinstance(obj_id, bool) or not isinstance(obj_id, int) or not 1 <= obj_id <= 65535:
             raise PromptsFileError(f'{where}: object_id must be an integer in 1..65535, '
                                    f'got {obj_id!r}')
         spec = PromptSpec(object_id=obj_id)
-        if ('frame' in entry) == ('stamp' in entry):
-            raise PromptsFileError(f'{where}: give exactly one of frame and stamp')
-        if 'frame' in entry:
-            frame = entry['frame']
-            if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
-                raise PromptsFileError(f'{where}: frame must be an integer >= 0, got {frame!r}')
-            spec.frame = frame
-        else:
-            spec.stamp = _parse_stamp(entry['stamp'], where)
+        _frame_or_stamp(spec, entry, where)
         if entry.get('points') is not None:
             spec.points = _array(entry['points'], (2,), np.float32, where, 'points')
             count = spec.points.shape[0]
@@ -161,6 +200,10 @@ def parse_prompts(data: Any, base_dir: pathlib.Path | str = '.') -> list[PromptS
             spec.mask_path = base_dir / str(entry['mask'])
         if spec.points is None and spec.box is None and spec.mask_path is None:
             raise PromptsFileError(f'{where}: needs points, a box or a mask')
+        if entry.get('label') is not None:
+            spec.label = entry['label']
+            if not isinstance(spec.label, str) or not spec.label.strip():
+                raise PromptsFileError(f'{where}: label must be a non-empty string, got {entry["label"]!r}')
         specs.append(spec)
     return specs
 

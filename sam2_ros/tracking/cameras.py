@@ -50,7 +50,8 @@ def track_together(trackers: Sequence, frames: Sequence, prompts: Sequence[Seque
     if joinable([trackers[k] for k in candidates]):
         for k in candidates:
             try:
-                group.append((k, *trackers[k]._checked(frames[k], prompts[k], features[k])))
+                t = trackers[k]  # labels noted, text prompts and the detector's objects as in track()
+                group.append((k, *t._checked(frames[k], t.text.before(t, frames[k], prompts[k]), features[k])))
             except Exception as error:  # noqa: BLE001 - that camera's problem only
                 out[k] = error
     for k, tracker in enumerate(trackers):
@@ -76,5 +77,5 @@ def track_together(trackers: Sequence, frames: Sequence, prompts: Sequence[Seque
         else:
             lows, scores = (compiled.joint_prompted if compiled is not None else joint_prompted)(*args, padded)
         for t, (k, hw, _), low, score in zip(chosen, group, lows, scores):
-            out[k] = t._static_result(hw, low, score)
+            out[k] = t.text.after(t._static_result(hw, low, score))
     return out

@@ -32,7 +32,7 @@ class Windows:
 class Memory:
     """One frame's memory of one object."""
 
-    features: Optional[Tensor]  # (C_mem, h, w) bfloat16; None once too old for the bank
+    features: Optional[Tensor]  # (T, C_mem) bfloat16 tokens; None once too old for the bank
     ptr: Tensor  # (C,) object pointer
 
 

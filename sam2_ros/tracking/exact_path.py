@@ -65,7 +65,7 @@ class ExactPath:
         self.samurai = samurai  # None: SAM 2's memory selection
         self.objects: "OrderedDict[int, ObjectMemory]" = OrderedDict()
         self.frames: "OrderedDict[int, ImageFeatures]" = OrderedDict()  # the prompt buffer
-        self._mem_pos: Optional[Tensor] = None  # (1, hw, C_mem) constant position encoding of memories
+        self._mem_pos: Optional[Tensor] = None  # (1, T, C_mem) constant position encoding of a memory frame
 
     @property
     def windows(self) -> Windows:
@@ -245,11 +245,11 @@ class ExactPath:
         model, dtype = self.model, self._mem_pos.dtype
         mems, poss, ptrs, offsets = [], [], [], []
         for _, spatial, plist in members:
-            mems.append(torch.cat([f.flatten(1).t() for f, _ in spatial]).to(dtype))  # (n*hw, C_mem)
+            mems.append(torch.cat([f for f, _ in spatial]).to(dtype))  # (n*T, C_mem)
             poss.append(torch.cat([self._mem_pos[0] + model.memory_tpos(back)[0] for _, back in spatial]))
             ptrs.append(torch.stack([p for p, _ in plist]))  # (P, C)
             offsets.append([o for _, o in plist])
-        memory, memory_pos = torch.stack(mems), torch.stack(poss)  # (B, n*hw, C_mem)
+        memory, memory_pos = torch.stack(mems), torch.stack(poss)  # (B, n*T, C_mem)
         if n_ptrs == 0:
             return memory, memory_pos, 0
         offs = torch.tensor(offsets, dtype=torch.float32, device=self.device)
@@ -290,8 +290,10 @@ class ExactPath:
         binarize = torch.tensor([steps[o].from_prompt for o in ids], device=self.device)
         scores = torch.cat([steps[o].pred.object_score_logits for o in ids])  # (B, 1)
         mem, pos = self.model.encode_memory(feats.feat, torch.cat(masks), scores, binarize)
+        # A memory frame is T tokens (SAM 2: its h*w map, EdgeTAM: its perceiver's latents).
+        mem, pos = self.model.memory_as_tokens(mem), self.model.memory_as_tokens(pos)  # (B, T, C_mem)
         if self._mem_pos is None:
-            self._mem_pos = pos[:1].flatten(2).transpose(1, 2).float()  # (1, hw, C_mem)
+            self._mem_pos = pos[:1].float()  # (1, T, C_mem)
         # Upstream keeps memories in bfloat16: the same rounding, half the bytes.
         mem = mem.to(torch.bfloat16)
         pending = set(pending)

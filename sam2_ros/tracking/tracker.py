@@ -33,6 +33,7 @@ from ..step.compiled import COMPILE_MODES, FrameStep
 from ..step.frame_step import CORRECTION, MASK, NEW_POINTS, PromptBatch, build_prompt_batch
 from .exact_path import ExactPath, MaskPrompts, PointPrompts
 from .samurai_memory import SamuraiMemory, samurai_settings
+from .text_tracking import TrackerText
 from .types import FrameNotBuffered, Prompt, PromptError, TrackResult
 
 __all__ = ["FrameNotBuffered", "Prompt", "PromptError", "TrackResult", "Tracker"]
@@ -99,6 +100,11 @@ class Tracker:
             (0.0) and ``min_obj_score_logits`` (-1: an object counts as present from an
             object-score logit of -1 rather than 0, so masks whose score is in (-1, 0] are kept,
             not blanked, although their presence score is below 0.5).
+        detector: text prompts (``Prompt(text="person . red cup")``): a Grounding DINO Hub id
+            (``"IDEA-Research/grounding-dino-tiny"``) or local directory, or an object with
+            ``detect(frame, query)``; ``detector_options``: its settings and when it runs
+            (:class:`~sam2_ros.tracking.text_tracking.TrackerText`). Class labels
+            (:attr:`TrackResult.labels`) need no detector.
     """
 
     def __init__(
@@ -127,6 +133,8 @@ class Tracker:
         memory_bank_obj_score_threshold: Optional[float] = None,
         memory_bank_kf_score_threshold: Optional[float] = None,
         min_obj_score_logits: Optional[float] = None,
+        detector=None,
+        detector_options: Optional[dict] = None,
     ) -> None:
         cfg = model.cfg
         options = dict(kf_score_weight=kf_score_weight, stable_frames_threshold=stable_frames_threshold,
@@ -185,8 +193,7 @@ class Tracker:
         self._step: Optional[FrameStep] = None
         self._slots: Dict[int, int] = {}  # object id -> bank slot (static path)
         if static:
-            layout = BankLayout(max_objects, max_cond_frames, num_maskmem - 1, cfg.max_obj_ptrs - 1,
-                                cfg.feat_size, cfg.mem_dim, cfg.d_model, samurai)
+            layout = BankLayout.for_model(model, max_objects, max_cond_frames, num_maskmem, samurai)
             if step_backend == "torch":
                 self._step = FrameStep(model, layout, self.dtype, compile, encoder)
             else:
@@ -199,6 +206,7 @@ class Tracker:
                                 None if samurai is None else SamuraiMemory(samurai, num_maskmem, self.device))
         self._frame_index = -1
         self._frame_hw: Optional[Tuple[int, int]] = None
+        self.text = TrackerText(detector, detector_options, self.device)  # class labels, text prompts
 
     @classmethod
     def from_pretrained(
@@ -209,8 +217,11 @@ class Tracker:
         device: str = "auto",
         **kwargs,
     ) -> "Tracker":
-        """Load Meta's checkpoint (``None``: download the official SAM 2.1 file once).
-        Keyword arguments go to :class:`Tracker`."""
+        """Load a checkpoint: Meta's .pt file, a folder, or a Hugging Face Hub id (``facebook/sam2.1-hiera-tiny``,
+        ``facebook/EdgeTAM``, or a SAM 2 saved by transformers); ``None``: the official checkpoint of ``model``
+        (SAM 2.1's, or ``edgetam.pt`` for ``model="edgetam"``), downloaded once into the Hugging Face Hub cache.
+        Keyword arguments go to :class:`Tracker` (``detector="IDEA-Research/grounding-dino-tiny"``
+        for text prompts)."""
         return cls(build_model(checkpoint, model=model, image_size=image_size, device=resolve_device(device)), **kwargs)
 
     @classmethod
@@ -283,6 +294,7 @@ class Tracker:
             self._step.bank.reset_()
         self._frame_index = -1
         self._frame_hw = None
+        self.text.reset()
 
     def state_tensors(self) -> List[Tensor]:
         """Every tensor the tracker holds between frames (for memory accounting)."""
@@ -336,8 +348,16 @@ class Tracker:
         sharing its model), so that the image encoder does not run again; None: encoded here.
 
         All prompts are validated before anything changes: a bad prompt raises
-        :class:`PromptError` and leaves the tracker as it was.
+        :class:`PromptError` and leaves the tracker as it was. A text prompt
+        (``Prompt(text=...)``, with a ``detector``) and its detections:
+        :mod:`~sam2_ros.tracking.text_tracking`; :attr:`TrackResult.labels` names the objects.
         """
+        prompts = self.text.before(self, frame, prompts)
+        return self.text.after(self._track(frame, prompts, features))
+
+    @torch.inference_mode()
+    def _track(self, frame: np.ndarray, prompts: Sequence[Prompt], features: Optional[ImageFeatures]) -> TrackResult:
+        """:meth:`track` without text prompts and labels."""
         hw, (point_prompts, mask_prompts, new_ids) = self._checked(frame, prompts, features)
         if self.static:
             return self._track_static(frame, hw, point_prompts, mask_prompts, new_ids, features)
@@ -395,7 +415,7 @@ class Tracker:
         point_prompts, mask_prompts, new_ids = self._parse(prompts, hw)
         with autocast(self.device, self.dtype):
             ids, low, score = self._exact.prompt_past(p, hw, point_prompts, mask_prompts, new_ids)
-        return self._logits_result(p, hw, ids, low, score)
+        return self.text.labelled(self._logits_result(p, hw, ids, low, score))
 
     def _checked(self, frame: np.ndarray, prompts: Sequence[Prompt], features: Optional[ImageFeatures]):
         """What :meth:`track` checks before anything changes: (frame size, parsed prompts)."""

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from torch import Tensor
@@ -23,7 +23,7 @@ class FrameNotBuffered(ValueError):
 
 @dataclass
 class Prompt:
-    """A prompt for one object on the frame passed with it.
+    """A prompt for one object on the frame passed with it, or a text prompt.
 
     Attributes:
         obj_id: the object's id (an int >= 0). A new id starts an object; an existing id
@@ -31,21 +31,32 @@ class Prompt:
         points: (K, 2) x, y pixels of the frame; ``labels`` (K,) 1 foreground, 0 background.
         box: (4,) x0, y0, x1, y1 pixels (may be combined with points).
         mask: (H, W) bool mask at the frame's resolution (not combined with points or box).
+        text: a text prompt, alone (no obj_id): phrases separated by " . " ("person . red cup")
+            that the tracker's detector turns into objects labelled with their phrase; it stays
+            in force until the next one, "" stops detecting
+            (:mod:`sam2_ros.tracking.text_tracking`; needs ``Tracker(detector=...)``).
+        label: the object's class label (:attr:`TrackResult.labels`), or None.
     """
 
-    obj_id: int
+    obj_id: Optional[int] = None
     points: Optional[ArrayLike] = None
     labels: Optional[ArrayLike] = None
     box: Optional[ArrayLike] = None
     mask: Optional[ArrayLike] = None
+    text: Optional[str] = None
+    label: Optional[str] = None
 
     def parsed(self, frame_hw: Tuple[int, int]) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]:
         """Validate against a frame of size (H, W): returns (points (K, 2) with the box corners
         first, labels (K,) with 2/3 for box corners, mask (H, W) bool) or raises PromptError."""
         h, w = frame_hw
         oid = self.obj_id
+        if self.text is not None:
+            raise PromptError("a text prompt (Prompt(text=...)) is for Tracker.track with a detector, "
+                              "not for one object")
         if isinstance(oid, bool) or not isinstance(oid, (int, np.integer)) or oid < 0:
-            raise PromptError(f"obj_id must be an integer >= 0, got {oid!r}")
+            raise PromptError(f"obj_id must be an integer >= 0, got {oid!r}"
+                              + ("; a text prompt is Prompt(text='person . red cup')" if oid is None else ""))
         if self.mask is not None:
             if self.points is not None or self.box is not None:
                 raise PromptError(f"object {oid}: a mask prompt cannot be combined with points or a box; send them separately")
@@ -102,6 +113,7 @@ class TrackResult:
     logits: Tensor  # (N, H, W) float32 mask logits at the frame's resolution
     scores: Tensor  # (N,) object-presence probability
     mask_threshold: float = 0.0
+    labels: Dict[int, Optional[str]] = field(default_factory=dict)  # object id -> class label or None
 
     @property
     def masks(self) -> Tensor:

@@ -48,6 +48,7 @@ __all__ = [
     "official_image_predictor",
     "official_mask_generator",
     "perturb_state_",
+    "calibrate_batchnorm_",
     "preprocess_frame",
     "sample_frames",
 ]
@@ -215,6 +216,15 @@ def install_torchvision_shim() -> bool:
     except Exception:  # not installed, or broken against this torch build
         for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
             del sys.modules[name]
+    # transformers (the text-prompt extra) asks once whether torchvision is installed, and keeps
+    # the answer; asked after the stubs are in place, its find_spec fails on them (no __spec__)
+    # and every `import transformers` raises. So it asks now (torchvision: not installed).
+    try:
+        from transformers.utils.import_utils import is_torchvision_available
+
+        is_torchvision_available()
+    except ImportError:
+        pass
 
     tv = types.ModuleType("torchvision")
     tv.__path__ = []  # a package, so that submodule imports resolve through sys.modules
@@ -350,6 +360,28 @@ def perturb_state_(
             continue
         noise = torch.randn(t.shape, generator=gen, dtype=torch.float32).to(t.dtype)
         t.data.add_(noise * std)
+
+
+@torch.no_grad()
+def calibrate_batchnorm_(trunk: torch.nn.Module, seed: int) -> None:
+    """Give each BatchNorm the statistics of what it sees on noise images (cumulative
+    average), then perturb them: random running stats would blow the 20-block trunk up or
+    flatten it; measured ones keep every block's output of order one."""
+    bns = [m for m in trunk.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    gen = torch.Generator().manual_seed(seed + 7)
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    trunk.train()
+    for _ in range(2):
+        trunk(torch.randn(2, 3, 256, 256, generator=gen))
+    trunk.eval()
+    for bn in bns:
+        bn.momentum = 0.1
+        n = bn.running_mean.shape[0]
+        std = bn.running_var.sqrt()
+        bn.running_mean.add_(0.05 * std * torch.randn(n, generator=gen))
+        bn.running_var.mul_(torch.exp(0.1 * torch.randn(n, generator=gen)))
 
 
 def make_official_checkpoint(

@@ -122,3 +122,46 @@ def assert_close(ours, theirs, max_err: float, min_iou: float = 0.999):
             assert abs(a[oid][1] - b[oid][1]) < 1e-3, f"frame {t} object {oid}: score {a[oid][1]} vs {b[oid][1]}"
             worst["max_err"], worst["min_iou"] = max(worst["max_err"], err), min(worst["min_iou"], iou)
     return worst
+
+
+# The static step (padded prompts, masked bank slots, objects batched) adds and multiplies in
+# another order than the official predictor, so its logits differ in the last float32 bits
+# (about 1e-6 relative on the first frame). Two steps then make such differences larger, as
+# they would between two machines running the official code: memories are stored in bfloat16,
+# as upstream stores them (8 mantissa bits: a last-bit difference on a rounding boundary moves
+# a memory value by 2**-8 of itself), and the memory of a clicked frame is encoded from its
+# thresholded mask (a pixel whose logit is within rounding of 0 lands on the other side). The
+# random test model's memory attention carries both into the frames after; the frame after a
+# click on a tracked object is where the error jumps. Measured (static, 26 frames): on an Intel
+# Xeon at most 1e-3 relative; on an AMD EPYC tiny 4.3e-4 (mean 7.5e-5, 0.01 % of pixels
+# flipped), small 4.8e-3 (mean 6.0e-4, 0.08 %). A wrong memory slot, position or pointer moves
+# whole masks: errors of order 1 and means far above these bounds.
+STATIC_MAX_ERR = 2e-2
+STATIC_MEAN_ERR = 3e-3
+STATIC_MAX_FLIPS = 5e-3  # of a frame's pixels
+
+
+def assert_static_close(ours, theirs, max_err: float = STATIC_MAX_ERR, mean_err: float = STATIC_MEAN_ERR,
+                        max_flips: float = STATIC_MAX_FLIPS, first_frame_err: float = 1e-5):
+    """The static step against the official predictor: within float rounding carried through
+    bfloat16 memories and thresholded masks (see above). Per object-frame,
+    the largest and the mean logit difference relative to the largest official logit, and the
+    share of pixels on the other side of the threshold. The first frame, read before any
+    memory exists, must agree to float32 rounding. Returns the worst of each."""
+    worst = {"max_err": 0.0, "mean_err": 0.0, "flips": 0.0}
+    assert len(ours) == len(theirs)
+    for t, (a, b) in enumerate(zip(ours, theirs)):
+        assert sorted(a) == sorted(b), f"frame {t}: objects {sorted(a)} vs official {sorted(b)}"
+        for oid in a:
+            la, lb = a[oid][0], torch.as_tensor(b[oid][0])
+            diff = (la - lb).abs() / lb.abs().max().clamp_min(1e-6)
+            err, mean = diff.max().item(), diff.mean().item()
+            flips = ((la > 0) != (lb > 0)).float().mean().item()
+            bound = first_frame_err if t == 0 else max_err
+            assert err <= bound, f"frame {t} object {oid}: logits differ by {err:.2e} (relative; bound {bound:.0e})"
+            assert mean <= mean_err, f"frame {t} object {oid}: mean logit difference {mean:.2e} (relative)"
+            assert flips <= max_flips, f"frame {t} object {oid}: {flips:.2%} of mask pixels flipped"
+            assert abs(a[oid][1] - b[oid][1]) < 1e-3, f"frame {t} object {oid}: score {a[oid][1]} vs {b[oid][1]}"
+            worst = {"max_err": max(worst["max_err"], err), "mean_err": max(worst["mean_err"], mean),
+                     "flips": max(worst["flips"], flips)}
+    return worst

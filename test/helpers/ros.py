@@ -247,6 +247,16 @@ class Client:
         assert self.wait_for(lambda: key in self.masks, timeout), f'no masks for frame {k}'
         return self.masks[key][0]
 
+    def first_masks(self, rgb, timeout=90.0, every=10.0):
+        """A node just started: send a frame every ``every`` seconds until one comes back with
+        masks (on a loaded machine the first can wait behind the node's start-up)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            key = self.frame(rgb, next_k())
+            if self.wait_for(lambda: key in self.masks, min(every, deadline - time.monotonic())):
+                return self.masks[key][0]
+        raise AssertionError(f'no masks within {timeout:.0f} s of frames')
+
     def marker(self, obj_id, points=None, labels=None, box=None, action=ImageMarker.ADD, k=None, ns=''):
         m = ImageMarker()
         m.id = obj_id
@@ -270,20 +280,32 @@ class Client:
         self.mask_pub.publish(msg)
         time.sleep(0.15)
 
-    def call(self, client, request, timeout=15.0):
+    def call(self, client, request, timeout=15.0, resend_after=None):
+        """One service call. DDS may drop a request sent before the server has matched this
+        client's endpoints (a loaded machine widens that window), so requests that are safe to
+        repeat pass resend_after: sent again after that many seconds without an answer."""
         assert client.wait_for_service(timeout_sec=timeout), f'service {client.srv_name} missing'
-        future = client.call_async(request)
-        assert self.wait_for(future.done, timeout), f'no answer from {client.srv_name}'
-        return future.result()
+        return self._answer(lambda: client.call_async(request), timeout, resend_after, client.srv_name)
+
+    def _answer(self, send, timeout, resend_after, what):
+        deadline = time.monotonic() + timeout
+        while True:
+            future = send()
+            wait = deadline - time.monotonic()
+            if resend_after is not None:
+                wait = min(wait, resend_after)
+            if self.wait_for(future.done, max(wait, 0.0)):
+                return future.result()
+            assert time.monotonic() < deadline, f'no answer from {what}'
 
     def reset(self):
         return self.call(self.reset_cli, Trigger.Request())
 
     def set_params(self, **values):
+        """Setting the same values twice is harmless, so a lost request is sent again."""
         assert self.params.wait_for_services(timeout_sec=10.0), 'no parameter services'
-        future = self.params.set_parameters([Parameter(k, value=v) for k, v in values.items()])
-        assert self.wait_for(future.done, 10.0)
-        return future.result().results
+        params = [Parameter(k, value=v) for k, v in values.items()]
+        return self._answer(lambda: self.params.set_parameters(params), 10.0, 3.0, 'set_parameters').results
 
     def transition(self, transition_id):
         req = ChangeState.Request()
@@ -291,7 +313,7 @@ class Client:
         return self.call(self.change_cli, req).success
 
     def state(self):
-        return self.call(self.state_cli, GetState.Request()).current_state.label
+        return self.call(self.state_cli, GetState.Request(), resend_after=3.0).current_state.label
 
     def stderr_since(self, proc, mark):
         return proc.stderr()[mark:]
@@ -340,9 +362,9 @@ class MultiProcess(NodeProcess):
         return super().stop(sig, timeout)
 
 
-def _values(arr):
+def _values(arr, node_name):
     for st in arr.status:
-        if 'sam2_tracker' in st.name:
+        if st.name.startswith(node_name + ':'):  # '/ns/sam2_tracker: tracking'; other nodes share /diagnostics
             return {kv.key: kv.value for kv in st.values}
     return None
 
@@ -351,7 +373,7 @@ def status(c):
     """The node's latest diagnostic values, or None."""
     with c.lock:
         for arr in reversed(c.diagnostics):
-            values = _values(arr)
+            values = _values(arr, c.tracker_ns)
             if values is not None:
                 return values
     return None
@@ -364,6 +386,6 @@ def fresh_status(c, timeout=5.0):
 
     def newer():
         with c.lock:
-            return any(_values(a) is not None for a in c.diagnostics[n:])
+            return any(_values(a, c.tracker_ns) is not None for a in c.diagnostics[n:])
     assert c.wait_for(newer, timeout), 'no diagnostics'
     return status(c)
