@@ -76,6 +76,23 @@ def _macs(fn: Callable[[], object]) -> float:
     return counter.get_total_flops() / 2
 
 
+def matmul_rate(n: int = 2048, repeats: int = 10) -> float:
+    """This CPU's float32 GMAC/s on a large square matmul (best of ``repeats`` after warm-up
+    calls, which wake the threads and the clock): the rate a step would reach if all of its MACs
+    were dense matmuls, so MACs / rate bounds its time from below."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return n ** 3 / best / 1e9
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def bench(image_size: int, repeats: int) -> Dict[str, Dict[str, dict]]:
     models = {
         "edgetam": build_random_model("edgetam", image_size, "cpu"),
@@ -115,18 +132,26 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    results = {}
+    rate = matmul_rate()
+    print(f"# float32 matmul rate (2048^3, best of 10): {rate:.1f} GMAC/s")
+    results = {"matmul_gmacs_per_s": rate}
     for size in args.image_sizes:
         res = bench(size, args.repeats)
         results[size] = res
         print(f"\n## {size} px (median / p95 ms of {args.repeats} calls, GMACs)")
-        print("| step | EdgeTAM | EdgeTAM fused | SAM 2.1 tiny | tiny / EdgeTAM fused (time) | tiny / EdgeTAM (MACs) |")
-        print("|---|---|---|---|---|---|")
+        print("| step | EdgeTAM | EdgeTAM fused | SAM 2.1 tiny | tiny / EdgeTAM fused (time) | tiny / EdgeTAM (MACs) "
+              "| GMAC/s EdgeTAM fused / tiny |")
+        print("|---|---|---|---|---|---|---|")
         for step in res["tiny"]:
             e, f, t = res["edgetam"][step], res["edgetam_fused"][step], res["tiny"][step]
             cell = lambda r: f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f} ms, {r['gmacs']:.2f}"  # noqa: E731
             print(f"| {step} | {cell(e)} | {cell(f)} | {cell(t)} | {t['p50_ms'] / f['p50_ms']:.2f}x | "
-                  f"{t['gmacs'] / e['gmacs']:.2f}x |")
+                  f"{t['gmacs'] / e['gmacs']:.2f}x | {f['gmacs'] / f['p50_ms'] * 1e3:.1f} / "
+                  f"{t['gmacs'] / t['p50_ms'] * 1e3:.1f} |")
+        total = {name: sum(r["gmacs"] for r in res[name].values()) for name in ("edgetam", "tiny")}
+        print(f"a tracked frame, 1 object: EdgeTAM {total['edgetam']:.1f} GMACs (at the matmul rate: "
+              f"{total['edgetam'] / rate * 1e3:.0f} ms at least), tiny {total['tiny']:.1f} GMACs "
+              f"({total['tiny'] / rate * 1e3:.0f} ms at least)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

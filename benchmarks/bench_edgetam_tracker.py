@@ -4,7 +4,8 @@ One process, the same real frames (the bundled clip, 640x360) and prompts (click
 every tracker is stepped once per frame in turn, so machine noise hits all alike. Modes:
 ``exact`` (the default eager path), ``static`` (the static frame step, eager), ``compiled``
 (the static step compiled whole, ``compile=True``) and ``compiled-bf16`` (the same in
-bfloat16). Reports ms per frame p50 / p95 after the warm-up frames, the first two frames'
+bfloat16); ``exact-fused`` and ``compiled-fused`` are EdgeTAM's two with ``fuse=True`` (SAM 2
+has no BatchNorm to fold: its rows are left out). Reports ms per frame p50 / p95 after the warm-up frames, the first two frames'
 seconds (the compile), the bytes of tracking state held, the process's peak resident memory
 once each model is loaded, and each mode's mask IoU against its model's exact path (min over
 object-frames). Random "alive" official-format weights: time depends on shapes only.
@@ -35,6 +36,8 @@ from sam2_ros.model.build import build_model  # noqa: E402
 
 MODES = {"exact": {}, "static": {"static": True}, "compiled": {"compile": True},
          "compiled-bf16": {"compile": True, "dtype": "bfloat16"}}
+# EdgeTAM's trunk with its BatchNorms folded into the convs (``fuse=True``); SAM 2 has none to fold.
+FUSED = {"exact-fused": "exact", "compiled-fused": "compiled"}
 
 
 def prompts(n: int, h: int, w: int) -> list:
@@ -51,9 +54,14 @@ def run(models, modes, image_size: int, n_obj: int, n_frames: int, warmup: int, 
     first = prompts(n_obj, h, w)
     trackers, rss = {}, {}
     for model in models:
-        net = build_model(str(checkpoint(model, folder)), model, image_size, "cpu", fuse=False)
+        path = str(checkpoint(model, folder))
+        net = build_model(path, model, image_size, "cpu")
+        fused = build_model(path, model, image_size, "cpu", fuse=True) if model == "edgetam" else None
         for mode in modes:
-            trackers[model, mode] = Tracker(net, max_objects=n_obj, **MODES[mode])
+            if mode in FUSED and fused is not None:
+                trackers[model, mode] = Tracker(fused, max_objects=n_obj, **MODES[FUSED[mode]])
+            elif mode not in FUSED:
+                trackers[model, mode] = Tracker(net, max_objects=n_obj, **MODES[mode])
         rss[model] = peak_rss_mib()
     ms = {k: [] for k in trackers}
     masks = {k: [] for k in trackers}
@@ -85,7 +93,7 @@ def run(models, modes, image_size: int, n_obj: int, n_frames: int, warmup: int, 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["tiny", "edgetam"])
-    ap.add_argument("--modes", nargs="+", default=["exact", "compiled-bf16"], choices=list(MODES))
+    ap.add_argument("--modes", nargs="+", default=["exact", "compiled-bf16"], choices=[*MODES, *FUSED])
     ap.add_argument("--image-size", type=int, default=512)
     ap.add_argument("--objects", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--frames", type=int, default=12)

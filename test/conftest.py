@@ -113,8 +113,9 @@ def samurai_scene(official_checkpoint, tmp_path_factory):
 def edgetam_oracle(tmp_path_factory):
     """EdgeTAM's release as an oracle (its own venv and process; ``edgetam_oracle_client``):
     ``.checkpoint`` an official-format ``edgetam.pt`` with random weights, ``.request`` the
-    model-level inputs (1024 px), ``.video_request`` the video's (10 frames, 512 px),
-    ``.model_level()`` and ``.video()`` the answers, each computed once per session on first use."""
+    model-level inputs (1024 px), ``.video_request`` the video's (10 frames, 512 px;
+    ``.video_requests[1024]`` at 1024 px), ``.model_level()`` and ``.video(size)`` the answers,
+    each computed once per session on first use."""
     from helpers.edgetam_oracle_client import EdgeTAMReference
 
     return EdgeTAMReference(tmp_path_factory.mktemp("edgetam_oracle"))

@@ -360,6 +360,15 @@ def test_edgetam_model_parameter_and_its_image_sizes():
     assert 'multiple of 256' in params.change_refusal('image_size', 800, 'unconfigured', {'model': 'edgetam'})
 
 
+def test_fuse_parameter_is_edgetams_only():
+    params.validate_all({'model': 'edgetam', 'fuse': True})
+    params.validate_all({'model': 'tiny', 'fuse': False})
+    with pytest.raises(params.ParameterError, match='fuse folds EdgeTAM.s BatchNorms; model tiny .* set fuse: false'):
+        params.validate_all({'model': 'tiny', 'fuse': True})
+    assert 'set fuse: false' in params.change_refusal('model', 'small', 'unconfigured', {'model': 'edgetam', 'fuse': True})
+    assert 'read-only once the node is configured' in params.change_refusal('fuse', True, 'active', {'model': 'edgetam'})
+
+
 def test_parameter_change_rules():
     r = params.change_refusal
     assert 'read-only once the node is configured' in r('model', 'small', 'active')

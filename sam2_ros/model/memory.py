@@ -69,10 +69,16 @@ class MemoryAttentionLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d_model)
         self.norm3 = nn.LayerNorm(d_model)
 
-    def forward(self, x: Tensor, memory: Tensor, memory_pos: Tensor, num_ptr_tokens: int,
-                memory_mask: Tensor | None = None, memory_rope: Tensor | None = None) -> Tensor:
+    def self_block(self, x: Tensor) -> Tensor:
+        """The self-attention half-block (B, hw, C) -> (B, hw, C): the frame's tokens alone."""
         y = self.norm1(x)
-        x = x + self.self_attn(y, y, y)
+        return x + self.self_attn(y, y, y)
+
+    def forward(self, x: Tensor, memory: Tensor, memory_pos: Tensor, num_ptr_tokens: int,
+                memory_mask: Tensor | None = None, memory_rope: Tensor | None = None, self_done: bool = False) -> Tensor:
+        """``self_done``: ``x`` is already :meth:`self_block`'s output."""
+        if not self_done:
+            x = self.self_block(x)
         # Queries carry no additive position here (RoPE gives it); keys do.
         x = x + self.cross_attn_image(self.norm2(x), memory + memory_pos, memory, num_k_exclude_rope=num_ptr_tokens,
                                       key_mask=memory_mask, key_rope=memory_rope)
@@ -90,14 +96,22 @@ class MemoryAttention(nn.Module):
         )
         self.norm = nn.LayerNorm(d_model)
 
+    def frame_prefix(self, x: Tensor, x_pos: Tensor) -> Tensor:
+        """What every object computes alike from the frame, before any memory: the first
+        layer's self-attention, (B, hw, C) -> (B, hw, C). Objects run one at a time share it
+        (the same inputs give the same bits); :meth:`forward` takes it as ``prefix``."""
+        return self.layers[0].self_block(x + 0.1 * x_pos)
+
     def forward(self, x: Tensor, x_pos: Tensor, memory: Tensor, memory_pos: Tensor, num_ptr_tokens: int = 0,
-                memory_mask: Tensor | None = None, memory_rope: Tensor | None = None) -> Tensor:
+                memory_mask: Tensor | None = None, memory_rope: Tensor | None = None,
+                prefix: Tensor | None = None) -> Tensor:
         """x, x_pos (B, hw, C) current frame; memory, memory_pos (B, M, C_mem) -> (B, hw, C).
         ``memory_mask`` (B, M) bool marks the valid memory tokens (None: all); ``memory_rope``
-        (B, M) bool the spatial ones, per row (None: all but the last ``num_ptr_tokens``)."""
-        x = x + 0.1 * x_pos
+        (B, M) bool the spatial ones, per row (None: all but the last ``num_ptr_tokens``);
+        ``prefix``: :meth:`frame_prefix` of x, x_pos, computed once for several calls."""
+        x = self.frame_prefix(x, x_pos) if prefix is None else prefix
         for layer in self.layers:
-            x = layer(x, memory, memory_pos, num_ptr_tokens, memory_mask, memory_rope)
+            x = layer(x, memory, memory_pos, num_ptr_tokens, memory_mask, memory_rope, self_done=layer is self.layers[0])
         return self.norm(x)
 
 

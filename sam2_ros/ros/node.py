@@ -225,7 +225,7 @@ class TrackerNode(LifecycleNode):
             model, encoder, self._backend, warm = self._shared.model.get(p, warn=self.get_logger().warning)
         else:
             model = build_model(checkpoint, model=p['model'], image_size=p['image_size'],
-                                device=resolve_device(p['device']))
+                                device=resolve_device(p['device']), fuse=p['fuse'])
             # a backend that cannot be used (package missing, file made for another model, size,
             # GPU or TensorRT version) falls back to torch with a warning saying why
             encoder, self._backend = make_encoder_or_fallback(

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 
 # Parameters that decide the one model of the process: the same on every camera.
-SHARED_PARAMETERS: Tuple[str, ...] = ('model', 'checkpoint', 'device', 'dtype', 'image_size', 'compile',
+SHARED_PARAMETERS: Tuple[str, ...] = ('model', 'checkpoint', 'device', 'dtype', 'fuse', 'image_size', 'compile',
                                       'encoder_backend', 'encoder_engine', 'step_backend', 'step_engine')
 
 
@@ -77,7 +77,7 @@ class SharedModel:
         from sam2_ros.model.build import build_model, resolve_device
 
         model = build_model(p['checkpoint'] or None, model=p['model'], image_size=p['image_size'],
-                            device=resolve_device(p['device']))
+                            device=resolve_device(p['device']), fuse=p['fuse'])
         encoder, backend = make_encoder_or_fallback(p['encoder_backend'], model, p['encoder_engine'] or None, warn=warn)
         return model, encoder, backend
 

@@ -195,7 +195,10 @@ def track_pass(model: SAM2, layout: BankLayout, tables: StepTables, state: BankS
     decoder's answer without prompts."""
     memory, memory_pos, valid, rope = gather_memory(model, layout, tables, state)
     batch = feats.expand(layout.slots)
-    pix = model.condition_on_memory(batch, memory, memory_pos, 0, valid, rope)  # (S, C, h, w)
+    # The frame's share of memory attention (the first self-attention) once, not once per slot
+    # (for several cameras, feats already hold one row per slot).
+    prefix = model.memory_prefix(feats).expand(layout.slots, -1, -1)  # (S, hw, C)
+    pix = model.condition_on_memory(batch, memory, memory_pos, 0, valid, rope, prefix)  # (S, C, h, w)
     pred = model.predict_masks(pix, batch.high_res, multimask=model.use_multimask(0),
                                **samurai_step.decode_options(layout, state))
     return pix, pred

@@ -227,11 +227,15 @@ class ExactPath:
             # so the batch is exact (no padding, no masking).
             step = len(members) if self.batch_objects else 1
             batches += [(n_ptrs, members[i : i + step]) for i in range(0, len(members), step)]
+        # Objects conditioned one at a time share the frame's part of memory attention (the
+        # first layer's self-attention): computed once, the same bits as computed per object.
+        prefix = self.model.memory_prefix(feats) if sum(len(m) == 1 for _, m in batches) > 1 else None
         for n_ptrs, members in batches:
             b = len(members)
             memory, memory_pos, ptr_tokens = self._assemble(members, n_ptrs)
             batch = feats.expand(b)
-            pix = self.model.condition_on_memory(batch, memory, memory_pos, ptr_tokens)  # (B, C, h, w)
+            shared = prefix if b == 1 else None
+            pix = self.model.condition_on_memory(batch, memory, memory_pos, ptr_tokens, prefix=shared)  # (B, C, h, w)
             opts = self._decode_options([oid for oid, _, _ in members])
             pred = self._filled(self.model.predict_masks(pix, batch.high_res, multimask=self.model.use_multimask(0), **opts))
             for i, (oid, _, _) in enumerate(members):

@@ -215,14 +215,17 @@ class Tracker:
         model: str = "tiny",
         image_size: int = 1024,
         device: str = "auto",
+        fuse: bool = False,
         **kwargs,
     ) -> "Tracker":
         """Load a checkpoint: Meta's .pt file, a folder, or a Hugging Face Hub id (``facebook/sam2.1-hiera-tiny``,
         ``facebook/EdgeTAM``, or a SAM 2 saved by transformers); ``None``: the official checkpoint of ``model``
         (SAM 2.1's, or ``edgetam.pt`` for ``model="edgetam"``), downloaded once into the Hugging Face Hub cache.
-        Keyword arguments go to :class:`Tracker` (``detector="IDEA-Research/grounding-dino-tiny"``
-        for text prompts)."""
-        return cls(build_model(checkpoint, model=model, image_size=image_size, device=resolve_device(device)), **kwargs)
+        ``fuse`` (EdgeTAM only): fold its trunk's BatchNorms into its convs after loading, EdgeTAM's
+        fastest CPU mode (outputs within ~1e-6 of the unfused model). Keyword arguments go to
+        :class:`Tracker` (``detector="IDEA-Research/grounding-dino-tiny"`` for text prompts)."""
+        net = build_model(checkpoint, model=model, image_size=image_size, device=resolve_device(device), fuse=fuse)
+        return cls(net, **kwargs)
 
     @classmethod
     def from_config(cls, model: str = "tiny", image_size: int = 1024, device: str = "auto", seed: int = 0, **kwargs) -> "Tracker":

@@ -41,7 +41,7 @@ from __future__ import annotations
 import os
 import pathlib
 import subprocess
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -162,9 +162,11 @@ class EdgeTAMReference:
     * :meth:`model_level`: the checkpoint (written by the oracle) and the encoder, image
       predictor, memory and memory-attention answers;
     * :meth:`video`: the video predictor's per-object answers on ``video_request`` (10 frames at
-      512 px; a second oracle process that loads the same checkpoint instead of building it again).
+      512 px; a second oracle process that loads the same checkpoint instead of building it again),
+      or with ``image_size=1024`` on the model-level frames at 1024 px (a third, slower run).
 
-    ``request`` holds the model-level inputs (1024 px), ``video_request`` the video's,
+    ``request`` holds the model-level inputs (1024 px), ``video_request`` the video's at 512 px,
+    ``video_requests`` both video requests by image size,
     ``checkpoint`` the official-format file, ``timings`` the
     oracle's seconds per part and ``wall`` the seconds each run took, subprocess included.
     """
@@ -177,7 +179,9 @@ class EdgeTAMReference:
         # The video run is the costly one (each object alone, every frame): at 512 px (position
         # tables rebuilt on both sides; the checkpoint is the same file) it takes ~1 min, not ~6.
         video = standard_request(square_frames(video_frames, video_size), self.checkpoint, video_size)
-        self.video_request = {k: video[k] for k in ("image_size", "seed", "checkpoint", "frames", "video")}
+        keys = ("image_size", "seed", "checkpoint", "frames", "video")
+        self.video_request = {k: video[k] for k in keys}
+        self.video_requests = {video_size: self.video_request, image_size: {k: self.request[k] for k in keys}}
         self.timings: Dict[str, float] = {}
         self.wall: Dict[str, float] = {}
         self._answers: Dict[str, Dict[str, Any]] = {}
@@ -196,7 +200,9 @@ class EdgeTAMReference:
     def model_level(self) -> Dict[str, Any]:
         return self._run("model", {k: v for k, v in self.request.items() if k != "video"})
 
-    def video(self) -> Dict[str, Any]:
-        """The release's video predictor on ``video_request`` (its frames and prompts)."""
+    def video(self, image_size: Optional[int] = None) -> Dict[str, Any]:
+        """The release's video predictor on ``video_requests[image_size]`` (its frames and
+        prompts; None: ``video_request``'s size)."""
+        size = self.video_request["image_size"] if image_size is None else image_size
         self.model_level()  # the checkpoint
-        return self._run("video", {**self.video_request, "reuse_checkpoint": True})["video"]
+        return self._run(f"video{size}", {**self.video_requests[size], "reuse_checkpoint": True})["video"]
