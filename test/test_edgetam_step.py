@@ -81,6 +81,17 @@ def test_static_step_equals_the_exact_path(model, clip, exact):
     print(f"static EdgeTAM vs exact: max relative logit error {worst['max_err']:.1e}, min IoU {worst['min_iou']:.5f}")
 
 
+def test_samurai_memory_selection_runs_on_edgetam(model, clip):
+    """SAMURAI's filter and memory test over EdgeTAM's 512-token memories: the static step
+    equals the exact path (there is no reference for the pair: SAMURAI's release is SAM 2's)."""
+    frames, plan = clip
+    frames, plan = frames[:6], {t: acts for t, acts in plan.items() if t < 4}  # no prompt on a removed object
+    exact = run_ours(Tracker(model, max_objects=3, max_cond_frames=2, memory_selection="samurai"), frames, plan)
+    static = Tracker(model, max_objects=3, max_cond_frames=2, memory_selection="samurai", static=True)
+    worst = assert_close(run_ours(static, frames, plan), exact, max_err=1e-3)
+    print(f"SAMURAI on EdgeTAM, static vs exact: max relative logit error {worst['max_err']:.1e}")
+
+
 def test_cameras_in_one_step_equal_their_own_steps(model, bunny_frames):
     """Two cameras' trackers on one model: their slots in one joint step (sam2_ros.step.joint)."""
     front, left = bunny_frames(3, 320, 180), bunny_frames(3, 320, 180, start=40)

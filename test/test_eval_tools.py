@@ -170,7 +170,7 @@ def test_davis_folder_to_bag_then_evaluate(tmp_path, davis_dir, official_checkpo
 
 def test_memory_selections_side_by_side(tmp_path, davis_dir, official_checkpoint):
     """``--memory-selection sam2 samurai``: each selection evaluated on the same frames and
-    prompts into OUT/<selection>/, compared in OUT/report.md and OUT/comparison.json."""
+    prompts into OUT/<selection>/, compared in report.md and comparison.json in OUT."""
     ckpt = official_checkpoint("tiny", 256)
     bag = tmp_path / "bun"
     assert video_to_bag.main(["--davis-dir", str(davis_dir), "--sequence", "bun", "--out", str(bag)]) == 0

@@ -54,7 +54,7 @@ def test_outside_samurai_mode_equals_metas_predictor(samurai_scene):
     """SAMURAI's package with ``samurai_mode=false`` and SAM 2's object-score threshold is SAM 2:
     on the same checkpoint and frames it gives the numbers of Meta's ``sam2`` 1.1.0, which
     shows that both sides run the same attention kernels and preprocessing."""
-    from oracle import OfficialStreamingOracle
+    from helpers.oracle import OfficialStreamingOracle
 
     frames = samurai_scene.frames[:8]
     size, box = samurai_scene.image_size, samurai_scene.box

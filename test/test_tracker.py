@@ -55,6 +55,23 @@ def test_batched_objects_equal_single_object_runs(model, frames):
         assert stats["tie_flips"] <= 1e-4 * max(stats["pixels"], 1)
 
 
+def test_objects_one_at_a_time_share_the_frames_memory_prefix_bit_for_bit(model, frames, monkeypatch):
+    """Objects conditioned one at a time compute the frame's first self-attention once
+    (``SAM2.memory_prefix``): the same bits as each computing it (the prefix switched off)."""
+    from sam2_ros.model.sam2 import SAM2
+
+    h, w = frames[0].shape[:2]
+    plan = _prompts(h, w)
+    calls = []
+    prefix = SAM2.memory_prefix
+    monkeypatch.setattr(SAM2, "memory_prefix", lambda self, feats: calls.append(1) or prefix(self, feats))
+    shared = _run(Tracker(model, batch_objects=False), frames, plan)
+    assert len(calls) >= len(frames) - 2  # shared on the tracked frames (two or three objects)
+    monkeypatch.setattr(SAM2, "memory_prefix", lambda self, feats: None)
+    each = _run(Tracker(model, batch_objects=False), frames, plan)
+    assert all(torch.equal(a[k][0], b[k][0]) and a[k][1] == b[k][1] for a, b in zip(shared, each) for k in a)
+
+
 def test_state_is_constant_on_a_long_stream(official_checkpoint, bunny_frames):
     """After 10x the longest window (16 pointers) the tracker holds exactly the bytes it held
     after 30 frames: every window has filled and turned over many times (64 px keeps it cheap;

@@ -54,7 +54,7 @@ class Spec:
 SPECS: Tuple[Spec, ...] = (
     # --- model (read-only once configured) ---
     Spec('model', 'tiny', 'SAM 2 model size (aliases t, s, b+, l accepted), or edgetam (EdgeTAM: RepViT trunk, '
-         '512-token memories; about 3-6x faster than tiny on a CPU)', 'configure', MODELS),
+         '512-token memories; on a CPU about 3x (512 px) to 5x (1024 px) faster than tiny)', 'configure', MODELS),
     Spec('checkpoint', '', "Meta's .pt file, a folder, or a Hugging Face Hub id (facebook/sam2.1-hiera-tiny, "
          'facebook/EdgeTAM, or a SAM 2 saved by transformers); empty: the official checkpoint of `model` (SAM 2.1, '
          'or edgetam.pt), downloaded once into the Hugging Face Hub cache', 'configure'),

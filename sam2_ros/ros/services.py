@@ -73,7 +73,7 @@ class Services:
 
         p, stream, logger = self._p, self._stream, self._logger
         tracker, last = stream.tracker, stream.last_frame
-        if tracker is None or last is None:
+        if tracker is None or last is None or last[3] is None:  # no label: that frame's outputs failed
             logger.info('track_everything: started 0 objects: no frame tracked since the reset')
             return
         rgb, header, index, label = last

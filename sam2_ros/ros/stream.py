@@ -341,8 +341,11 @@ class CameraStream:
             self.frame_count += 1
         if stop is not None and stop.is_set():
             return  # deactivated or shutting down while this frame was tracked: nothing goes out
+        # For ~/track_everything: set before the masks go out, so that a client calling it as soon
+        # as it has them finds this frame (its job runs on this thread, after the label is in).
+        self.last_frame = (rgb, msg.header, result.frame_index, None)
         label = self.publish(msg.header, rgb, result, ids, labels)
-        self.last_frame = (rgb, msg.header, result.frame_index, label)  # for ~/track_everything
+        self.last_frame = (rgb, msg.header, result.frame_index, label)
         t4 = time.perf_counter()
         # latency: steady clock inside the node; stamp age: the node's clock (sim time with
         # use_sim_time) against the image's stamp

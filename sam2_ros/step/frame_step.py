@@ -53,6 +53,7 @@ class StepTables(nn.Module):
         # filled inside a compiled or exported graph they would hold that graph's rounding (or
         # a fake tensor), and every later eager call, the exact path's too, would use it.
         model.image_encoder.position_encoding.grid(h, h, model.device)
+        model.memory_encoder.position_encoding.grid(h, h, model.device)  # EdgeTAM's memory_positions skips it
         with torch.no_grad():
             model.sam_prompt_encoder.dense_pe()
         mem_pos = model.memory_positions()  # (T, C_mem), also fills the model's caches
