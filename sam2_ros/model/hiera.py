@@ -96,7 +96,9 @@ class MultiScaleAttention(nn.Module):
         # and projects the padding too, whose q, k and v are then exactly the bias: so the
         # windows are padded with the bias after the projection instead, and the padded
         # queries are skipped (window_attention). At 256 px this removes 2/3 of the work of
-        # the windowed stride-16 and stride-32 blocks, bit for bit.
+        # the windowed stride-16 and stride-32 blocks. The values are SAM 2's to float
+        # rounding: bit for bit on an AMD EPYC, while on an Intel Xeon the smaller matrix
+        # products round a last bit differently (up to 1.2e-6 in a stride-16 block).
         qkv = self.qkv(x)  # (B, H, W, 3 * C_out)
         if ws > 0:
             qkv, (hp, wp) = window_partition(qkv, ws, fill=self.qkv.bias)  # (B*nWin, ws, ws, 3*C_out)
