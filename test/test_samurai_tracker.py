@@ -10,9 +10,10 @@ highest predicted IoU, and frames fail its memory test, early and in the stable 
 SAMURAI's run of that object alone. The exact path and the compiled static step, over the
 whole scene: on every frame the candidate kept (the one of SAMURAI's three whose upsampled
 logits ours are), the filter's stable counter, the memories attended (frames and temporal
-positions) exactly, and the logits within the static step's bounds of ``helpers.parity``
-(float rounding; see ``close``). The eager static step (two cameras' slots in one step) and
-the exported step on ONNX Runtime: the logits over the first frames (they cost more per frame).
+positions) exactly, and the logits: objects one at a time to 1e-4, objects in one batch
+within the static step's bounds of ``helpers.parity`` (float rounding; see ``close``). The
+eager static step (two cameras' slots in one step) and the exported step on ONNX Runtime:
+the logits over the first frames (they cost more per frame).
 """
 
 import subprocess
@@ -25,7 +26,7 @@ import torch
 from torch._dynamo.utils import counters
 
 from helpers import samurai as S
-from helpers.parity import assert_static_close, ellipse
+from helpers.parity import assert_close, assert_static_close, ellipse
 from helpers.samurai import NoHostSync
 from sam2_ros import Prompt, Tracker
 from sam2_ros.model.build import build_model
@@ -85,11 +86,12 @@ def prompts_two(scene):
     return [Prompt(1, box=scene.box), Prompt(2, points=scene.point, labels=[1])]
 
 
-def check_scene(scene, ours, memory, stable):
+def check_scene(scene, ours, memory, stable, tol=None):
     """Object 1 over the whole scene against SAMURAI's run of it alone: logits, the kept
     candidate, the filter counter, the memories attended; and, on our side, the stable phase
     and frames that failed the memory test. Object 2 (tracked with it, if it was) against
-    SAMURAI's run of object 2 alone over its frames. Returns the worst relative logit error."""
+    SAMURAI's run of object 2 alone over its frames; the logits as ``close`` says. Returns the
+    worst relative logit error."""
     run_ = scene.run
     heads = {h["frame"]: h for h in run_["heads"] if h["multimask"]}
     hw = ours[0][1][0].shape
@@ -111,39 +113,43 @@ def check_scene(scene, ours, memory, stable):
     failed = [t for t in range(2, len(ours) - 1) if t not in memory[t + 1][1]]
     assert len(failed) >= 5 and any(t >= 16 for t in failed), failed
     assert any(memory[t][1] and memory[t][1][0] < t + 1 - R for t in range(len(ours))), "no memory older than R frames"
-    return check_objects(scene, ours)
+    return check_objects(scene, ours, tol)
 
 
-# How our logits must agree with SAMURAI's, on every path: within the static step's bounds
-# (``helpers.parity.assert_static_close``: float rounding carried through bfloat16 memories
-# and thresholded masks). Even the exact path is not bit-identical on every CPU: our Hiera
-# projects and attends only the real tokens of a padded window (``model.hiera``), and on an
-# Intel Xeon those smaller matrix products round the last bit differently (up to 1.2e-6 in a
-# stride-16 block; bit-identical on an AMD EPYC). SAMURAI's scene, whose IoU head is stretched,
-# carries that to 1.2e-3 (relative) by frame 13. A wrong candidate, memory or filter state
-# moves whole masks, and those are checked exactly (``check_scene``).
-def close(ours, theirs_):
+# How our logits must agree with SAMURAI's. Objects tracked one at a time (the exact path's
+# loop, SAMURAI's order): to 1e-4 (relative; the same bits on the CPUs measured). Objects in
+# one batch (the exact path's batch, every static step): within the static step's bounds
+# (``helpers.parity.assert_static_close``), because on some CPUs (an Intel Xeon, not an AMD
+# EPYC) a matrix product rounds the rows of a batch of two differently from a batch of one
+# (2e-6 in the decoder's first projection), and the bfloat16 memories and SAMURAI's choices
+# among candidates carry that on (to 4e-3 over the scene). A wrong candidate, memory or filter
+# state moves whole masks, and those are checked exactly on every path (``check_scene``).
+def close(ours, theirs_, tol=None):
+    if tol is not None:
+        return assert_close(ours, theirs_, max_err=tol)["max_err"]
     return assert_static_close(ours, theirs_)["max_err"]
 
 
-def check_objects(scene, ours):
+def check_objects(scene, ours, tol=None):
     """Each object tracked equals SAMURAI's run of that object alone (object 2: over the
-    frames SAMURAI ran it), within the bounds above."""
-    worst = close(only(ours, 1), theirs(scene.run, 1, len(ours)))
+    frames SAMURAI ran it), as ``close`` says."""
+    worst = close(only(ours, 1), theirs(scene.run, 1, len(ours)), tol)
     if 2 in ours[0]:
         n = min(len(ours), S.SECOND_FRAMES)
-        worst = max(worst, close(only(ours[:n], 2), theirs(scene.second, 2, n)))
+        worst = max(worst, close(only(ours[:n], 2), theirs(scene.second, 2, n), tol))
     return worst
 
 
 # ------------------------------------------------------------------------------ the paths
-def test_exact_path_is_samurais_predictor(model, samurai_scene):
-    """Two objects tracked together over the scene, each against SAMURAI alone."""
+@pytest.mark.parametrize("batch", [False, True], ids=["loop", "batch"])
+def test_exact_path_is_samurais_predictor(model, samurai_scene, batch):
+    """Two objects tracked together over the scene, one at a time or as one batch, each
+    against SAMURAI alone."""
     scene = samurai_scene
-    tracker = Tracker(model, memory_selection="samurai")
+    tracker = Tracker(model, memory_selection="samurai", batch_objects=batch)
     ours, memory, stable = run(tracker, scene.frames, prompts_two(scene))
-    worst = check_scene(scene, ours, memory, stable)
-    print(f"exact path vs SAMURAI: {worst:.1e} (max relative logit error)")
+    worst = check_scene(scene, ours, memory, stable, tol=None if batch else 1e-4)
+    print(f"exact path ({'batch' if batch else 'loop'}) vs SAMURAI: {worst:.1e} (max relative logit error)")
 
 
 def test_cameras_in_one_static_step_are_samurais_predictor(model, samurai_scene):

@@ -38,45 +38,14 @@ def window_partition(x: Tensor, ws: int, fill: Optional[Tensor] = None) -> Tuple
     return x.reshape(-1, ws, ws, c), (hp, wp)
 
 
-def _runs(n_win: int, per_win: int, real: int) -> List[Tuple[int, int, int]]:
-    """Windows along one axis grouped by how many of their ``per_win`` queries are real:
-    [(first window, number of windows, real queries per window)]."""
-    full = min(n_win, real // per_win)
-    runs = [(0, full, per_win)] if full else []
-    if full < n_win:
-        runs.append((full, n_win - full, real - full * per_win))
-    return runs
-
-
-def window_attention(q: Tensor, k: Tensor, v: Tensor, grid: Tuple[int, int], size: Tuple[int, int]) -> Tensor:
-    """Attention inside windows, for the real (unpadded) queries only.
-
-    q: (B*nWin, qh, qw, heads, d) per-window query maps; k, v: (B*nWin, L, heads, d) with the
-    windows in row-major ``grid`` order; size: the real query map (H, W). Returns (B, H, W,
-    heads*d). Padded keys still take part (SAM 2 attends to them), but the outputs of padded
-    queries are discarded anyway, so they are not computed: windows are grouped by how much of
-    them is real and each group attends on its own. Every query row gives the same bits as in
-    one big batch.
-    """
-    gh, gw = grid
-    n, qh, qw, heads, d = q.shape
-    b = n // (gh * gw)
-    q = q.view(b, gh, gw, qh, qw, heads, d)
-    k = k.view(b, gh, gw, -1, heads, d)
-    v = v.view(b, gh, gw, -1, heads, d)
-    out = q.new_empty(b, *size, heads * d)  # (B, H, W, heads*d)
-    for r0, nr, rr in _runs(gh, qh, size[0]):
-        for c0, nc, cc in _runs(gw, qw, size[1]):
-            # The CPU attention kernel runs queries in blocks of 32 and rounds a trailing block
-            # of 1-3 rows differently: such groups keep their padded queries (as in one batch).
-            rq, cq = (qh, qw) if (rr * cc) % 32 in (1, 2, 3) else (rr, cc)
-            qg = q[:, r0 : r0 + nr, c0 : c0 + nc, :rq, :cq].reshape(b * nr * nc, rq * cq, heads, d)
-            kg = k[:, r0 : r0 + nr, c0 : c0 + nc].reshape(b * nr * nc, -1, heads, d)
-            vg = v[:, r0 : r0 + nr, c0 : c0 + nc].reshape(b * nr * nc, -1, heads, d)
-            o = F.scaled_dot_product_attention(qg.transpose(1, 2), kg.transpose(1, 2), vg.transpose(1, 2))
-            o = o.transpose(1, 2).reshape(b, nr, nc, rq, cq, heads * d)[:, :, :, :rr, :cc].permute(0, 1, 3, 2, 4, 5)
-            out[:, r0 * qh : r0 * qh + nr * rr, c0 * qw : c0 * qw + nc * cc] = o.reshape(b, nr * rr, nc * cc, -1)
-    return out
+def window_unpartition(x: Tensor, padded: Tuple[int, int], size: Tuple[int, int]) -> Tensor:
+    """(B * nWin, ws, ws, C) windows of a ``padded`` (Hp, Wp) map -> (B, H, W, C), the padding
+    cropped to ``size``. Contiguous, because a linear layer reads a strided view with another
+    kernel, which rounds differently from SAM 2's."""
+    _, ws, _, c = x.shape
+    hp, wp = padded
+    x = x.view(-1, hp // ws, wp // ws, ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, hp, wp, c)
+    return x[:, : size[0], : size[1]].contiguous()
 
 
 class MultiScaleAttention(nn.Module):
@@ -94,27 +63,27 @@ class MultiScaleAttention(nn.Module):
         h, w = x.shape[1:3]
         # Only real tokens are projected. SAM 2 zero-pads the normed input up to whole windows
         # and projects the padding too, whose q, k and v are then exactly the bias: so the
-        # windows are padded with the bias after the projection instead, and the padded
-        # queries are skipped (window_attention). At 256 px this removes 2/3 of the work of
-        # the windowed stride-16 and stride-32 blocks. The values are SAM 2's to float
-        # rounding: bit for bit on an AMD EPYC, while on an Intel Xeon the smaller matrix
-        # products round a last bit differently (up to 1.2e-6 in a stride-16 block).
+        # windows are padded with the bias after the projection instead (at 256 px this skips
+        # 2/3 of the qkv projection of the windowed stride-16 blocks; a linear layer's rows do
+        # not depend on how many there are). Attention, though, runs on whole windows as in
+        # SAM 2: the CPU kernel's result for a query depends on how many queries share its
+        # call (differently on AVX2 and AVX-512), so only SAM 2's shapes give SAM 2's bits.
         qkv = self.qkv(x)  # (B, H, W, 3 * C_out)
         if ws > 0:
             qkv, (hp, wp) = window_partition(qkv, ws, fill=self.qkv.bias)  # (B*nWin, ws, ws, 3*C_out)
         n, qh, qw = qkv.shape[:3]
         q, k, v = qkv.view(n, qh * qw, 3, self.num_heads, -1).unbind(2)  # (n, L, heads, d) each
-        q = q.reshape(n, qh, qw, -1)
         if self.q_stride:
-            q = _pool(q, self.q_stride)  # (n, qh/2, qw/2, heads*d)
-            qh, qw, h, w = qh // self.q_stride[0], qw // self.q_stride[1], h // self.q_stride[0], w // self.q_stride[1]
+            sh, sw = self.q_stride
+            q = _pool(q.reshape(n, qh, qw, -1), self.q_stride)  # (n, qh/2, qw/2, heads*d)
+            qh, qw, h, w = qh // sh, qw // sw, h // sh, w // sw
+            if ws > 0:
+                hp, wp = hp // sh, wp // sw
+        q = q.reshape(n, qh * qw, self.num_heads, -1)  # (n, L_q, heads, d)
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        out = out.transpose(1, 2).reshape(n, qh, qw, -1)  # (n, qh, qw, C_out)
         if ws > 0:
-            q = q.view(n, qh, qw, self.num_heads, -1)
-            out = window_attention(q, k, v, (hp // ws, wp // ws), (h, w))  # (B, H', W', C_out)
-        else:
-            q = q.view(n, qh * qw, self.num_heads, -1)
-            out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-            out = out.transpose(1, 2).reshape(n, h, w, -1)  # (B, H', W', C_out)
+            out = window_unpartition(out, (hp, wp), (h, w))  # (B, H', W', C_out)
         return self.proj(out)
 
 

@@ -73,8 +73,10 @@ class Tracker:
             TensorRT, built into an engine by ``export/build_engine.py``); implies ``static``.
         batch_objects: run the objects of a frame as one batch. ``None``: on CUDA, and on a
             CPU up to 256 px, where it was measured faster (benchmarks/RESULTS.md); at larger
-            sizes a CPU batch outgrows the caches and a loop is faster. Results are
-            bit-identical either way.
+            sizes a CPU batch outgrows the caches and a loop is faster. The loop is the
+            official predictors' order, bit for bit; a batch is within float rounding of it
+            (the same bits on some CPUs: an AMD EPYC; not on an Intel Xeon, whose matrix
+            kernels round a batch's rows differently from a single row).
         encoder: another image-encoder backend: a callable taking normalized images
             (B, 3, S, S) on the model's device and returning their
             :class:`~sam2_ros.model.sam2.ImageFeatures` (e.g. ONNX Runtime or TensorRT, see
