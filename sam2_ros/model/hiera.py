@@ -38,13 +38,12 @@ def window_partition(x: Tensor, ws: int, fill: Optional[Tensor] = None) -> Tuple
     return x.reshape(-1, ws, ws, c), (hp, wp)
 
 
-def window_unpartition(x: Tensor, padded: Tuple[int, int], size: Tuple[int, int]) -> Tensor:
-    """(B * nWin, ws, ws, C) windows of a ``padded`` (Hp, Wp) map -> (B, H, W, C), the padding
-    cropped to ``size``. Contiguous, because a linear layer reads a strided view with another
-    kernel, which rounds differently from SAM 2's."""
-    _, ws, _, c = x.shape
-    hp, wp = padded
-    x = x.view(-1, hp // ws, wp // ws, ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, hp, wp, c)
+def window_unpartition(x: Tensor, grid: Tuple[int, int], size: Tuple[int, int]) -> Tensor:
+    """(B * nWin, ws, ws, C) windows in a row-major ``grid`` (rows, columns) -> (B, H, W, C),
+    the padding cropped to ``size``. Contiguous, because a linear layer reads a strided view
+    with another kernel, which rounds differently from SAM 2's."""
+    (gh, gw), (_, ws, _, c) = grid, x.shape
+    x = x.view(-1, gh, gw, ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, gh * ws, gw * ws, c)
     return x[:, : size[0], : size[1]].contiguous()
 
 
@@ -77,13 +76,12 @@ class MultiScaleAttention(nn.Module):
             sh, sw = self.q_stride
             q = _pool(q.reshape(n, qh, qw, -1), self.q_stride)  # (n, qh/2, qw/2, heads*d)
             qh, qw, h, w = qh // sh, qw // sw, h // sh, w // sw
-            if ws > 0:
-                hp, wp = hp // sh, wp // sw
         q = q.reshape(n, qh * qw, self.num_heads, -1)  # (n, L_q, heads, d)
         out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         out = out.transpose(1, 2).reshape(n, qh, qw, -1)  # (n, qh, qw, C_out)
         if ws > 0:
-            out = window_unpartition(out, (hp, wp), (h, w))  # (B, H', W', C_out)
+            # Pooling shrinks each window, not the grid of windows.
+            out = window_unpartition(out, (hp // ws, wp // ws), (h, w))  # (B, H', W', C_out)
         return self.proj(out)
 
 
